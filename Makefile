@@ -1,0 +1,28 @@
+# Two entry points, each sets up .venv on first use:
+#   make demo   train the three SAEs on data/per-protein.h5 and write results/compare_activations/
+#   make test   run the test suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch; a bare "torch" requirement would pull the multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: demo test venv clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) examples/compare_activations.py
+
+test: venv
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) results build *.egg-info

@@ -1,0 +1,140 @@
+"""Sparsifying activations of the autoencoder: ReLU, Top-K and Gumbel-Top-K.
+
+Every activation maps pre-activations ``z_pre`` of shape ``(batch, n_latents)``
+to codes of the same shape. The top-k activations also expose
+:meth:`TopK.select`, which returns only the ``k`` kept values and their
+indices, so that callers can build sparse outputs without materialising the
+dense codes.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+__all__ = ["ReLU", "TopK", "GumbelTopK", "TopKSelection", "make_activation"]
+
+
+class TopKSelection(NamedTuple):
+    """The kept entries of a top-k activation, row by row."""
+
+    values: torch.Tensor
+    """``(batch, k)`` non-negative kept values (after ReLU)."""
+    indices: torch.Tensor
+    """``(batch, k)`` latent index of each kept value."""
+
+
+def _scatter_codes(selection: TopKSelection, n_latents: int) -> torch.Tensor:
+    codes = selection.values.new_zeros(selection.values.shape[0], n_latents)
+    return codes.scatter(1, selection.indices, selection.values)
+
+
+class ReLU(nn.Module):
+    """Dense ReLU codes; sparsity comes from the L1 penalty in the loss."""
+
+    def forward(self, z_pre: torch.Tensor) -> torch.Tensor:
+        return torch.relu(z_pre)
+
+
+class TopK(nn.Module):
+    """Keep the ``k`` largest pre-activations of each row, zero the rest.
+
+    The kept values pass through a ReLU, so a row has at most ``k``
+    non-zeros. Gradients reach the kept entries only.
+
+    Parameters
+    ----------
+    k : int
+        Number of latents kept per row.
+    """
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = k
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}"
+
+    def select(self, z_pre: torch.Tensor) -> TopKSelection:
+        """Return the kept values and their latent indices, ``(batch, k)`` each."""
+        values, indices = z_pre.topk(self.k, dim=-1, sorted=False)
+        return TopKSelection(torch.relu(values), indices)
+
+    def forward(self, z_pre: torch.Tensor) -> torch.Tensor:
+        return _scatter_codes(self.select(z_pre), z_pre.shape[-1])
+
+
+class GumbelTopK(TopK):
+    """Top-K with Gumbel noise and a temperature that anneals to hard Top-K.
+
+    In training mode each forward call draws standard Gumbel noise ``g`` and
+    keeps the ``k`` largest entries of ``z_pre / tau + g``. The forward pass
+    uses that hard mask; the backward pass uses a soft one (straight-through
+    estimator): for each latent, the two-class Gumbel-softmax, i.e.
+    ``sigmoid(score - threshold)``, of its perturbed score against the
+    midpoint between the k-th and (k+1)-th largest scores. Latents just
+    outside the selection therefore still receive gradient while ``tau`` is
+    large, which keeps them from dying early in training.
+
+    ``tau`` falls linearly from ``tau_start`` to ``tau_end`` over
+    ``anneal_steps`` training forward calls and then stays at ``tau_end``,
+    where ``z_pre / tau`` swamps the noise and the selection is the hard
+    Top-K. In eval mode there is no noise: the activation is exactly
+    :class:`TopK`.
+
+    Parameters
+    ----------
+    k : int
+        Number of latents kept per row.
+    tau_start, tau_end : float
+        Temperature at the first training forward call and after annealing.
+    anneal_steps : int
+        Number of training forward calls over which ``tau`` is annealed.
+    """
+
+    def __init__(self, k: int, tau_start: float = 1.0, tau_end: float = 1e-8, anneal_steps: int = 10_000):
+        super().__init__(k)
+        self.tau_start = tau_start
+        self.tau_end = tau_end
+        self.anneal_steps = anneal_steps
+        # A buffer, so the annealing position survives state_dict, pickling and device moves.
+        self.register_buffer("n_steps", torch.zeros((), dtype=torch.long))
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}, tau_start={self.tau_start}, tau_end={self.tau_end}, anneal_steps={self.anneal_steps}"
+
+    @property
+    def tau(self) -> float:
+        """Temperature used by the next training forward call."""
+        progress = min(int(self.n_steps), self.anneal_steps) / max(self.anneal_steps, 1)
+        return self.tau_start * (1.0 - progress) + self.tau_end * progress  # exactly tau_end at the end
+
+    def forward(self, z_pre: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(z_pre)
+        tau = self.tau
+        self.n_steps += 1
+        n_latents = z_pre.shape[-1]
+        if self.k >= n_latents:  # every latent is kept: nothing to select
+            return torch.relu(z_pre)
+        uniform = torch.rand_like(z_pre).clamp_(torch.finfo(z_pre.dtype).tiny, 1.0)
+        scores = z_pre / tau - torch.log(-torch.log(uniform))
+        top_scores, top_indices = scores.topk(self.k + 1, dim=-1)
+        hard = torch.zeros_like(z_pre).scatter_(1, top_indices[:, : self.k], 1.0)
+        threshold = 0.5 * (top_scores[:, self.k - 1 : self.k] + top_scores[:, self.k :])
+        soft = torch.sigmoid(scores - threshold)
+        mask = hard + (soft - soft.detach())
+        return torch.relu(z_pre) * mask
+
+
+def make_activation(name: str, *, k: int, tau_start: float, tau_end: float, anneal_steps: int) -> nn.Module:
+    """Build the activation module called ``name`` (``relu``, ``topk``, ``gumbel_topk``)."""
+    if name == "relu":
+        return ReLU()
+    if name == "topk":
+        return TopK(k)
+    if name == "gumbel_topk":
+        return GumbelTopK(k, tau_start=tau_start, tau_end=tau_end, anneal_steps=anneal_steps)
+    raise ValueError(f"Unknown activation {name!r}; expected 'relu', 'topk' or 'gumbel_topk'.")

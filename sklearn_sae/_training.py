@@ -1,0 +1,319 @@
+"""Training through skorch: the net, its loss, its batches and its LR schedule.
+
+Nothing here knows about scikit-learn; :mod:`sklearn_sae._transformer`
+builds an :class:`SAENet` in ``fit`` and drives it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import Callback, EarlyStopping, GradientNormClipping, LRScheduler, ProgressBar
+from skorch.dataset import ValidSplit
+from skorch.utils import noop
+from torch import nn
+from torch.utils.data import Subset
+
+from ._model import NORM_EPS, SAEOutput, l1_penalty, nmse_loss
+
+__all__ = ["SAENet", "SAELoss", "LossTerms", "WarmupCosine", "TensorBatches", "EpochMetrics", "build_net"]
+
+EPOCH_METRICS = ("nmse", "fvu", "l0", "dead_fraction")
+"""Recorded in the history for every split each epoch, beside skorch's own ``*_loss``."""
+
+
+class LossTerms(NamedTuple):
+    """The loss as optimised and the terms it is made of."""
+
+    total: torch.Tensor
+    nmse: torch.Tensor
+    l1: torch.Tensor
+
+
+class SAELoss(nn.Module):
+    """``NMSE + l1_coef * L1``, both normalised by the input's norm (see :mod:`._model`)."""
+
+    def __init__(self, l1_coef: float = 0.0):
+        super().__init__()
+        self.l1_coef = l1_coef
+
+    def forward(self, output: SAEOutput, x: torch.Tensor) -> LossTerms:
+        nmse = nmse_loss(output.x_hat, x)
+        l1 = l1_penalty(output.codes, x)
+        return LossTerms(nmse + self.l1_coef * l1, nmse, l1)
+
+
+class WarmupCosine:
+    """LR multiplier: linear warmup from 0 to 1, then cosine decay to 0.
+
+    A class rather than a closure so that a fitted net can be pickled.
+
+    Parameters
+    ----------
+    warmup_steps : int
+        Number of optimiser steps of linear warmup.
+    total_steps : int
+        Number of optimiser steps in the whole run.
+    """
+
+    def __init__(self, warmup_steps: int, total_steps: int):
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        decay_steps = max(self.total_steps - self.warmup_steps, 1)
+        progress = min((step - self.warmup_steps) / decay_steps, 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class TensorBatches:
+    """Mini-batches sliced from one tensor: no per-sample Python, no collation.
+
+    skorch hands the iterator its ``Dataset`` (or a ``Subset`` of it after the
+    validation split); both wrap the full input tensor, so each batch is one
+    indexing operation and one (non-blocking) copy to the device.
+
+    Parameters
+    ----------
+    dataset : skorch.dataset.Dataset or torch.utils.data.Subset
+        Holds the input tensor as ``X``.
+    batch_size : int
+        Rows per batch; the last batch may be smaller.
+    shuffle : bool, default=False
+        Draw a new order each epoch from torch's global RNG.
+    device : str or torch.device, default="cpu"
+        Where batches are delivered.
+    """
+
+    def __init__(self, dataset, batch_size: int, shuffle: bool = False, device="cpu"):
+        if isinstance(dataset, Subset):
+            self.X = dataset.dataset.X
+            self.indices = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
+        else:
+            self.X = dataset.X
+            self.indices = None
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.device = torch.device(device)
+
+    def __len__(self) -> int:
+        n_rows = len(self.X) if self.indices is None else len(self.indices)
+        return math.ceil(n_rows / self.batch_size)
+
+    def _order(self):
+        n_rows = len(self.X) if self.indices is None else len(self.indices)
+        if self.shuffle:
+            permutation = torch.randperm(n_rows)
+            return permutation if self.indices is None else self.indices[permutation]
+        return self.indices  # None: contiguous slices
+
+    def __iter__(self):
+        order = self._order()
+        n_rows = len(self.X) if order is None else len(order)
+        non_blocking = self.device.type == "cuda"
+        for start in range(0, n_rows, self.batch_size):
+            stop = start + self.batch_size
+            batch = self.X[start:stop] if order is None else self.X[order[start:stop]]
+            yield batch.to(self.device, non_blocking=non_blocking), None
+
+
+class SAENet(NeuralNet):
+    """skorch net for the sparse autoencoder: the input is its own target.
+
+    Differences from :class:`skorch.NeuralNet`: the loss is computed against
+    ``X`` (``y`` is ignored); each batch records its NMSE and L1 in the
+    history so that per-epoch metrics cost no second pass; with ``amp=True``
+    the forward pass runs under bfloat16 autocast while weights, outputs and
+    the loss stay float32.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As for :class:`skorch.NeuralNet`.
+    amp : bool, default=False
+        Run the forward pass under ``torch.autocast(dtype=torch.bfloat16)``.
+    """
+
+    def __init__(self, *args, amp: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.amp = amp
+
+    def infer(self, x, **fit_params):
+        device_type = torch.device(self.device).type
+        with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=self.amp):
+            output = super().infer(x, **fit_params)
+        return SAEOutput(*(tensor.float() for tensor in output))
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        return self.criterion_(y_pred, X.to(self.device)).total
+
+
+class _SplitTotals:
+    """Running sums over one split for one epoch, kept on the device until the epoch ends.
+
+    Everything :data:`EPOCH_METRICS` needs comes from the batches the epoch
+    computes anyway, so the metrics cost no second pass over the data.
+    """
+
+    def __init__(self):
+        self.n_rows = 0
+        self.sums = None
+
+    def update(self, x: torch.Tensor, output: SAEOutput, loss: torch.Tensor) -> None:
+        x = x.to(output.x_hat.device, torch.float64)
+        error = (output.x_hat.detach().double() - x).square().sum(dim=-1)
+        active = output.codes.detach() != 0
+        batch = {
+            "loss": loss.detach().double() * len(x),
+            "nmse": (error / x.square().sum(dim=-1).clamp_min(NORM_EPS**2)).sum(),
+            "residual": error.sum(),
+            "x_sum": x.sum(dim=0),
+            "x_square_sum": x.square().sum(),
+            "nonzeros": active.sum(),
+            "fired": active.any(dim=0),
+        }
+        if self.sums is None:
+            self.sums = batch
+        else:
+            for key, value in batch.items():
+                self.sums[key] = self.sums[key] | value if key == "fired" else self.sums[key] + value
+        self.n_rows += len(x)
+
+    def result(self) -> dict:
+        sums = {key: value.cpu() for key, value in self.sums.items()}
+        n = self.n_rows
+        total_variance = float(sums["x_square_sum"] - sums["x_sum"].square().sum() / n)
+        residual = float(sums["residual"])
+        return {
+            "loss": float(sums["loss"]) / n,
+            "nmse": float(sums["nmse"]) / n,
+            "fvu": residual / total_variance if total_variance > 0 else (0.0 if residual == 0 else float("inf")),
+            "l0": float(sums["nonzeros"]) / n,
+            "dead_fraction": 1.0 - float(sums["fired"].double().mean()),
+        }
+
+
+class EpochMetrics(Callback):
+    """Record NMSE, FVU, L0 and the dead-latent fraction of every split, every epoch.
+
+    ``train_*`` and ``valid_*`` are accumulated from the batches of the epoch
+    (train mode for training, as optimised). Each named extra set of
+    ``eval_sets`` is encoded at the end of the epoch in eval mode and gets
+    ``{name}_loss`` too. A latent counts as dead for a split when it was
+    zero on every row of that split during the epoch.
+
+    Parameters
+    ----------
+    eval_sets : dict of str to torch.Tensor, default=None
+        Extra data sets scored at the end of every epoch.
+    batch_size : int, default=1024
+        Rows per batch when scoring ``eval_sets``.
+    """
+
+    def __init__(self, eval_sets=None, batch_size=1024):
+        self.eval_sets = eval_sets
+        self.batch_size = batch_size
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.totals_ = {"train": _SplitTotals(), "valid": _SplitTotals()}
+
+    def on_batch_end(self, net, batch=None, training=False, loss=None, y_pred=None, **kwargs):
+        self.totals_["train" if training else "valid"].update(batch[0], y_pred, loss)
+
+    @torch.no_grad()
+    def _score(self, net, X):
+        totals = _SplitTotals()
+        net.module_.eval()
+        for start in range(0, len(X), self.batch_size):
+            x = X[start : start + self.batch_size].to(net.device)
+            output = net.infer(x)
+            totals.update(x, output, net.get_loss(output, None, X=x))
+        return totals.result()
+
+    def on_epoch_end(self, net, **kwargs):
+        for prefix, totals in self.totals_.items():
+            if totals.n_rows:
+                results = totals.result()
+                for metric in EPOCH_METRICS:
+                    net.history.record(f"{prefix}_{metric}", results[metric])
+        for name, X in (self.eval_sets or {}).items():
+            results = self._score(net, X)
+            for metric in ("loss",) + EPOCH_METRICS:
+                net.history.record(f"{name}_{metric}", results[metric])
+
+
+def _all_metric_keys(eval_sets):
+    prefixes = ["train", "valid", *(eval_sets or {})]
+    return [f"{prefix}_{metric}" for prefix in prefixes for metric in EPOCH_METRICS]
+
+
+def build_net(
+    module_kwargs: dict,
+    *,
+    l1_coef: float,
+    lr: float,
+    batch_size: int,
+    max_epochs: int,
+    warmup_steps: int,
+    total_steps: int,
+    grad_clip: float | None,
+    validation_fraction: float,
+    n_iter_no_change: int | None,
+    amp: bool,
+    device: str,
+    random_state: int,
+    verbose: int,
+    eval_sets: dict | None = None,
+) -> SAENet:
+    """Assemble the :class:`SAENet` and its callbacks from the estimator's settings."""
+    from ._model import SparseAutoencoder
+
+    has_validation = validation_fraction > 0
+    callbacks = [
+        ("epoch_metrics", EpochMetrics(eval_sets, batch_size=max(batch_size, 1024))),
+        ("lr_schedule", LRScheduler(
+            policy=torch.optim.lr_scheduler.LambdaLR,
+            lr_lambda=WarmupCosine(warmup_steps, total_steps),
+            step_every="batch",
+        )),
+    ]
+    if grad_clip is not None:
+        callbacks.append(("grad_clip", GradientNormClipping(gradient_clip_value=grad_clip)))
+    if n_iter_no_change is not None:
+        callbacks.append(("early_stopping", EarlyStopping(
+            monitor="valid_loss" if has_validation else "train_loss",
+            patience=n_iter_no_change,
+            load_best=True,  # stopping late must not cost the best weights
+            sink=print if verbose else noop,
+        )))
+    if verbose > 0:
+        callbacks.append(("progress_bar", ProgressBar()))
+
+    return SAENet(
+        SparseAutoencoder,
+        criterion=SAELoss,
+        criterion__l1_coef=l1_coef,
+        optimizer=torch.optim.Adam,
+        lr=lr,
+        batch_size=batch_size,
+        max_epochs=max_epochs,
+        iterator_train=TensorBatches,
+        iterator_train__shuffle=True,
+        iterator_train__device=device,
+        iterator_valid=TensorBatches,
+        iterator_valid__device=device,
+        train_split=ValidSplit(validation_fraction, stratified=False, random_state=random_state) if has_validation else None,
+        callbacks=callbacks,
+        amp=amp,
+        device=device,
+        verbose=verbose,
+        # FVU stays in the history but out of the printed table, which is wide enough.
+        callbacks__print_log__keys_ignored=[key for key in _all_metric_keys(eval_sets) if key.endswith("_fvu")],
+        **{f"module__{key}": value for key, value in module_kwargs.items()},
+    )

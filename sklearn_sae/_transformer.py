@@ -1,0 +1,500 @@
+"""SparseAutoencoderTransformer: the scikit-learn face of the package."""
+
+from __future__ import annotations
+
+import math
+import re
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import metrics
+from ._activations import TopK, make_activation
+from ._training import build_net
+
+__all__ = ["SparseAutoencoderTransformer"]
+
+ENCODE_BLOCK_ELEMENTS = 2**24
+"""Upper bound on ``rows * n_latents`` of one dense block at inference (64 MiB of float32)."""
+
+DEFAULT_L1_COEF = {"relu": 1e-3, "topk": 0.0, "gumbel_topk": 0.0}
+"""``l1_coef=None`` means this: ReLU needs the penalty to be sparse, Top-K does not."""
+
+N_LATENTS_PER_FEATURE = 8
+"""``n_latents=None`` means this many latents per input feature."""
+
+
+def resolve_device(device: str) -> str:
+    """Turn the ``device`` parameter into a torch device string, or explain why it cannot be used."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    match = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if match is None:
+        raise ValueError(f"device={device!r} is not understood; use 'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but PyTorch sees no CUDA GPU "
+            "(torch.cuda.is_available() is False). Use device='cpu', or device='auto' to take a GPU only when there is one."
+        )
+    if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} does not exist: PyTorch sees {torch.cuda.device_count()} CUDA device(s).")
+    return device
+
+
+class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Sparse autoencoder (SAE) that turns embeddings into sparse, non-negative codes.
+
+    The model standardises each input row (``normalize=True``), subtracts a
+    learned pre-bias, encodes with a linear map and a sparsifying activation,
+    and decodes with a linear map that is the encoder's transpose by default
+    (``tied=True``)::
+
+        x_norm, mu, sigma = layer_norm_no_affine(x)
+        h     = activation((x_norm - pre_bias) @ W_enc.T + b_lat)
+        x_hat = (h @ W_dec + pre_bias) * sigma + mu
+
+    It is trained through skorch with Adam, linear LR warmup then cosine
+    decay per batch, gradient-norm clipping and optional bfloat16 mixed
+    precision, minimising the normalised MSE ``mean ||x_hat - x||^2 / ||x||^2``
+    plus ``l1_coef`` times the L1 norm of the codes over ``||x||``.
+
+    Parameters
+    ----------
+    n_latents : int, default=None
+        Number of latents (dictionary atoms). ``None`` means
+        ``8 * n_features``.
+    activation : {"topk", "gumbel_topk", "relu"}, default="topk"
+        ``"topk"`` keeps the ``k`` largest pre-activations of each row (after
+        a ReLU), so each row has at most ``k`` non-zeros. ``"gumbel_topk"``
+        does the same at inference, but trains with Gumbel noise and a
+        temperature that anneals linearly to hard Top-K, which keeps more
+        latents alive early on. ``"relu"`` gives dense codes made sparse by
+        the L1 penalty.
+    k : int, default=32
+        Non-zeros per row for the top-k activations; ignored by ``"relu"``.
+        Must not exceed ``n_latents``.
+    l1_coef : float, default=None
+        Weight of the L1 penalty on the codes. ``None`` means 1e-3 for
+        ``"relu"`` and 0 for the top-k activations.
+    normalize : bool, default=True
+        Standardise each row to zero mean and unit variance before encoding
+        and undo it after decoding.
+    tied : bool, default=True
+        Use one weight matrix for the encoder and (transposed) decoder.
+    tau_start : float, default=1.0
+        Gumbel temperature at the first training step (``"gumbel_topk"`` only).
+    tau_end : float, default=1e-8
+        Gumbel temperature after annealing (``"gumbel_topk"`` only).
+    anneal_steps : int, default=10_000
+        Training forward passes (batches) over which the temperature falls
+        linearly from ``tau_start`` to ``tau_end`` (``"gumbel_topk"`` only).
+    lr : float, default=1e-3
+        Peak learning rate of Adam.
+    batch_size : int, default=256
+        Rows per training batch.
+    max_epochs : int, default=20
+        Passes over the training data.
+    warmup_steps : int or float, default=0.05
+        Batches of linear LR warmup; a float in [0, 1) is a fraction of all
+        training batches.
+    grad_clip : float, default=1.0
+        Maximum L2 norm of the gradient over all parameters; ``None`` turns
+        clipping off.
+    validation_fraction : float, default=0.1
+        Fraction of the rows held out (at random) to report validation loss
+        and NMSE each epoch, and for early stopping. 0 trains on every row.
+    n_iter_no_change : int, default=None
+        Stop when the validation loss (the training loss when
+        ``validation_fraction=0``) has not improved for this many epochs,
+        and keep the best weights. ``None`` trains for ``max_epochs``.
+    amp : bool, default=False
+        Run the matrix multiplications in bfloat16 (``torch.autocast``);
+        weights, loss and outputs stay float32.
+    device : str, default="auto"
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"auto"`` for a GPU when
+        PyTorch sees one.
+    sparse_output : bool, default=False
+        Make :meth:`transform` return a ``scipy.sparse.csr_matrix``. For the
+        top-k activations it is built from the selected indices without ever
+        forming the dense codes.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, the validation split, batch order and
+        Gumbel noise. With an int, fits on the CPU are bit-identical. The
+        caller's global torch RNG is left untouched.
+    verbose : int, default=0
+        0 is silent; 1 prints the per-epoch log and a progress bar.
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+        The trained skorch net; ``net_.module_`` is the torch module.
+    n_latents_ : int
+        Number of latents actually used.
+    components_ : ndarray of shape (n_latents_, n_features_in_)
+        Decoder atoms ``W_dec``, in the standardised space when ``normalize=True``.
+    history_ : skorch.callbacks.History
+        Per-epoch log, indexed as ``history_[:, "valid_nmse"]``. For the
+        training rows (``train_``, accumulated over the epoch's batches as
+        optimised) and the validation rows (``valid_``): ``loss``, ``nmse``,
+        ``fvu``, ``l0`` (mean non-zeros per row) and ``dead_fraction``
+        (latents zero on every row of the split that epoch); the same for
+        each of ``fit``'s ``eval_sets``; also ``dur`` (seconds) and, per
+        batch, ``event_lr``.
+    n_iter_ : int
+        Number of epochs run.
+    n_features_in_ : int
+        Number of features seen during :meth:`fit`.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during :meth:`fit`, when ``X`` has string column names.
+
+    See Also
+    --------
+    sklearn.decomposition.MiniBatchDictionaryLearning : sparse coding by optimisation rather than an encoder.
+    sklearn.decomposition.PCA : dense linear codes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_sae import SparseAutoencoderTransformer
+    >>> X = np.random.default_rng(0).normal(size=(200, 16)).astype(np.float32)
+    >>> sae = SparseAutoencoderTransformer(n_latents=64, k=4, max_epochs=2, random_state=0, device="cpu")
+    >>> codes = sae.fit_transform(X)
+    >>> codes.shape
+    (200, 64)
+    >>> int((codes != 0).sum(axis=1).max()) <= 4
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "n_latents": [Interval(Integral, 1, None, closed="left"), None],
+        "activation": [StrOptions({"relu", "topk", "gumbel_topk"})],
+        "k": [Interval(Integral, 1, None, closed="left")],
+        "l1_coef": [Interval(Real, 0, None, closed="left"), None],
+        "normalize": ["boolean"],
+        "tied": ["boolean"],
+        "tau_start": [Interval(Real, 0, None, closed="neither")],
+        "tau_end": [Interval(Real, 0, None, closed="neither")],
+        "anneal_steps": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "warmup_steps": [Interval(Integral, 0, None, closed="left"), Interval(RealNotInt, 0, 1, closed="left")],
+        "grad_clip": [Interval(Real, 0, None, closed="neither"), None],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
+        "amp": ["boolean"],
+        "device": [str],
+        "sparse_output": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_latents=None,
+        *,
+        activation="topk",
+        k=32,
+        l1_coef=None,
+        normalize=True,
+        tied=True,
+        tau_start=1.0,
+        tau_end=1e-8,
+        anneal_steps=10_000,
+        lr=1e-3,
+        batch_size=256,
+        max_epochs=20,
+        warmup_steps=0.05,
+        grad_clip=1.0,
+        validation_fraction=0.1,
+        n_iter_no_change=None,
+        amp=False,
+        device="auto",
+        sparse_output=False,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_latents = n_latents
+        self.activation = activation
+        self.k = k
+        self.l1_coef = l1_coef
+        self.normalize = normalize
+        self.tied = tied
+        self.tau_start = tau_start
+        self.tau_end = tau_end
+        self.anneal_steps = anneal_steps
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.warmup_steps = warmup_steps
+        self.grad_clip = grad_clip
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.amp = amp
+        self.device = device
+        self.sparse_output = sparse_output
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, *, eval_sets=None):
+        """Train the autoencoder on ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training rows, at least 2; converted to float32.
+        y : None
+            Ignored; present for API consistency.
+        eval_sets : dict of str to array-like, default=None
+            Extra data sets, such as a held-out test split, scored in eval
+            mode at the end of every epoch. Each name ``N`` adds ``N_loss``,
+            ``N_nmse``, ``N_fvu``, ``N_l0`` and ``N_dead_fraction`` to
+            :attr:`history_`. The names ``"train"`` and ``"valid"`` are taken.
+
+        Returns
+        -------
+        self : SparseAutoencoderTransformer
+            The fitted estimator.
+        """
+        X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
+        n_samples, n_features = X.shape
+        n_latents = self.n_latents if self.n_latents is not None else N_LATENTS_PER_FEATURE * n_features
+        if self.activation != "relu" and self.k > n_latents:
+            raise ValueError(
+                f"k={self.k} is larger than n_latents={n_latents}: a row cannot have more non-zeros than there are latents. "
+                "Lower k or raise n_latents."
+            )
+        device = resolve_device(self.device)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+        n_valid = math.ceil(self.validation_fraction * n_samples)
+        if n_samples - n_valid < 1:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} leaves no training rows out of {n_samples}; lower it."
+            )
+        total_steps = math.ceil((n_samples - n_valid) / self.batch_size) * self.max_epochs
+        warmup = self.warmup_steps if isinstance(self.warmup_steps, Integral) else round(self.warmup_steps * total_steps)
+
+        eval_tensors = self._validate_eval_sets(eval_sets)
+        l1_coef = DEFAULT_L1_COEF[self.activation] if self.l1_coef is None else self.l1_coef
+        activation = make_activation(
+            self.activation, k=self.k, tau_start=self.tau_start, tau_end=self.tau_end, anneal_steps=self.anneal_steps
+        )
+        net = build_net(
+            dict(n_features=n_features, n_latents=n_latents, activation=activation, normalize=self.normalize, tied=self.tied),
+            l1_coef=l1_coef,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            max_epochs=self.max_epochs,
+            warmup_steps=warmup,
+            total_steps=total_steps,
+            grad_clip=self.grad_clip,
+            validation_fraction=self.validation_fraction,
+            n_iter_no_change=self.n_iter_no_change,
+            amp=self.amp,
+            device=device,
+            random_state=seed,
+            verbose=self.verbose,
+            eval_sets=eval_tensors,
+        )
+        X_tensor = torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True))
+        if device.startswith("cuda"):
+            X_tensor = X_tensor.pin_memory()  # lets batches copy to the GPU asynchronously
+
+        cuda_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+        with torch.random.fork_rng(devices=cuda_devices):
+            torch.manual_seed(seed)
+            net.fit(X_tensor)
+
+        self.net_ = net
+        self.n_latents_ = n_latents
+        self.history_ = net.history
+        self.n_iter_ = len(net.history)
+        self.components_ = net.module_.decoder_weight.detach().cpu().numpy().copy()
+        return self
+
+    def _validate_eval_sets(self, eval_sets):
+        if eval_sets is None:
+            return None
+        if not isinstance(eval_sets, dict):
+            raise TypeError(f"eval_sets must be a dict of name to array, got {type(eval_sets).__name__}.")
+        tensors = {}
+        for name, X_eval in eval_sets.items():
+            if not isinstance(name, str) or not name.isidentifier() or name in ("train", "valid"):
+                raise ValueError(
+                    f"eval_sets name {name!r} is not allowed: use an identifier other than 'train' and 'valid'."
+                )
+            X_eval = validate_data(self, X_eval, dtype=np.float32, reset=False)
+            tensors[name] = torch.from_numpy(np.array(X_eval, dtype=np.float32, order="C", copy=True))
+        return tensors
+
+    # ------------------------------------------------------------ inference
+
+    def _module(self):
+        module = self.net_.module_
+        module.eval()
+        return module
+
+    def _blocks(self, n_rows):
+        block = max(1, ENCODE_BLOCK_ELEMENTS // max(self.n_latents_, self.n_features_in_))
+        for start in range(0, n_rows, block):
+            yield slice(start, min(start + block, n_rows))
+
+    def _autocast(self, device):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    @torch.no_grad()
+    def _encode(self, X):
+        """Codes of ``X`` (validated float32), dense or CSR, block by block."""
+        module = self._module()
+        device = module.W_enc.device
+        activation = module.activation
+        sparse_topk = self.sparse_output and isinstance(activation, TopK)
+        pieces = []
+        for rows in self._blocks(X.shape[0]):
+            x = torch.from_numpy(X[rows]).to(device)
+            with self._autocast(device):
+                z_pre = module.encode_pre(module.preprocess(x)[0])
+            z_pre = z_pre.float()
+            if sparse_topk:
+                values, indices = activation.select(z_pre)
+                pieces.append(_csr_from_topk(values.cpu().numpy(), indices.cpu().numpy(), self.n_latents_))
+            else:
+                codes = activation(z_pre).cpu().numpy()
+                pieces.append(sp.csr_matrix(codes) if self.sparse_output else codes)
+        if self.sparse_output:
+            return sp.vstack(pieces, format="csr")
+        return np.concatenate(pieces)
+
+    @torch.no_grad()
+    def _decode(self, codes):
+        """Decoder output ``codes @ W_dec + pre_bias`` (standardised space), block by block."""
+        module = self._module()
+        device = module.W_enc.device
+        out = np.empty((codes.shape[0], self.n_features_in_), dtype=np.float32)
+        for rows in self._blocks(codes.shape[0]):
+            block = codes[rows]
+            block = block.toarray() if sp.issparse(block) else block
+            h = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(device)
+            with self._autocast(device):
+                out[rows] = module.decode(h).float().cpu().numpy()
+        return out
+
+    def transform(self, X):
+        """Encode ``X`` into sparse codes.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to encode.
+
+        Returns
+        -------
+        codes : ndarray or scipy.sparse.csr_matrix of shape (n_samples, n_latents_)
+            Non-negative codes; at most ``k`` non-zeros per row for the top-k
+            activations. CSR when ``sparse_output=True``.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        return self._encode(X)
+
+    def inverse_transform(self, X):
+        """Decode codes back to feature space.
+
+        With ``normalize=False`` this is the reconstruction of the input.
+        With ``normalize=True`` each input row was standardised before
+        encoding and its mean and scale are not part of the codes, so the
+        result is in standardised units (each row roughly zero mean, unit
+        variance). Use :meth:`reconstruct` for reconstructions in input units.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_latents_)
+            Codes, dense or sparse (any SciPy format).
+
+        Returns
+        -------
+        X_decoded : ndarray of shape (n_samples, n_features_in_)
+        """
+        check_is_fitted(self)
+        codes = check_array(X, accept_sparse="csr", dtype=np.float32, input_name="codes")
+        if codes.shape[1] != self.n_latents_:
+            raise ValueError(f"codes have {codes.shape[1]} columns but this model has n_latents_={self.n_latents_}.")
+        return self._decode(codes)
+
+    @torch.no_grad()
+    def reconstruct(self, X):
+        """Encode and decode ``X``, in the input's units.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to reconstruct.
+
+        Returns
+        -------
+        X_hat : ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        module = self._module()
+        device = module.W_enc.device
+        out = np.empty_like(X)
+        for rows in self._blocks(X.shape[0]):
+            x = torch.from_numpy(X[rows]).to(device)
+            with self._autocast(device):
+                x_hat = module(x).x_hat
+            out[rows] = x_hat.float().cpu().numpy()
+        return out
+
+    def score(self, X, y=None):
+        """Explained variance of the reconstruction, ``1 - FVU`` (higher is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to reconstruct.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+            1 for a perfect reconstruction, 0 for one no better than the mean row.
+        """
+        X_hat = self.reconstruct(X)
+        return 1.0 - metrics.fvu(validate_data(self, X, dtype=np.float32, reset=False), X_hat)
+
+    # ------------------------------------------------------ sklearn plumbing
+
+    @property
+    def _n_features_out(self):
+        return self.n_latents_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+def _csr_from_topk(values: np.ndarray, indices: np.ndarray, n_latents: int) -> sp.csr_matrix:
+    """CSR matrix with row ``i`` holding ``values[i]`` at columns ``indices[i]``; explicit zeros dropped."""
+    n_rows, k = values.shape
+    order = np.argsort(indices, axis=1)  # CSR wants sorted column indices per row
+    values = np.take_along_axis(values, order, axis=1)
+    indices = np.take_along_axis(indices, order, axis=1)
+    keep = values != 0
+    indptr = np.concatenate([[0], np.cumsum(keep.sum(axis=1))])
+    return sp.csr_matrix((values[keep], indices[keep], indptr), shape=(n_rows, n_latents))

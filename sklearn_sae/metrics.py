@@ -1,0 +1,124 @@
+"""Quality measures of a sparse autoencoder fit.
+
+Every function takes NumPy arrays (dense, or SciPy sparse for codes) and
+returns a Python float or a NumPy array.
+
+=================  ==========================================================
+``nmse``           mean over rows of ``||x_hat - x||^2 / ||x||^2``
+``fvu``            ``sum ||x_hat - x||^2 / sum ||x - mean(X)||^2``
+``l0``             mean number of non-zero codes per row
+``latent_density`` fraction of rows in which each latent is non-zero
+``dead_fraction``  fraction of latents that are zero on every row
+=================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["nmse", "fvu", "l0", "latent_density", "dead_fraction"]
+
+
+def _as_2d_pair(X, X_hat):
+    X = np.asarray(X, dtype=np.float64)
+    X_hat = np.asarray(X_hat, dtype=np.float64)
+    if X.ndim != 2 or X.shape != X_hat.shape:
+        raise ValueError(f"X and X_hat must be 2-D arrays of the same shape; got {X.shape} and {X_hat.shape}.")
+    return X, X_hat
+
+
+def nmse(X, X_hat) -> float:
+    """Normalised mean squared error, the autoencoder's training loss.
+
+    .. math:: \\mathrm{NMSE} = \\frac{1}{n} \\sum_i \\frac{\\|\\hat x_i - x_i\\|^2}{\\|x_i\\|^2}
+
+    Rows of ``X`` that are entirely zero are ignored: their ratio is undefined.
+
+    Parameters
+    ----------
+    X, X_hat : array-like of shape (n_samples, n_features)
+        Inputs and reconstructions.
+
+    Returns
+    -------
+    float
+    """
+    X, X_hat = _as_2d_pair(X, X_hat)
+    squared_norms = np.square(X).sum(axis=1)
+    nonzero = squared_norms > 0
+    return float(np.mean(np.square(X_hat - X).sum(axis=1)[nonzero] / squared_norms[nonzero]))
+
+
+def fvu(X, X_hat) -> float:
+    """Fraction of variance unexplained; ``1 - fvu`` is the explained variance.
+
+    .. math:: \\mathrm{FVU} = \\frac{\\sum_i \\|\\hat x_i - x_i\\|^2}{\\sum_i \\|x_i - \\bar x\\|^2}
+
+    where :math:`\\bar x` is the mean row of ``X``. Unlike :func:`nmse` it is
+    centred, so a model that only learns the mean scores 1, not near 0.
+
+    Parameters
+    ----------
+    X, X_hat : array-like of shape (n_samples, n_features)
+        Inputs and reconstructions.
+
+    Returns
+    -------
+    float
+        ``inf`` when ``X`` has no variance and the reconstruction is not exact, ``0.0`` when it is.
+    """
+    X, X_hat = _as_2d_pair(X, X_hat)
+    residual = np.square(X_hat - X).sum()
+    total = np.square(X - X.mean(axis=0)).sum()
+    if total == 0:
+        return 0.0 if residual == 0 else float("inf")
+    return float(residual / total)
+
+
+def latent_density(codes) -> np.ndarray:
+    """Fraction of rows in which each latent is non-zero.
+
+    Parameters
+    ----------
+    codes : array-like or sparse matrix of shape (n_samples, n_latents)
+
+    Returns
+    -------
+    ndarray of shape (n_latents,)
+    """
+    if sp.issparse(codes):
+        codes = sp.csr_matrix(codes)
+        codes.eliminate_zeros()
+        counts = np.bincount(codes.indices, minlength=codes.shape[1])
+    else:
+        counts = np.count_nonzero(np.asarray(codes), axis=0)
+    return counts / max(codes.shape[0], 1)
+
+
+def l0(codes) -> float:
+    """Mean number of non-zero latents per row.
+
+    Parameters
+    ----------
+    codes : array-like or sparse matrix of shape (n_samples, n_latents)
+
+    Returns
+    -------
+    float
+    """
+    return float(latent_density(codes).sum())
+
+
+def dead_fraction(codes) -> float:
+    """Fraction of latents that are zero on every row of ``codes``.
+
+    Parameters
+    ----------
+    codes : array-like or sparse matrix of shape (n_samples, n_latents)
+
+    Returns
+    -------
+    float
+    """
+    return float(np.mean(latent_density(codes) == 0))
