@@ -20,7 +20,15 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-__all__ = ["SparseAutoencoder", "SAEOutput", "layer_norm_no_affine", "nmse_loss", "l1_penalty"]
+__all__ = [
+    "SparseAutoencoder",
+    "SAEOutput",
+    "layer_norm_no_affine",
+    "geometric_median",
+    "nmse_loss",
+    "l1_penalty",
+    "auxk_loss",
+]
 
 LAYER_NORM_EPS = 1e-5
 """Added to the variance in :func:`layer_norm_no_affine`, as ``nn.LayerNorm`` does."""
@@ -38,6 +46,8 @@ class SAEOutput(NamedTuple):
     """Sparse codes ``h``, ``(batch, n_latents)``."""
     pre_activations: torch.Tensor
     """Encoder output before the activation, ``(batch, n_latents)``."""
+    aux_residual_hat: torch.Tensor | None = None
+    """AuxK only (training with dead latents): the dead latents' reconstruction of ``x - x_hat``, input units."""
 
 
 def layer_norm_no_affine(x: torch.Tensor, eps: float = LAYER_NORM_EPS):
@@ -61,6 +71,33 @@ def nmse_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (error / x.square().sum(dim=-1).clamp_min(NORM_EPS**2)).mean()
 
 
+def auxk_loss(residual_hat: torch.Tensor, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """NMSE of the dead latents' reconstruction of the residual ``x - x_hat`` (OpenAI's AuxK).
+
+    The residual is a fixed target: only the dead latents learn from this term.
+    """
+    residual = (x - x_hat).detach()
+    return ((residual_hat - residual).square().sum(dim=-1) / residual.square().sum(dim=-1).clamp_min(NORM_EPS**2)).mean()
+
+
+def geometric_median(points: torch.Tensor, n_iter: int = 100, tol: float = 1e-6) -> torch.Tensor:
+    """Point minimising the summed Euclidean distance to ``points`` (Weiszfeld's algorithm).
+
+    A robust centre: unlike the mean it is not dragged by the outlying
+    embeddings that protein language models produce.
+    """
+    points = points.double()
+    median = points.mean(dim=0)
+    for _ in range(n_iter):
+        weights = 1.0 / (points - median).norm(dim=1).clamp_min(1e-12)
+        updated = (weights[:, None] * points).sum(dim=0) / weights.sum()
+        shift = (updated - median).norm()
+        median = updated
+        if shift <= tol * median.norm().clamp_min(1.0):
+            break
+    return median
+
+
 def l1_penalty(codes: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Mean over rows of ``||h||_1 / ||x||_2``: an L1 penalty that ignores the input scale."""
     return (codes.abs().sum(dim=-1) / x.norm(dim=-1).clamp_min(NORM_EPS)).mean()
@@ -81,15 +118,34 @@ class SparseAutoencoder(nn.Module):
         Standardise each input row before encoding and undo it after decoding.
     tied : bool, default=True
         Use the encoder weight as the decoder (one parameter).
+    aux_k : int, default=0
+        Training forward passes also let the ``aux_k`` most active dead
+        latents reconstruct the residual (:func:`auxk_loss`); 0 turns it off.
+    dead_window : int, default=10_000
+        A latent is dead once it has not fired for this many training rows.
     """
 
-    def __init__(self, n_features: int, n_latents: int, activation: nn.Module, *, normalize: bool = True, tied: bool = True):
+    def __init__(
+        self,
+        n_features: int,
+        n_latents: int,
+        activation: nn.Module,
+        *,
+        normalize: bool = True,
+        tied: bool = True,
+        aux_k: int = 0,
+        dead_window: int = 10_000,
+    ):
         super().__init__()
         self.n_features = n_features
         self.n_latents = n_latents
         self.normalize = normalize
         self.tied = tied
+        self.aux_k = aux_k
+        self.dead_window = dead_window
         self.activation = activation
+        # Training rows seen since each latent last fired; a buffer so it survives pickling.
+        self.register_buffer("rows_since_fired", torch.zeros(n_latents, dtype=torch.long))
         self.pre_bias = nn.Parameter(torch.zeros(n_features))
         self.b_lat = nn.Parameter(torch.zeros(n_latents))
         self.W_enc = nn.Parameter(torch.empty(n_latents, n_features))
@@ -110,6 +166,41 @@ class SparseAutoencoder(nn.Module):
             self.W_dec.copy_(self.W_enc / self.W_enc.norm(dim=1, keepdim=True))
         self.pre_bias.zero_()
         self.b_lat.zero_()
+
+    @torch.no_grad()
+    def init_pre_bias_(self, x: torch.Tensor, method: str = "geometric_median") -> None:
+        """Set ``pre_bias`` to the centre of ``x`` as the encoder sees it (after normalisation).
+
+        Centring the data at the start spares the optimiser from learning the
+        offset that all embeddings share, so latents start on the variation.
+        """
+        if method == "zeros":
+            self.pre_bias.zero_()
+            return
+        x_norm = self.preprocess(x)[0]
+        centre = x_norm.mean(dim=0) if method == "mean" else geometric_median(x_norm)
+        self.pre_bias.copy_(centre.to(self.pre_bias.dtype))
+
+    @torch.no_grad()
+    def normalize_decoder_(self) -> None:
+        """Rescale every decoder atom to unit norm."""
+        self.decoder_weight.div_(self.decoder_weight.norm(dim=1, keepdim=True).clamp_min(NORM_EPS))
+
+    @torch.no_grad()
+    def remove_parallel_decoder_grad_(self) -> None:
+        """Drop the part of each atom's gradient along the atom, which only changes its norm.
+
+        With the atoms renormalised after every step, that part is undone
+        anyway; removing it keeps Adam's moment estimates for what matters.
+        """
+        W, grad = self.decoder_weight, self.decoder_weight.grad
+        if grad is not None:
+            grad.sub_((grad * W).sum(dim=1, keepdim=True) * W / W.square().sum(dim=1, keepdim=True).clamp_min(NORM_EPS))
+
+    @property
+    def dead_latents(self) -> torch.Tensor:
+        """Boolean mask of latents that have not fired in the last ``dead_window`` training rows."""
+        return self.rows_since_fired >= self.dead_window
 
     @property
     def decoder_weight(self) -> torch.Tensor:
@@ -136,4 +227,23 @@ class SparseAutoencoder(nn.Module):
         # Selection runs in float32 even under autocast: bf16 ties would make top-k arbitrary.
         codes = self.activation(z_pre.float())
         x_hat = self.decode(codes) * sigma + mu
-        return SAEOutput(x_hat, codes, z_pre)
+        aux_residual_hat = None
+        if self.training:
+            aux_residual_hat = self._auxk_residual(z_pre, sigma)
+            self._track_firing(codes)
+        return SAEOutput(x_hat, codes, z_pre, aux_residual_hat)
+
+    @torch.no_grad()
+    def _track_firing(self, codes: torch.Tensor) -> None:
+        fired = (codes != 0).any(dim=0)
+        self.rows_since_fired.add_(codes.shape[0]).masked_fill_(fired, 0)
+
+    def _auxk_residual(self, z_pre: torch.Tensor, sigma) -> torch.Tensor | None:
+        dead = self.dead_latents
+        n_dead = int(dead.sum()) if self.aux_k > 0 else 0
+        if n_dead == 0:
+            return None
+        candidates = z_pre.float().masked_fill(~dead, float("-inf"))
+        values, indices = candidates.topk(min(self.aux_k, n_dead), dim=-1, sorted=False)
+        aux_codes = torch.zeros_like(candidates).scatter(1, indices, torch.relu(values))
+        return (aux_codes @ self.decoder_weight) * sigma

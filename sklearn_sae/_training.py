@@ -18,9 +18,22 @@ from skorch.utils import noop
 from torch import nn
 from torch.utils.data import Subset
 
-from ._model import NORM_EPS, SAEOutput, l1_penalty, nmse_loss
+from ._model import NORM_EPS, SAEOutput, auxk_loss, l1_penalty, nmse_loss
 
-__all__ = ["SAENet", "SAELoss", "LossTerms", "WarmupCosine", "TensorBatches", "EpochMetrics", "build_net"]
+__all__ = [
+    "SAENet",
+    "SAELoss",
+    "LossTerms",
+    "WarmupCosine",
+    "TensorBatches",
+    "EpochMetrics",
+    "InitPreBias",
+    "UnitNormDecoder",
+    "build_net",
+]
+
+PRE_BIAS_SAMPLE_ROWS = 10_000
+"""Rows drawn to estimate the data's centre for ``pre_bias``; the median barely moves beyond that."""
 
 EPOCH_METRICS = ("nmse", "fvu", "l0", "dead_fraction")
 """Recorded in the history for every split each epoch, beside skorch's own ``*_loss``."""
@@ -35,16 +48,24 @@ class LossTerms(NamedTuple):
 
 
 class SAELoss(nn.Module):
-    """``NMSE + l1_coef * L1``, both normalised by the input's norm (see :mod:`._model`)."""
+    """``NMSE + l1_coef * L1 (+ aux_coef * AuxK)``, normalised by the input's norm (see :mod:`._model`).
 
-    def __init__(self, l1_coef: float = 0.0):
+    The AuxK term is there only for training batches in which the model
+    reports dead latents (``output.aux_residual_hat`` is set).
+    """
+
+    def __init__(self, l1_coef: float = 0.0, aux_coef: float = 0.0):
         super().__init__()
         self.l1_coef = l1_coef
+        self.aux_coef = aux_coef
 
     def forward(self, output: SAEOutput, x: torch.Tensor) -> LossTerms:
         nmse = nmse_loss(output.x_hat, x)
         l1 = l1_penalty(output.codes, x)
-        return LossTerms(nmse + self.l1_coef * l1, nmse, l1)
+        total = nmse + self.l1_coef * l1
+        if output.aux_residual_hat is not None and self.aux_coef > 0:
+            total = total + self.aux_coef * auxk_loss(output.aux_residual_hat, output.x_hat, x)
+        return LossTerms(total, nmse, l1)
 
 
 class WarmupCosine:
@@ -148,7 +169,7 @@ class SAENet(NeuralNet):
         device_type = torch.device(self.device).type
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=self.amp):
             output = super().infer(x, **fit_params)
-        return SAEOutput(*(tensor.float() for tensor in output))
+        return SAEOutput(*(None if tensor is None else tensor.float() for tensor in output))
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         return self.criterion_(y_pred, X.to(self.device)).total
@@ -248,6 +269,40 @@ class EpochMetrics(Callback):
                 net.history.record(f"{name}_{metric}", results[metric])
 
 
+class InitPreBias(Callback):
+    """Set the module's ``pre_bias`` to the centre of the training data before the first step.
+
+    Parameters
+    ----------
+    method : {"geometric_median", "mean", "zeros"}
+        How the centre is estimated, on up to :data:`PRE_BIAS_SAMPLE_ROWS` rows.
+    """
+
+    def __init__(self, method="geometric_median"):
+        self.method = method
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        rows = X
+        if len(X) > PRE_BIAS_SAMPLE_ROWS:
+            rows = X[torch.randperm(len(X))[:PRE_BIAS_SAMPLE_ROWS]]
+        net.module_.init_pre_bias_(rows.to(net.device), method=self.method)
+
+
+class UnitNormDecoder(Callback):
+    """Keep decoder atoms at unit norm: project out the radial gradient, renormalise after each step.
+
+    Without it an untied decoder can grow its atoms while shrinking the
+    codes, which hides the L1 penalty and makes atoms incomparable.
+    """
+
+    def on_grad_computed(self, net, named_parameters, **kwargs):
+        net.module_.remove_parallel_decoder_grad_()
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            net.module_.normalize_decoder_()
+
+
 def _all_metric_keys(eval_sets):
     prefixes = ["train", "valid", *(eval_sets or {})]
     return [f"{prefix}_{metric}" for prefix in prefixes for metric in EPOCH_METRICS]
@@ -270,12 +325,16 @@ def build_net(
     random_state: int,
     verbose: int,
     eval_sets: dict | None = None,
+    pre_bias_init: str = "geometric_median",
+    unit_norm_decoder: bool = False,
+    aux_coef: float = 0.0,
 ) -> SAENet:
     """Assemble the :class:`SAENet` and its callbacks from the estimator's settings."""
     from ._model import SparseAutoencoder
 
     has_validation = validation_fraction > 0
     callbacks = [
+        ("init_pre_bias", InitPreBias(pre_bias_init)),
         ("epoch_metrics", EpochMetrics(eval_sets, batch_size=max(batch_size, 1024))),
         ("lr_schedule", LRScheduler(
             policy=torch.optim.lr_scheduler.LambdaLR,
@@ -283,6 +342,8 @@ def build_net(
             step_every="batch",
         )),
     ]
+    if unit_norm_decoder:  # before clipping, so the clipped norm is that of the applied gradient
+        callbacks.append(("unit_norm_decoder", UnitNormDecoder()))
     if grad_clip is not None:
         callbacks.append(("grad_clip", GradientNormClipping(gradient_clip_value=grad_clip)))
     if n_iter_no_change is not None:
@@ -299,6 +360,7 @@ def build_net(
         SparseAutoencoder,
         criterion=SAELoss,
         criterion__l1_coef=l1_coef,
+        criterion__aux_coef=aux_coef,
         optimizer=torch.optim.Adam,
         lr=lr,
         batch_size=batch_size,

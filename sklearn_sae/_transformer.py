@@ -89,6 +89,26 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         and undo it after decoding.
     tied : bool, default=True
         Use one weight matrix for the encoder and (transposed) decoder.
+    pre_bias_init : {"geometric_median", "mean", "zeros"}, default="geometric_median"
+        Start ``pre_bias`` at the centre of the training rows (after
+        normalisation), estimated on up to 10,000 of them.
+    unit_norm_decoder : bool, default=True
+        With ``tied=False``, keep every decoder atom at unit norm during
+        training (the radial part of its gradient is removed and it is
+        renormalised after each step). Ignored when ``tied=True``: the atoms
+        are then the encoder's rows, which need their scale.
+    aux_k : int, default=None
+        Turn on the auxiliary loss against dead latents (AuxK, as in OpenAI's
+        Top-K autoencoders): in each training batch the ``aux_k`` most active
+        dead latents also reconstruct the residual ``x - x_hat``, weighted by
+        ``aux_coef``. Worth turning on when ``history_`` shows a high
+        ``dead_fraction`` with ``"topk"``. ``None`` turns it off (as the seed
+        does). Only for the top-k activations.
+    aux_coef : float, default=1/32
+        Weight of the AuxK term.
+    dead_window : int, default=10_000
+        A latent is dead for AuxK once it has not fired for this many
+        training rows.
     tau_start : float, default=1.0
         Gumbel temperature at the first training step (``"gumbel_topk"`` only).
     tau_end : float, default=1e-8
@@ -180,6 +200,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         "l1_coef": [Interval(Real, 0, None, closed="left"), None],
         "normalize": ["boolean"],
         "tied": ["boolean"],
+        "pre_bias_init": [StrOptions({"geometric_median", "mean", "zeros"})],
+        "unit_norm_decoder": ["boolean"],
+        "aux_k": [Interval(Integral, 1, None, closed="left"), None],
+        "aux_coef": [Interval(Real, 0, None, closed="left")],
+        "dead_window": [Interval(Integral, 1, None, closed="left")],
         "tau_start": [Interval(Real, 0, None, closed="neither")],
         "tau_end": [Interval(Real, 0, None, closed="neither")],
         "anneal_steps": [Interval(Integral, 1, None, closed="left")],
@@ -206,6 +231,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         l1_coef=None,
         normalize=True,
         tied=True,
+        pre_bias_init="geometric_median",
+        unit_norm_decoder=True,
+        aux_k=None,
+        aux_coef=1 / 32,
+        dead_window=10_000,
         tau_start=1.0,
         tau_end=1e-8,
         anneal_steps=10_000,
@@ -228,6 +258,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self.l1_coef = l1_coef
         self.normalize = normalize
         self.tied = tied
+        self.pre_bias_init = pre_bias_init
+        self.unit_norm_decoder = unit_norm_decoder
+        self.aux_k = aux_k
+        self.aux_coef = aux_coef
+        self.dead_window = dead_window
         self.tau_start = tau_start
         self.tau_end = tau_end
         self.anneal_steps = anneal_steps
@@ -275,6 +310,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                 f"k={self.k} is larger than n_latents={n_latents}: a row cannot have more non-zeros than there are latents. "
                 "Lower k or raise n_latents."
             )
+        if self.aux_k is not None and self.activation == "relu":
+            raise ValueError("aux_k applies to the top-k activations only; set aux_k=None for activation='relu'.")
         device = resolve_device(self.device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
@@ -292,7 +329,15 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             self.activation, k=self.k, tau_start=self.tau_start, tau_end=self.tau_end, anneal_steps=self.anneal_steps
         )
         net = build_net(
-            dict(n_features=n_features, n_latents=n_latents, activation=activation, normalize=self.normalize, tied=self.tied),
+            dict(
+                n_features=n_features,
+                n_latents=n_latents,
+                activation=activation,
+                normalize=self.normalize,
+                tied=self.tied,
+                aux_k=self.aux_k or 0,
+                dead_window=self.dead_window,
+            ),
             l1_coef=l1_coef,
             lr=self.lr,
             batch_size=self.batch_size,
@@ -307,6 +352,9 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             random_state=seed,
             verbose=self.verbose,
             eval_sets=eval_tensors,
+            pre_bias_init=self.pre_bias_init,
+            unit_norm_decoder=self.unit_norm_decoder and not self.tied,
+            aux_coef=self.aux_coef if self.aux_k is not None else 0.0,
         )
         X_tensor = torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True))
         if device.startswith("cuda"):

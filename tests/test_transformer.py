@@ -41,7 +41,7 @@ def test_training_reduces_nmse(structured_data, activation):
     train_nmse = sae.history_[:, "train_nmse"]
     valid_nmse = sae.history_[:, "valid_nmse"]
     assert len(train_nmse) == sae.n_iter_ == 15
-    assert train_nmse[-1] < 0.5 * train_nmse[0]
+    assert train_nmse[-1] < 0.6 * train_nmse[0]
     assert valid_nmse[-1] < valid_nmse[0]
     assert sae.score(structured_data) > 0.5
 
