@@ -9,6 +9,7 @@ returns a Python float or a NumPy array.
 ``l0``             mean number of non-zero codes per row
 ``latent_density`` fraction of rows in which each latent is non-zero
 ``dead_fraction``  fraction of latents that are zero on every row
+``dictionary_recovery``  how well learned atoms match known true ones (MMCS)
 =================  ==========================================================
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["nmse", "fvu", "l0", "latent_density", "dead_fraction"]
+__all__ = ["nmse", "fvu", "l0", "latent_density", "dead_fraction", "dictionary_recovery"]
 
 
 def _as_2d_pair(X, X_hat):
@@ -122,3 +123,42 @@ def dead_fraction(codes) -> float:
     float
     """
     return float(np.mean(latent_density(codes) == 0))
+
+
+def dictionary_recovery(true_atoms, learned_atoms, *, threshold=0.9):
+    """Score a learned dictionary against the true one.
+
+    For each true atom, the best cosine similarity with any learned atom.
+    Their mean is the mean max cosine similarity (MMCS); the fraction above
+    ``threshold`` counts the atoms recovered.
+
+    Parameters
+    ----------
+    true_atoms : array-like of shape (n_atoms, n_features)
+        The known atoms, one per row.
+    learned_atoms : array-like of shape (n_latents, n_features)
+        The learned atoms, e.g. ``SparseAutoencoderTransformer.components_``.
+    threshold : float, default=0.9
+        Cosine similarity above which a true atom counts as recovered.
+
+    Returns
+    -------
+    mmcs : float
+        Mean over true atoms of the best cosine similarity, in [-1, 1].
+    recovered : float
+        Fraction of true atoms whose best cosine similarity exceeds ``threshold``.
+    """
+    true_atoms = np.asarray(true_atoms, dtype=np.float64)
+    learned_atoms = np.asarray(learned_atoms, dtype=np.float64)
+    if true_atoms.ndim != 2 or learned_atoms.ndim != 2 or true_atoms.shape[1] != learned_atoms.shape[1]:
+        raise ValueError(
+            "true_atoms and learned_atoms must be 2-D with the same number of columns; "
+            f"got {true_atoms.shape} and {learned_atoms.shape}."
+        )
+
+    def unit_rows(atoms):
+        return atoms / np.maximum(np.linalg.norm(atoms, axis=1, keepdims=True), np.finfo(float).tiny)
+
+    best = (unit_rows(true_atoms) @ unit_rows(learned_atoms).T).max(axis=1)
+    return float(best.mean()), float(np.mean(best > threshold))
+
