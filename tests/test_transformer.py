@@ -342,3 +342,21 @@ def test_train_and_valid_metrics_are_recorded_every_epoch(structured_data):
 def test_bad_eval_sets_get_a_clear_error(eval_sets, error, match):
     with pytest.raises(error, match=match):
         _sae(n_latents=8).fit(X_GOOD, eval_sets=eval_sets)
+
+
+def test_sparse_output_never_builds_the_dense_code_matrix():
+    """20,000 rows x 8,192 latents would be 655 MB dense; the CSR of k=8 codes is ~1.3 MB."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    sae = _sae(n_latents=8192, k=8, max_epochs=1, validation_fraction=0.0).fit(rng.normal(size=(256, 16)))
+    X = rng.normal(size=(20_000, 16)).astype(np.float32)
+    sae.set_params(sparse_output=True)
+    tracemalloc.start()
+    try:
+        codes = sae.transform(X)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert codes.shape == (20_000, 8192) and codes.nnz <= 8 * 20_000
+    assert peak < 32 * 2**20, f"transform traced a peak of {peak / 2**20:.0f} MiB"
