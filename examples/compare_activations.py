@@ -145,10 +145,10 @@ def parse_args(argv):
     add("--data", type=Path, default=DEFAULT_DATA,
         help="HDF5 embeddings, in UniProt's per-protein.h5 layout or the matrix layout")
     add("--out", type=Path, default=Path("results/compare_activations"), help="directory for tables and figures")
-    add("--epochs", type=int, default=30, help="training epochs of each model")
+    add("--epochs", type=int, default=50, help="training epochs of each model")
     add("--n-latents", type=int, default=2048, help="latents of each model")
     add("--k", type=int, default=64, help="non-zeros per protein of the top-k models")
-    add("--batch-size", type=int, default=256, help="proteins per training batch")
+    add("--batch-size", type=int, default=64, help="proteins per training batch")
     add("--lr", type=float, default=1e-3, help="peak learning rate of Adam")
     add("--device", default="auto", help="'cpu', 'cuda', 'cuda:N', or 'auto' for a GPU when there is one")
     add("--seed", type=int, default=0, help="seed of the split, initialisation, batch order and Gumbel noise")

@@ -14,7 +14,11 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-__all__ = ["ReLU", "TopK", "GumbelTopK", "TopKSelection", "make_activation"]
+__all__ = ["ReLU", "TopK", "GumbelTopK", "TopKSelection", "make_activation", "dense_codes", "code_activity"]
+
+HARD_TAU = 1e-6
+"""At or below this temperature the Gumbel noise can only reorder pre-activations closer than about
+``10 * tau``, so an annealed :class:`GumbelTopK` trains as plain Top-K (and takes its sparse path)."""
 
 
 class TopKSelection(NamedTuple):
@@ -29,6 +33,30 @@ class TopKSelection(NamedTuple):
 def _scatter_codes(selection: TopKSelection, n_latents: int) -> torch.Tensor:
     codes = selection.values.new_zeros(selection.values.shape[0], n_latents)
     return codes.scatter(1, selection.indices, selection.values)
+
+
+def dense_codes(codes, n_latents: int) -> torch.Tensor:
+    """Codes as a dense ``(batch, n_latents)`` tensor, whether given dense or as a :class:`TopKSelection`."""
+    return _scatter_codes(codes, n_latents) if isinstance(codes, TopKSelection) else codes
+
+
+def code_activity(codes, n_latents: int):
+    """Number of non-zero codes in the batch, and which latents fired at least once.
+
+    Returns
+    -------
+    n_nonzero : torch.Tensor
+        Scalar count of non-zero entries.
+    fired : torch.Tensor
+        Boolean ``(n_latents,)`` mask.
+    """
+    if isinstance(codes, TopKSelection):
+        nonzero = codes.values != 0
+        fired = torch.zeros(n_latents, dtype=torch.bool, device=nonzero.device)
+        fired[codes.indices[nonzero]] = True
+        return nonzero.sum(), fired
+    nonzero = codes != 0
+    return nonzero.sum(), nonzero.any(dim=0)
 
 
 class ReLU(nn.Module):
@@ -56,6 +84,14 @@ class TopK(nn.Module):
 
     def extra_repr(self) -> str:
         return f"k={self.k}"
+
+    @property
+    def is_hard(self) -> bool:
+        """Whether the next forward call is exactly Top-K (so the sparse path may replace it)."""
+        return True
+
+    def step_(self) -> None:
+        """Account for one training forward call made without this module (Top-K has no schedule)."""
 
     def select(self, z_pre: torch.Tensor) -> TopKSelection:
         """Return the kept values and their latent indices, ``(batch, k)`` each."""
@@ -106,6 +142,13 @@ class GumbelTopK(TopK):
         return f"k={self.k}, tau_start={self.tau_start}, tau_end={self.tau_end}, anneal_steps={self.anneal_steps}"
 
     @property
+    def is_hard(self) -> bool:
+        return not self.training or (int(self.n_steps) >= self.anneal_steps and self.tau_end <= HARD_TAU)
+
+    def step_(self) -> None:
+        self.n_steps += 1
+
+    @property
     def tau(self) -> float:
         """Temperature used by the next training forward call."""
         progress = min(int(self.n_steps), self.anneal_steps) / max(self.anneal_steps, 1)
@@ -115,7 +158,7 @@ class GumbelTopK(TopK):
         if not self.training:
             return super().forward(z_pre)
         tau = self.tau
-        self.n_steps += 1
+        self.step_()
         n_latents = z_pre.shape[-1]
         if self.k >= n_latents:  # every latent is kept: nothing to select
             return torch.relu(z_pre)

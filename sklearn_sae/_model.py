@@ -20,6 +20,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ._activations import TopK, TopKSelection, code_activity
+from ._sparse_ops import topk_sae_encode, topk_sae_forward
+
 __all__ = [
     "SparseAutoencoder",
     "SAEOutput",
@@ -42,10 +45,10 @@ class SAEOutput(NamedTuple):
 
     x_hat: torch.Tensor
     """Reconstruction in input units, ``(batch, n_features)``."""
-    codes: torch.Tensor
-    """Sparse codes ``h``, ``(batch, n_latents)``."""
-    pre_activations: torch.Tensor
-    """Encoder output before the activation, ``(batch, n_latents)``."""
+    codes: torch.Tensor | TopKSelection
+    """Codes ``h``: dense ``(batch, n_latents)``, or the kept ``(batch, k)`` values and indices (sparse path)."""
+    pre_activations: torch.Tensor | None
+    """Encoder output before the activation, ``(batch, n_latents)``; ``None`` on the sparse path."""
     aux_residual_hat: torch.Tensor | None = None
     """AuxK only (training with dead latents): the dead latents' reconstruction of ``x - x_hat``, input units."""
 
@@ -98,9 +101,13 @@ def geometric_median(points: torch.Tensor, n_iter: int = 100, tol: float = 1e-6)
     return median
 
 
-def l1_penalty(codes: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of ``||h||_1 / ||x||_2``: an L1 penalty that ignores the input scale."""
-    return (codes.abs().sum(dim=-1) / x.norm(dim=-1).clamp_min(NORM_EPS)).mean()
+def l1_penalty(codes, x: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of ``||h||_1 / ||x||_2``: an L1 penalty that ignores the input scale.
+
+    ``codes`` may be dense or a :class:`TopKSelection` (whose values are all the non-zeros).
+    """
+    values = codes.values if isinstance(codes, TopKSelection) else codes
+    return (values.abs().sum(dim=-1) / x.norm(dim=-1).clamp_min(NORM_EPS)).mean()
 
 
 class SparseAutoencoder(nn.Module):
@@ -221,8 +228,34 @@ class SparseAutoencoder(nn.Module):
         """Decoder output in the model's (normalised) space: ``codes @ W_dec + pre_bias``."""
         return codes @ self.decoder_weight + self.pre_bias
 
+    def uses_sparse_path(self) -> bool:
+        """Whether :meth:`forward` runs the sparse Top-K kernels of :mod:`._sparse_ops`.
+
+        They compute the same function and gradients as the dense evaluation
+        but touch only the ``k`` kept latents after the encoder GEMM. Used
+        whenever the activation is exactly Top-K: ``topk`` always,
+        ``gumbel_topk`` in eval mode and once annealed; not while AuxK
+        needs every pre-activation.
+        """
+        return isinstance(self.activation, TopK) and self.activation.is_hard and not (self.training and self.aux_k > 0)
+
+    @torch.no_grad()
+    def encode_topk(self, x: torch.Tensor) -> TopKSelection:
+        """Kept values and latent indices of each row, ``(batch, k)`` each, without dense codes."""
+        values, indices = topk_sae_encode(self.preprocess(x)[0], self.W_enc, self.b_lat, self.pre_bias, self.activation.k)
+        return TopKSelection(values, indices)
+
     def forward(self, x: torch.Tensor) -> SAEOutput:
         x_norm, mu, sigma = self.preprocess(x)
+        if self.uses_sparse_path():
+            y_pre, values, indices = topk_sae_forward(
+                x_norm, self.W_enc, self.b_lat, self.decoder_weight, self.pre_bias, self.activation.k
+            )
+            codes = TopKSelection(values, indices)
+            if self.training:
+                self.activation.step_()
+                self._track_firing(codes)
+            return SAEOutput(y_pre * sigma + mu, codes, None)
         z_pre = self.encode_pre(x_norm)
         # Selection runs in float32 even under autocast: bf16 ties would make top-k arbitrary.
         codes = self.activation(z_pre.float())
@@ -234,9 +267,10 @@ class SparseAutoencoder(nn.Module):
         return SAEOutput(x_hat, codes, z_pre, aux_residual_hat)
 
     @torch.no_grad()
-    def _track_firing(self, codes: torch.Tensor) -> None:
-        fired = (codes != 0).any(dim=0)
-        self.rows_since_fired.add_(codes.shape[0]).masked_fill_(fired, 0)
+    def _track_firing(self, codes) -> None:
+        fired = code_activity(codes, self.n_latents)[1]
+        batch_rows = codes.values.shape[0] if isinstance(codes, TopKSelection) else codes.shape[0]
+        self.rows_since_fired.add_(batch_rows).masked_fill_(fired, 0)
 
     def _auxk_residual(self, z_pre: torch.Tensor, sigma) -> torch.Tensor | None:
         dead = self.dead_latents

@@ -15,7 +15,7 @@ from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import metrics
-from ._activations import TopK, make_activation
+from ._activations import TopK, TopKSelection, dense_codes, make_activation
 from ._training import build_net
 
 __all__ = ["SparseAutoencoderTransformer"]
@@ -407,19 +407,18 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         """Codes of ``X`` (validated float32), dense or CSR, block by block."""
         module = self._module()
         device = module.W_enc.device
-        activation = module.activation
-        sparse_topk = self.sparse_output and isinstance(activation, TopK)
         pieces = []
         for rows in self._blocks(X.shape[0]):
             x = torch.from_numpy(X[rows]).to(device)
             with self._autocast(device):
-                z_pre = module.encode_pre(module.preprocess(x)[0])
-            z_pre = z_pre.float()
-            if sparse_topk:
-                values, indices = activation.select(z_pre)
-                pieces.append(_csr_from_topk(values.cpu().numpy(), indices.cpu().numpy(), self.n_latents_))
+                if isinstance(module.activation, TopK):
+                    codes = module.encode_topk(x)
+                else:
+                    codes = module.activation(module.encode_pre(module.preprocess(x)[0]).float())
+            if isinstance(codes, TopKSelection) and self.sparse_output:
+                pieces.append(_csr_from_topk(codes.values.cpu().numpy(), codes.indices.cpu().numpy(), self.n_latents_))
             else:
-                codes = activation(z_pre).cpu().numpy()
+                codes = dense_codes(codes, self.n_latents_).cpu().numpy()
                 pieces.append(sp.csr_matrix(codes) if self.sparse_output else codes)
         if self.sparse_output:
             return sp.vstack(pieces, format="csr")

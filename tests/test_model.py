@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sklearn_sae._activations import GumbelTopK, ReLU, TopK, make_activation
+from sklearn_sae._activations import GumbelTopK, ReLU, TopK, TopKSelection, dense_codes, make_activation
 from sklearn_sae._model import SparseAutoencoder, l1_penalty, layer_norm_no_affine, nmse_loss
 from sklearn_sae._training import WarmupCosine
 
@@ -53,7 +53,8 @@ def test_forward_matches_formula(activation, normalize, tied):
     x = torch.randn(7, 12) * 3 + 1
     expected_x_hat, expected_codes = _direct_forward(model, x, codes_fn)
     output = model(x)
-    np.testing.assert_allclose(output.codes.detach().numpy(), expected_codes, rtol=1e-4, atol=1e-5)
+    codes = dense_codes(output.codes, 40)
+    np.testing.assert_allclose(codes.detach().numpy(), expected_codes, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(output.x_hat.detach().numpy(), expected_x_hat, rtol=1e-4, atol=1e-4)
 
 
@@ -175,3 +176,64 @@ def test_warmup_cosine_schedule():
 def test_make_activation_rejects_unknown_names():
     with pytest.raises(ValueError, match="Unknown activation 'softmax'"):
         make_activation("softmax", k=1, tau_start=1, tau_end=1e-8, anneal_steps=1)
+
+
+def _dense_evaluation(model, x):
+    """The model's function evaluated densely: scatter the top-k codes, decode with a GEMM."""
+    x_norm, mu, sigma = model.preprocess(x)
+    codes = TopK.forward(model.activation, model.encode_pre(x_norm))
+    return model.decode(codes) * sigma + mu, codes
+
+
+def _annealed_gumbel(k):
+    gumbel = GumbelTopK(k, anneal_steps=3)
+    gumbel.n_steps.fill_(3)
+    return gumbel
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize("make", [TopK, _annealed_gumbel], ids=["topk", "gumbel_topk-annealed"])
+@pytest.mark.parametrize("l1_coef", [0.0, 0.1])
+def test_sparse_path_agrees_with_dense_evaluation(make, tied, normalize, l1_coef):
+    from sklearn_sae._model import l1_penalty
+
+    model = _random_model(make(5), normalize=normalize, tied=tied).train()
+    assert model.uses_sparse_path()
+    x = torch.randn(32, 12) * 3 + 1
+    params = list(model.parameters())
+
+    output = model(x)
+    assert isinstance(output.codes, TopKSelection) and output.pre_activations is None
+    loss = nmse_loss(output.x_hat, x) + l1_coef * l1_penalty(output.codes, x)
+    grads = torch.autograd.grad(loss, params)
+
+    x_hat_dense, codes_dense = _dense_evaluation(model, x)
+    loss_dense = nmse_loss(x_hat_dense, x) + l1_coef * l1_penalty(codes_dense, x)
+    grads_dense = torch.autograd.grad(loss_dense, params)
+
+    torch.testing.assert_close(output.x_hat, x_hat_dense, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(dense_codes(output.codes, 40), codes_dense, rtol=1e-4, atol=1e-5)
+    for grad, grad_dense in zip(grads, grads_dense):
+        torch.testing.assert_close(grad, grad_dense, rtol=1e-4, atol=1e-6)
+
+
+def test_which_forward_path_is_taken():
+    def model(activation, **kwargs):
+        return SparseAutoencoder(6, 16, activation, **kwargs)
+
+    assert model(TopK(2)).train().uses_sparse_path()
+    assert not model(ReLU()).train().uses_sparse_path()
+    gumbel = model(GumbelTopK(2, anneal_steps=2))
+    assert not gumbel.train().uses_sparse_path()  # noisy selection needs the dense soft mask
+    assert gumbel.eval().uses_sparse_path()
+    gumbel.train()
+    gumbel(torch.randn(3, 6))
+    gumbel(torch.randn(3, 6))
+    assert gumbel.uses_sparse_path() and int(gumbel.activation.n_steps) == 2
+    gumbel(torch.randn(3, 6))  # the sparse path still advances the schedule
+    assert int(gumbel.activation.n_steps) == 3
+    warm = model(GumbelTopK(2, anneal_steps=1, tau_end=0.1))
+    warm.train()(torch.randn(3, 6))
+    assert not warm.uses_sparse_path()  # tau_end too warm for the noise to vanish
+    assert not model(TopK(2), aux_k=4).train().uses_sparse_path()  # AuxK needs every pre-activation

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sklearn_sae import SparseAutoencoderTransformer
-from sklearn_sae._activations import TopK
+from sklearn_sae._activations import TopK, dense_codes
 from sklearn_sae._model import SparseAutoencoder, auxk_loss, geometric_median, layer_norm_no_affine
 from sklearn_sae._training import SAELoss
 
@@ -149,7 +149,7 @@ def _fraction_revived(aux_k, aux_coef):
             loss.backward()
             optimizer.step()
     with torch.no_grad():
-        codes = model.eval()(x).codes
+        codes = dense_codes(model.eval()(x).codes, 64)
     return (codes[:, 32:] != 0).any(dim=0).float().mean().item()
 
 
