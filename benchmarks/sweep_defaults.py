@@ -35,14 +35,15 @@ def variations(n_features):
         "lr=3e-4": dict(lr=3e-4),
         "lr=3e-3": dict(lr=3e-3),
         "lr=1e-2": dict(lr=1e-2),
+        "lr=3e-2": dict(lr=3e-2),
         "batch=64": dict(batch_size=64),
         "batch=1024": dict(batch_size=1024),
         "latents=4x": dict(n_latents=4 * n_features),
         "latents=16x": dict(n_latents=16 * n_features),
-        "latents=16x,lr=3e-4": dict(n_latents=16 * n_features, lr=3e-4),
+        "latents=16x+lr=3e-4": dict(n_latents=16 * n_features, lr=3e-4),
         "warmup=0": dict(warmup_steps=0),
-        "untied,unit-norm": dict(tied=False, unit_norm_decoder=True),
-        "untied,free-norm": dict(tied=False, unit_norm_decoder=False),
+        "untied+unit-norm": dict(tied=False, unit_norm_decoder=True),
+        "untied+free-norm": dict(tied=False, unit_norm_decoder=False),
         "pre_bias=zeros": dict(pre_bias_init="zeros"),
         "pre_bias=mean": dict(pre_bias_init="mean"),
     }
@@ -52,6 +53,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO_ROOT / "data" / "per-protein.h5")
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate of the base setting")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", default=None, help="comma-separated variation names")
     args = parser.parse_args(argv)
@@ -59,7 +61,7 @@ def main(argv=None):
     _, X = load_embeddings(args.data)
     X_train, X_val, _ = train_val_test_split(X, random_state=args.seed)
     n_features = X.shape[1]
-    base = dict(activation="topk", k=32, n_latents=8 * n_features, batch_size=256, lr=1e-3, warmup_steps=0.05,
+    base = dict(activation="topk", k=32, n_latents=8 * n_features, batch_size=256, lr=args.lr, warmup_steps=0.05,
                 max_epochs=args.epochs, validation_fraction=0.0, device="cpu", random_state=args.seed)
     chosen = variations(n_features)
     if args.only:

@@ -94,8 +94,8 @@ def test_fitted_attributes(structured_data):
     assert list(sae.get_feature_names_out()[:2]) == ["sparseautoencodertransformer0", "sparseautoencodertransformer1"]
 
 
-def test_n_latents_defaults_to_eight_per_feature(structured_data):
-    assert _sae(n_latents=None, max_epochs=1).fit(structured_data).n_latents_ == 8 * 24
+def test_n_latents_defaults_to_four_per_feature(structured_data):
+    assert _sae(n_latents=None, max_epochs=1).fit(structured_data).n_latents_ == 4 * 24
 
 
 def test_same_random_state_is_bit_identical_and_leaves_global_rng_alone(structured_data):
