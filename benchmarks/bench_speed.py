@@ -9,7 +9,7 @@ divided by. Measured in one run, interleaved over ``--repeats`` rounds:
   decoder, autograd, Adam) written below, the straightforward baseline;
 * ``fit[activation, fp32|amp]``: ``SparseAutoencoderTransformer.fit`` end to
   end (skorch loop, data slicing, callbacks, LR schedule, clipping, metrics);
-* ``transform[activation]``: dense output;
+* ``transform[activation, dense|csr]``: dense and sparse output;
 * peak memory of ``transform`` with dense and with sparse output.
 
 Usage::
@@ -88,7 +88,7 @@ def main(argv=None):
     parser.add_argument("--d", type=int, default=1024)
     parser.add_argument("--latents", type=int, default=8192)
     parser.add_argument("--k", type=int, default=64)
-    parser.add_argument("--batches", type=int, default=8, help="training batches per fit (one epoch)")
+    parser.add_argument("--batches", type=int, default=32, help="training batches per fit (one epoch)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--activations", default="topk,gumbel_topk,relu")
@@ -127,10 +127,14 @@ def main(argv=None):
         for amp in (False,) if args.no_amp else (False, True):
             name = f"fit[{activation},{'amp' if amp else 'fp32'}]"
             cases[name] = ((lambda a=activation, m=amp, n=name: fitted.__setitem__(n, fit(a, m))), n_rows)
+    def transform(source, sparse):
+        return fitted[source].set_params(sparse_output=sparse).transform(X)
+
     for activation in args.activations.split(","):
-        name = f"transform[{activation}]"
         source = f"fit[{activation},fp32]"
-        cases[name] = ((lambda s=source: fitted[s].transform(X)), n_rows)
+        for sparse in (False, True):
+            name = f"transform[{activation},{'csr' if sparse else 'dense'}]"
+            cases[name] = ((lambda s=source, o=sparse: transform(s, o)), n_rows)
 
     for fn, _ in cases.values():  # warm-up: allocator, kernels, first-call overheads
         fn()

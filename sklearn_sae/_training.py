@@ -33,8 +33,9 @@ __all__ = [
     "build_net",
 ]
 
-PRE_BIAS_SAMPLE_ROWS = 10_000
-"""Rows drawn to estimate the data's centre for ``pre_bias``; the median barely moves beyond that."""
+PRE_BIAS_SAMPLE_ROWS = 4096
+"""Rows drawn to estimate the data's centre for ``pre_bias``: enough for a starting point, and cheap
+(Weiszfeld's iterations on 10,000 rows of width 1024 took a tenth of a 16-batch fit)."""
 
 EPOCH_METRICS = ("nmse", "fvu", "l0", "dead_fraction")
 """Recorded in the history for every split each epoch, beside skorch's own ``*_loss``."""
@@ -189,15 +190,18 @@ class _SplitTotals:
         self.sums = None
 
     def update(self, x: torch.Tensor, output: SAEOutput, loss: torch.Tensor, n_latents: int) -> None:
-        x = x.to(output.x_hat.device, torch.float64)
-        error = (output.x_hat.detach().double() - x).square().sum(dim=-1)
+        # Row-wise terms in float32 (the batch's own precision), sums over rows in float64:
+        # converting the whole batch to float64 would cost a sizeable share of a training step.
+        x = x.to(output.x_hat.device)
+        error = (output.x_hat.detach() - x).square().sum(dim=-1)
+        squared_norms = x.square().sum(dim=-1)
         n_nonzero, fired = code_activity(output.codes, n_latents)
         batch = {
             "loss": loss.detach().double() * len(x),
-            "nmse": (error / x.square().sum(dim=-1).clamp_min(NORM_EPS**2)).sum(),
-            "residual": error.sum(),
-            "x_sum": x.sum(dim=0),
-            "x_square_sum": x.square().sum(),
+            "nmse": (error / squared_norms.clamp_min(NORM_EPS**2)).sum(dtype=torch.float64),
+            "residual": error.sum(dtype=torch.float64),
+            "x_sum": x.sum(dim=0, dtype=torch.float64),
+            "x_square_sum": squared_norms.sum(dtype=torch.float64),
             "nonzeros": n_nonzero,
             "fired": fired,
         }

@@ -15,7 +15,7 @@ from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import metrics
-from ._activations import TopK, TopKSelection, dense_codes, make_activation
+from ._activations import TopK, TopKSelection, make_activation
 from ._training import build_net
 
 __all__ = ["SparseAutoencoderTransformer"]
@@ -92,7 +92,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Use one weight matrix for the encoder and (transposed) decoder.
     pre_bias_init : {"geometric_median", "mean", "zeros"}, default="geometric_median"
         Start ``pre_bias`` at the centre of the training rows (after
-        normalisation), estimated on up to 10,000 of them.
+        normalisation), estimated on up to 4,096 of them.
     unit_norm_decoder : bool, default=True
         With ``tied=False``, keep every decoder atom at unit norm during
         training (the radial part of its gradient is removed and it is
@@ -407,9 +407,14 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
 
     @torch.no_grad()
     def _encode(self, X):
-        """Codes of ``X`` (validated float32), dense or CSR, block by block."""
+        """Codes of ``X`` (validated float32), dense or CSR, block by block.
+
+        Dense codes are written straight into the output array and CSR
+        pieces are built from the top-k indices, so no block is copied twice.
+        """
         module = self._module()
         device = module.W_enc.device
+        out = None if self.sparse_output else np.zeros((X.shape[0], self.n_latents_), dtype=np.float32)
         pieces = []
         for rows in self._blocks(X.shape[0]):
             x = torch.from_numpy(X[rows]).to(device)
@@ -418,14 +423,17 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                     codes = module.encode_topk(x)
                 else:
                     codes = module.activation(module.encode_pre(module.preprocess(x)[0]).float())
-            if isinstance(codes, TopKSelection) and self.sparse_output:
-                pieces.append(_csr_from_topk(codes.values.cpu().numpy(), codes.indices.cpu().numpy(), self.n_latents_))
+            if isinstance(codes, TopKSelection):
+                values, indices = codes.values.cpu().numpy(), codes.indices.cpu().numpy()
+                if out is None:
+                    pieces.append(_csr_from_topk(values, indices, self.n_latents_))
+                else:
+                    np.put_along_axis(out[rows], indices, values, axis=1)
+            elif out is None:
+                pieces.append(sp.csr_matrix(codes.cpu().numpy()))
             else:
-                codes = dense_codes(codes, self.n_latents_).cpu().numpy()
-                pieces.append(sp.csr_matrix(codes) if self.sparse_output else codes)
-        if self.sparse_output:
-            return sp.vstack(pieces, format="csr")
-        return np.concatenate(pieces)
+                out[rows] = codes.cpu().numpy()
+        return out if out is not None else sp.vstack(pieces, format="csr")
 
     @torch.no_grad()
     def _decode(self, codes):
