@@ -4,7 +4,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# The CPU build of torch; a bare "torch" requirement would pull the multi-GB CUDA build.
+# Installed only when the venv has no torch. On this project's machines torch==2.13.0 resolves to a
+# local CPU build (a bare "torch" would pull the multi-GB CUDA build); elsewhere, install the torch
+# you want into .venv first, or set TORCH_SPEC (e.g. "torch --index-url https://download.pytorch.org/whl/cpu").
 TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: demo test venv clean
@@ -12,7 +14,7 @@ TORCH_SPEC ?= torch==2.13.0
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 

@@ -37,7 +37,7 @@ LAYER_NORM_EPS = 1e-5
 """Added to the variance in :func:`layer_norm_no_affine`, as ``nn.LayerNorm`` does."""
 
 NORM_EPS = 1e-12
-"""Floor of ``||x||`` in the loss terms, so that an all-zero row gives a finite loss."""
+"""Floor of a norm that is divided by (decoder atoms, projections)."""
 
 
 class SAEOutput(NamedTuple):
@@ -68,10 +68,20 @@ def layer_norm_no_affine(x: torch.Tensor, eps: float = LAYER_NORM_EPS):
     return centred / sigma, mu, sigma
 
 
+def row_mean_ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of ``numerator / denominator``, leaving out rows whose denominator is 0.
+
+    Such a row (an all-zero input) has no defined ratio; flooring the
+    denominator instead would let that one row swamp the batch's loss.
+    """
+    valid = denominator > 0
+    ratios = torch.where(valid, numerator / denominator.clamp_min(torch.finfo(denominator.dtype).tiny), 0.0)
+    return ratios.sum() / valid.sum().clamp_min(1)
+
+
 def nmse_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of ``||x_hat - x||^2 / ||x||^2``."""
-    error = (x_hat - x).square().sum(dim=-1)
-    return (error / x.square().sum(dim=-1).clamp_min(NORM_EPS**2)).mean()
+    """Mean over rows of ``||x_hat - x||^2 / ||x||^2`` (all-zero rows of ``x`` left out)."""
+    return row_mean_ratio((x_hat - x).square().sum(dim=-1), x.square().sum(dim=-1))
 
 
 def auxk_loss(residual_hat: torch.Tensor, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +90,7 @@ def auxk_loss(residual_hat: torch.Tensor, x_hat: torch.Tensor, x: torch.Tensor) 
     The residual is a fixed target: only the dead latents learn from this term.
     """
     residual = (x - x_hat).detach()
-    return ((residual_hat - residual).square().sum(dim=-1) / residual.square().sum(dim=-1).clamp_min(NORM_EPS**2)).mean()
+    return row_mean_ratio((residual_hat - residual).square().sum(dim=-1), residual.square().sum(dim=-1))
 
 
 def geometric_median(points: torch.Tensor, n_iter: int = 100, tol: float = 1e-6) -> torch.Tensor:
@@ -102,12 +112,12 @@ def geometric_median(points: torch.Tensor, n_iter: int = 100, tol: float = 1e-6)
 
 
 def l1_penalty(codes, x: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of ``||h||_1 / ||x||_2``: an L1 penalty that ignores the input scale.
+    """Mean over rows of ``||h||_1 / ||x||_2``: an L1 penalty that ignores the input scale (all-zero rows left out).
 
     ``codes`` may be dense or a :class:`TopKSelection` (whose values are all the non-zeros).
     """
     values = codes.values if isinstance(codes, TopKSelection) else codes
-    return (values.abs().sum(dim=-1) / x.norm(dim=-1).clamp_min(NORM_EPS)).mean()
+    return row_mean_ratio(values.abs().sum(dim=-1), x.norm(dim=-1))
 
 
 class SparseAutoencoder(nn.Module):
@@ -221,8 +231,13 @@ class SparseAutoencoder(nn.Module):
         return x, x.new_zeros(()), x.new_ones(())
 
     def encode_pre(self, x_norm: torch.Tensor) -> torch.Tensor:
-        """Pre-activations ``(x_norm - pre_bias) @ W_enc.T + b_lat``."""
-        return nn.functional.linear(x_norm - self.pre_bias, self.W_enc, self.b_lat)
+        """Pre-activations ``(x_norm - pre_bias) @ W_enc.T + b_lat``, float32.
+
+        Under autocast only the product runs in bfloat16; the latent bias is
+        added in float32, as the sparse path does, so both paths select the
+        same latents.
+        """
+        return nn.functional.linear(x_norm - self.pre_bias, self.W_enc).float() + self.b_lat
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Decoder output in the model's (normalised) space: ``codes @ W_dec + pre_bias``."""
@@ -257,8 +272,7 @@ class SparseAutoencoder(nn.Module):
                 self._track_firing(codes)
             return SAEOutput(y_pre * sigma + mu, codes, None)
         z_pre = self.encode_pre(x_norm)
-        # Selection runs in float32 even under autocast: bf16 ties would make top-k arbitrary.
-        codes = self.activation(z_pre.float())
+        codes = self.activation(z_pre)
         x_hat = self.decode(codes) * sigma + mu
         aux_residual_hat = None
         if self.training:
@@ -277,7 +291,7 @@ class SparseAutoencoder(nn.Module):
         n_dead = int(dead.sum()) if self.aux_k > 0 else 0
         if n_dead == 0:
             return None
-        candidates = z_pre.float().masked_fill(~dead, float("-inf"))
+        candidates = z_pre.masked_fill(~dead, float("-inf"))
         values, indices = candidates.topk(min(self.aux_k, n_dead), dim=-1, sorted=False)
         aux_codes = torch.zeros_like(candidates).scatter(1, indices, torch.relu(values))
         return (aux_codes @ self.decoder_weight) * sigma

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from ._activations import code_activity
-from ._model import NORM_EPS, SAEOutput, auxk_loss, l1_penalty, nmse_loss
+from ._model import SAEOutput, auxk_loss, l1_penalty, nmse_loss
 
 __all__ = [
     "SAENet",
@@ -150,10 +150,9 @@ class SAENet(NeuralNet):
     """skorch net for the sparse autoencoder: the input is its own target.
 
     Differences from :class:`skorch.NeuralNet`: the loss is computed against
-    ``X`` (``y`` is ignored); each batch records its NMSE and L1 in the
-    history so that per-epoch metrics cost no second pass; with ``amp=True``
-    the forward pass runs under bfloat16 autocast while weights, outputs and
-    the loss stay float32.
+    ``X`` (``y`` is ignored), and with ``amp=True`` the forward pass runs
+    under bfloat16 autocast while weights, outputs and the loss stay
+    float32. Per-epoch metrics come from the :class:`EpochMetrics` callback.
 
     Parameters
     ----------
@@ -195,10 +194,14 @@ class _SplitTotals:
         x = x.to(output.x_hat.device)
         error = (output.x_hat.detach() - x).square().sum(dim=-1)
         squared_norms = x.square().sum(dim=-1)
+        nonzero_rows = squared_norms > 0  # NMSE is undefined on all-zero rows, as in the loss
         n_nonzero, fired = code_activity(output.codes, n_latents)
         batch = {
             "loss": loss.detach().double() * len(x),
-            "nmse": (error / squared_norms.clamp_min(NORM_EPS**2)).sum(dtype=torch.float64),
+            "nmse": torch.where(nonzero_rows, error / squared_norms.clamp_min(torch.finfo(x.dtype).tiny), 0.0).sum(
+                dtype=torch.float64
+            ),
+            "nmse_rows": nonzero_rows.sum(),
             "residual": error.sum(dtype=torch.float64),
             "x_sum": x.sum(dim=0, dtype=torch.float64),
             "x_square_sum": squared_norms.sum(dtype=torch.float64),
@@ -219,7 +222,7 @@ class _SplitTotals:
         residual = float(sums["residual"])
         return {
             "loss": float(sums["loss"]) / n,
-            "nmse": float(sums["nmse"]) / n,
+            "nmse": float(sums["nmse"]) / max(int(sums["nmse_rows"]), 1),
             "fvu": residual / total_variance if total_variance > 0 else (0.0 if residual == 0 else float("inf")),
             "l0": float(sums["nonzeros"]) / n,
             "dead_fraction": 1.0 - float(sums["fired"].double().mean()),
@@ -238,7 +241,8 @@ class EpochMetrics(Callback):
     Parameters
     ----------
     eval_sets : dict of str to torch.Tensor, default=None
-        Extra data sets scored at the end of every epoch.
+        Extra data sets scored at the end of every epoch; released when
+        training ends, so the fitted net does not carry them.
     batch_size : int, default=1024
         Rows per batch when scoring ``eval_sets``.
     """
@@ -263,6 +267,11 @@ class EpochMetrics(Callback):
             totals.update(x, output, net.get_loss(output, None, X=x), net.module_.n_latents)
         return totals.result()
 
+    def on_train_end(self, net, **kwargs):
+        # Neither the last epoch's device sums nor the eval data belong in the fitted (pickled) model.
+        self.totals_ = None
+        self.eval_sets = None
+
     def on_epoch_end(self, net, **kwargs):
         for prefix, totals in self.totals_.items():
             if totals.n_rows:
@@ -276,7 +285,10 @@ class EpochMetrics(Callback):
 
 
 class InitPreBias(Callback):
-    """Set the module's ``pre_bias`` to the centre of the training data before the first step.
+    """Set the module's ``pre_bias`` to the centre of the rows given to ``fit`` before the first step.
+
+    skorch hands ``on_train_begin`` the rows before its validation split, so
+    the centre is estimated on those (a starting point, not a fitted value).
 
     Parameters
     ----------

@@ -71,7 +71,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     ----------
     n_latents : int, default=None
         Number of latents (dictionary atoms). ``None`` means
-        ``4 * n_features``.
+        ``4 * n_features``, and at least ``k`` for the top-k activations.
     activation : {"topk", "gumbel_topk", "relu"}, default="topk"
         ``"topk"`` keeps the ``k`` largest pre-activations of each row (after
         a ReLU), so each row has at most ``k`` non-zeros. ``"gumbel_topk"``
@@ -91,7 +91,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     tied : bool, default=True
         Use one weight matrix for the encoder and (transposed) decoder.
     pre_bias_init : {"geometric_median", "mean", "zeros"}, default="geometric_median"
-        Start ``pre_bias`` at the centre of the training rows (after
+        Start ``pre_bias`` at the centre of the rows given to ``fit`` (after
         normalisation), estimated on up to 4,096 of them.
     unit_norm_decoder : bool, default=True
         With ``tied=False``, keep every decoder atom at unit norm during
@@ -163,7 +163,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Number of latents actually used.
     components_ : ndarray of shape (n_latents_, n_features_in_)
         Decoder atoms ``W_dec``, in the standardised space when ``normalize=True``.
-    history_ : skorch.callbacks.History
+    history_ : skorch.history.History
         Per-epoch log, indexed as ``history_[:, "valid_nmse"]``. For the
         training rows (``train_``, accumulated over the epoch's batches as
         optimised) and the validation rows (``valid_``): ``loss``, ``nmse``,
@@ -307,7 +307,9 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         """
         X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
         n_samples, n_features = X.shape
-        n_latents = self.n_latents if self.n_latents is not None else N_LATENTS_PER_FEATURE * n_features
+        n_latents = self.n_latents
+        if n_latents is None:
+            n_latents = max(N_LATENTS_PER_FEATURE * n_features, self.k if self.activation != "relu" else 1)
         if self.activation != "relu" and self.k > n_latents:
             raise ValueError(
                 f"k={self.k} is larger than n_latents={n_latents}: a row cannot have more non-zeros than there are latents. "
@@ -505,7 +507,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         X_hat : ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float32, reset=False)
+        return self._reconstruct(validate_data(self, X, dtype=np.float32, reset=False))
+
+    @torch.no_grad()
+    def _reconstruct(self, X):
+        """``reconstruct`` of already validated float32 rows."""
         module = self._module()
         device = module.W_enc.device
         out = np.empty_like(X)
@@ -531,8 +537,9 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         score : float
             1 for a perfect reconstruction, 0 for one no better than the mean row.
         """
-        X_hat = self.reconstruct(X)
-        return 1.0 - metrics.fvu(validate_data(self, X, dtype=np.float32, reset=False), X_hat)
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        return 1.0 - metrics.fvu(X, self._reconstruct(X))
 
     # ------------------------------------------------------ sklearn plumbing
 

@@ -158,10 +158,13 @@ def test_nmse_and_l1_match_hand_computation():
     assert l1_penalty(codes, x).item() == pytest.approx((3 / 5 + 0.5) / 2)
 
 
-def test_losses_are_finite_on_an_all_zero_row():
-    x = torch.zeros(1, 4)
-    assert torch.isfinite(nmse_loss(torch.ones(1, 4), x))
-    assert torch.isfinite(l1_penalty(torch.ones(1, 3), x))
+def test_an_all_zero_row_is_left_out_of_the_losses():
+    x = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
+    x_hat = torch.tensor([[3.0, 3.0], [1.0, 1.0]])
+    codes = torch.tensor([[1.0, 2.0], [5.0, 5.0]])
+    assert nmse_loss(x_hat, x).item() == pytest.approx(1 / 25)  # the zero row's ratio is undefined
+    assert l1_penalty(codes, x).item() == pytest.approx(3 / 5)
+    assert nmse_loss(torch.ones(1, 4), torch.zeros(1, 4)).item() == 0.0
 
 
 def test_warmup_cosine_schedule():

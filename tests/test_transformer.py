@@ -94,8 +94,24 @@ def test_fitted_attributes(structured_data):
     assert list(sae.get_feature_names_out()[:2]) == ["sparseautoencodertransformer0", "sparseautoencodertransformer1"]
 
 
-def test_n_latents_defaults_to_four_per_feature(structured_data):
+def test_n_latents_defaults_to_four_per_feature_and_at_least_k(structured_data):
     assert _sae(n_latents=None, max_epochs=1).fit(structured_data).n_latents_ == 4 * 24
+    narrow = structured_data[:, :3]  # 4 x 3 = 12 latents would be fewer than k
+    assert _sae(n_latents=None, k=32, max_epochs=1).fit(narrow).n_latents_ == 32
+
+
+def test_a_zero_row_does_not_swamp_training(structured_data):
+    X = structured_data.copy()
+    X[0] = 0.0
+    sae = _sae(max_epochs=2).fit(X)
+    assert sae.history_[-1, "train_nmse"] < 1.0 and sae.history_[-1, "train_loss"] < 1.0
+
+
+def test_fitted_model_does_not_carry_the_eval_sets(structured_data):
+    small = pickle.dumps(_sae(max_epochs=1).fit(structured_data))
+    big_eval = np.repeat(structured_data, 20, axis=0)  # 12,000 x 24 float32: 1.1 MB
+    with_eval = pickle.dumps(_sae(max_epochs=1).fit(structured_data, eval_sets={"test": big_eval}))
+    assert len(with_eval) < len(small) + 100_000
 
 
 def test_same_random_state_is_bit_identical_and_leaves_global_rng_alone(structured_data):
