@@ -52,9 +52,10 @@ def code_activity(codes, n_latents: int):
     """
     if isinstance(codes, TopKSelection):
         nonzero = codes.values != 0
-        fired = torch.zeros(n_latents, dtype=torch.bool, device=nonzero.device)
-        fired[codes.indices[nonzero]] = True
-        return nonzero.sum(), fired
+        # A scatter rather than boolean-mask indexing, which would wait for the GPU on every batch.
+        hits = torch.zeros(n_latents, dtype=torch.int32, device=nonzero.device)
+        hits.scatter_add_(0, codes.indices.reshape(-1), nonzero.reshape(-1).to(torch.int32))
+        return nonzero.sum(), hits > 0
     nonzero = codes != 0
     return nonzero.sum(), nonzero.any(dim=0)
 

@@ -361,9 +361,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             unit_norm_decoder=self.unit_norm_decoder and not self.tied,
             aux_coef=self.aux_coef if self.aux_k is not None else 0.0,
         )
+        # A private copy: skorch keeps it for the whole fit, and the caller's array may change or be read-only.
         X_tensor = torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True))
-        if device.startswith("cuda"):
-            X_tensor = X_tensor.pin_memory()  # lets batches copy to the GPU asynchronously
 
         cuda_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
         with torch.random.fork_rng(devices=cuda_devices):
