@@ -72,7 +72,6 @@ SPLITS = ("train", "val", "test")
 METRICS = ("loss", "nmse", "fvu", "l0", "dead_fraction")
 L1_COEF = 1e-3
 TAU_START, TAU_END = 1.0, 1e-8
-NORM_EPS = 1e-12  # floor of ||x|| in the L1 term, as in the training loss
 
 
 def model_params(*, k, anneal_steps):
@@ -113,10 +112,8 @@ def evaluate(sae, X, *, l1_coef):
     codes = sae.transform(X)
     X_hat = sae.reconstruct(X)
     nmse = sae_metrics.nmse(X, X_hat)
-    x_norms = np.maximum(np.linalg.norm(X, axis=1), NORM_EPS)
-    l1 = np.mean(np.abs(codes).sum(axis=1, dtype=np.float64) / x_norms)
     return {
-        "loss": nmse + l1_coef * float(l1),
+        "loss": nmse + l1_coef * sae_metrics.l1(X, codes),
         "nmse": nmse,
         "fvu": sae_metrics.fvu(X, X_hat),
         "l0": sae_metrics.l0(codes),

@@ -1,10 +1,10 @@
 """Sparsifying activations of the autoencoder: ReLU, Top-K and Gumbel-Top-K.
 
 Every activation maps pre-activations ``z_pre`` of shape ``(batch, n_latents)``
-to codes of the same shape. The top-k activations also expose
-:meth:`TopK.select`, which returns only the ``k`` kept values and their
-indices, so that callers can build sparse outputs without materialising the
-dense codes.
+to codes of the same shape. Codes may also travel as a :class:`TopKSelection`
+(the ``k`` kept values and their indices), as the sparse Top-K path of
+:mod:`sklearn_sae._sparse_ops` produces them; :func:`dense_codes` and
+:func:`code_activity` accept either form.
 """
 
 from __future__ import annotations

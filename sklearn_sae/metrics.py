@@ -7,6 +7,7 @@ returns a Python float or a NumPy array.
 ``nmse``           mean over rows of ``||x_hat - x||^2 / ||x||^2``
 ``fvu``            ``sum ||x_hat - x||^2 / sum ||x - mean(X)||^2``
 ``l0``             mean number of non-zero codes per row
+``l1``             mean over rows of ``||h||_1 / ||x||_2``, the training loss's L1 term
 ``latent_density`` fraction of rows in which each latent is non-zero
 ``dead_fraction``  fraction of latents that are zero on every row
 ``dictionary_recovery``  how well learned atoms match known true ones (MMCS)
@@ -18,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["nmse", "fvu", "l0", "latent_density", "dead_fraction", "dictionary_recovery"]
+__all__ = ["nmse", "fvu", "l0", "l1", "latent_density", "dead_fraction", "dictionary_recovery"]
 
 
 def _as_2d_pair(X, X_hat):
@@ -75,6 +76,32 @@ def fvu(X, X_hat) -> float:
     if total == 0:
         return 0.0 if residual == 0 else float("inf")
     return float(residual / total)
+
+
+def l1(X, codes) -> float:
+    """The L1 term of the training loss: mean over rows of ``||h||_1 / ||x||_2``.
+
+    Dividing by the input's norm makes the penalty blind to the data's
+    scale. As in :func:`nmse`, all-zero rows of ``X`` are ignored.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Inputs.
+    codes : array-like or sparse matrix of shape (n_samples, n_latents)
+        Their codes.
+
+    Returns
+    -------
+    float
+    """
+    X = np.asarray(X, dtype=np.float64)
+    code_norms = np.asarray(abs(codes).sum(axis=1), dtype=np.float64).ravel()
+    if X.ndim != 2 or code_norms.shape[0] != X.shape[0]:
+        raise ValueError(f"X and codes must have the same number of rows; got {X.shape} and {codes.shape}.")
+    norms = np.linalg.norm(X, axis=1)
+    nonzero = norms > 0
+    return float(np.mean(code_norms[nonzero] / norms[nonzero]))
 
 
 def latent_density(codes) -> np.ndarray:

@@ -83,3 +83,14 @@ def test_an_untrained_sae_does_not_recover_them(signals):
     sae = SparseAutoencoderTransformer(**{**COMMON, "max_epochs": 1, "lr": 1e-6, "activation": "topk"}).fit(X)
     mmcs, recovered = dictionary_recovery(dictionary, sae.components_)
     assert recovered < 0.1 and mmcs < 0.7
+
+
+def test_l1_metric_matches_hand_computation_and_skips_zero_rows():
+    import scipy.sparse as sp
+
+    from sklearn_sae.metrics import l1
+
+    X = np.array([[3.0, 4.0], [1.0, 0.0], [0.0, 0.0]])
+    codes = np.array([[1.0, 2.0, 0.0], [0.0, 0.5, 0.0], [9.0, 9.0, 9.0]])
+    assert l1(X, codes) == pytest.approx((3 / 5 + 0.5) / 2)
+    assert l1(X, sp.csr_matrix(codes)) == pytest.approx((3 / 5 + 0.5) / 2)
