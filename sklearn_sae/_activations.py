@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-__all__ = ["ReLU", "TopK", "GumbelTopK", "TopKSelection", "make_activation", "dense_codes", "code_activity"]
+__all__ = ["ReLU", "TopK", "GumbelTopK", "GUMBEL_CANDIDATES", "TopKSelection", "make_activation", "dense_codes", "code_activity"]
 
 HARD_TAU = 1e-6
 """At or below this temperature the Gumbel noise can only reorder pre-activations closer than about
@@ -103,57 +103,100 @@ class TopK(nn.Module):
         return _scatter_codes(self.select(z_pre), z_pre.shape[-1])
 
 
+GUMBEL_CANDIDATES = ("positive", "all")
+"""Which latents the noisy selection of :class:`GumbelTopK` may choose from."""
+
+
 class GumbelTopK(TopK):
     """Top-K with Gumbel noise and a temperature that anneals to hard Top-K.
 
     In training mode each forward call draws standard Gumbel noise ``g`` and
-    keeps the ``k`` largest entries of ``z_pre / tau + g``. The forward pass
-    uses that hard mask; the backward pass uses a soft one (straight-through
-    estimator): for each latent, the two-class Gumbel-softmax, i.e.
-    ``sigmoid(score - threshold)``, of its perturbed score against the
-    midpoint between the k-th and (k+1)-th largest scores. Latents just
-    outside the selection therefore still receive gradient while ``tau`` is
-    large, which keeps them from dying early in training.
+    keeps the ``k`` largest perturbed scores ``z_pre / tau + g`` among the
+    candidate latents; the kept latents output ``relu(z_pre)``. The forward
+    pass uses that hard mask; the backward pass uses a soft one
+    (straight-through estimator): for each latent, the two-class
+    Gumbel-softmax, i.e. ``sigmoid(score - threshold)``, of its perturbed
+    score against the midpoint between the k-th and (k+1)-th largest scores.
+    Latents just outside the selection therefore still receive gradient while
+    ``tau`` is large.
+
+    Two sets of candidates:
+
+    ``"positive"`` (the default)
+        Only latents with ``z_pre > 0`` can be selected; a row with fewer
+        than ``k`` of them keeps them all. A noisy slot is then never spent
+        on a latent whose output would be ``relu(z_pre) = 0``.
+    ``"all"`` (the seed's formula)
+        Every latent competes, as in the original Gumbel-Top-K. Slots that
+        go to negative pre-activations output nothing and pass no gradient,
+        and over a long noisy phase the latent bias drifts down until most
+        latents stay negative and die once the noise is gone
+        (``benchmarks/README.md`` has the measurements).
 
     ``tau`` falls linearly from ``tau_start`` to ``tau_end`` over
-    ``anneal_steps`` training forward calls and then stays at ``tau_end``,
-    where ``z_pre / tau`` swamps the noise and the selection is the hard
-    Top-K. In eval mode there is no noise: the activation is exactly
-    :class:`TopK`.
+    ``anneal_steps`` training forward calls, reaching ``tau_end`` exactly at
+    the last of them, and then stays there, where ``z_pre / tau`` swamps the
+    noise and the selection is the hard Top-K. In eval mode there is no
+    noise: the activation is exactly :class:`TopK`.
 
     Parameters
     ----------
     k : int
         Number of latents kept per row.
     tau_start, tau_end : float
-        Temperature at the first training forward call and after annealing.
+        Temperature at the first and at the last annealing forward call.
     anneal_steps : int
         Number of training forward calls over which ``tau`` is annealed.
+    candidates : {"positive", "all"}, default="positive"
+        Which latents the noisy selection may keep (see above).
     """
 
-    def __init__(self, k: int, tau_start: float = 1.0, tau_end: float = 1e-8, anneal_steps: int = 10_000):
+    def __init__(
+        self, k: int, tau_start: float = 1.0, tau_end: float = 1e-8, anneal_steps: int = 10_000, candidates="positive"
+    ):
         super().__init__(k)
+        if candidates not in GUMBEL_CANDIDATES:
+            raise ValueError(f"candidates={candidates!r} is not one of {GUMBEL_CANDIDATES}.")
         self.tau_start = tau_start
         self.tau_end = tau_end
         self.anneal_steps = anneal_steps
+        self.candidates = candidates
         # A buffer, so the annealing position survives state_dict, pickling and device moves.
         self.register_buffer("n_steps", torch.zeros((), dtype=torch.long))
 
     def extra_repr(self) -> str:
-        return f"k={self.k}, tau_start={self.tau_start}, tau_end={self.tau_end}, anneal_steps={self.anneal_steps}"
+        return (
+            f"k={self.k}, tau_start={self.tau_start}, tau_end={self.tau_end}, anneal_steps={self.anneal_steps}, "
+            f"candidates={self.candidates!r}"
+        )
 
     @property
     def is_hard(self) -> bool:
-        return not self.training or (int(self.n_steps) >= self.anneal_steps and self.tau_end <= HARD_TAU)
+        return not self.training or (self.annealed and self.tau_end <= HARD_TAU)
+
+    @property
+    def annealed(self) -> bool:
+        """Whether the next training forward call runs at ``tau_end`` (the last annealing call or later)."""
+        return int(self.n_steps) >= self.anneal_steps - 1
 
     def step_(self) -> None:
         self.n_steps += 1
 
     @property
     def tau(self) -> float:
-        """Temperature used by the next training forward call."""
-        progress = min(int(self.n_steps), self.anneal_steps) / max(self.anneal_steps, 1)
-        return self.tau_start * (1.0 - progress) + self.tau_end * progress  # exactly tau_end at the end
+        """Temperature used by the next training forward call.
+
+        Call ``i`` (counting from 0) runs at ``tau_start + (tau_end - tau_start) * i / (anneal_steps - 1)``,
+        so the first call runs at ``tau_start`` and the last annealing call, number ``anneal_steps - 1``,
+        at exactly ``tau_end``.
+        """
+        return self.temperature_at(int(self.n_steps))
+
+    def temperature_at(self, step: int) -> float:
+        """Temperature of training forward call number ``step`` (counting from 0)."""
+        if step >= self.anneal_steps - 1:
+            return self.tau_end
+        return self.tau_start + (self.tau_end - self.tau_start) * step / (self.anneal_steps - 1)
 
     def forward(self, z_pre: torch.Tensor) -> torch.Tensor:
         if not self.training:
@@ -165,6 +208,11 @@ class GumbelTopK(TopK):
             return torch.relu(z_pre)
         uniform = torch.rand_like(z_pre).clamp_(torch.finfo(z_pre.dtype).tiny, 1.0)
         scores = z_pre / tau - torch.log(-torch.log(uniform))
+        if self.candidates == "positive":
+            # A finite floor rather than -inf keeps the threshold and every gradient finite when a row has
+            # fewer than k + 1 positive pre-activations. Such latents are never selected ahead of a
+            # positive one, and if they are (fewer than k positives) they output relu(z_pre) = 0 anyway.
+            scores = scores.masked_fill(z_pre <= 0, torch.finfo(scores.dtype).min / 4)
         top_scores, top_indices = scores.topk(self.k + 1, dim=-1)
         hard = torch.zeros_like(z_pre).scatter_(1, top_indices[:, : self.k], 1.0)
         threshold = 0.5 * (top_scores[:, self.k - 1 : self.k] + top_scores[:, self.k :])
@@ -173,12 +221,14 @@ class GumbelTopK(TopK):
         return torch.relu(z_pre) * mask
 
 
-def make_activation(name: str, *, k: int, tau_start: float, tau_end: float, anneal_steps: int) -> nn.Module:
+def make_activation(
+    name: str, *, k: int, tau_start: float, tau_end: float, anneal_steps: int, candidates: str = "positive"
+) -> nn.Module:
     """Build the activation module called ``name`` (``relu``, ``topk``, ``gumbel_topk``)."""
     if name == "relu":
         return ReLU()
     if name == "topk":
         return TopK(k)
     if name == "gumbel_topk":
-        return GumbelTopK(k, tau_start=tau_start, tau_end=tau_end, anneal_steps=anneal_steps)
+        return GumbelTopK(k, tau_start=tau_start, tau_end=tau_end, anneal_steps=anneal_steps, candidates=candidates)
     raise ValueError(f"Unknown activation {name!r}; expected 'relu', 'topk' or 'gumbel_topk'.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -15,7 +16,7 @@ from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import metrics
-from ._activations import TopK, TopKSelection, make_activation
+from ._activations import GUMBEL_CANDIDATES, GumbelTopK, TopK, TopKSelection, make_activation
 from ._training import build_net
 
 __all__ = ["SparseAutoencoderTransformer"]
@@ -29,6 +30,12 @@ DEFAULT_L1_COEF = {"relu": 1e-3, "topk": 0.0, "gumbel_topk": 0.0}
 N_LATENTS_PER_FEATURE = 4
 """``n_latents=None`` means this many latents per input feature (benchmarks/sweep_defaults.py: on the
 shipped proteins 4x matched 8x and 16x in validation NMSE with fewer dead latents)."""
+
+
+ANNEAL_FRACTION = 0.01
+"""``anneal_steps`` default: the Gumbel noise acts over the first 1% of the fit's batches
+(benchmarks/bench_gumbel.py: short, early noise revives the latents that Top-K leaves dead from the
+start; a longer noisy phase drifts the latent bias down and kills them instead)."""
 
 
 def resolve_device(device: str) -> str:
@@ -75,10 +82,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     activation : {"topk", "gumbel_topk", "relu"}, default="topk"
         ``"topk"`` keeps the ``k`` largest pre-activations of each row (after
         a ReLU), so each row has at most ``k`` non-zeros. ``"gumbel_topk"``
-        does the same at inference, but trains with Gumbel noise and a
-        temperature that anneals linearly to hard Top-K, which keeps more
-        latents alive early on. ``"relu"`` gives dense codes made sparse by
-        the L1 penalty.
+        does the same at inference, but starts training with Gumbel noise in
+        the selection and a temperature that anneals linearly to hard Top-K
+        (see ``anneal_steps``), which gives every latent a chance to learn
+        before the selection hardens: fewer dead latents than ``"topk"``.
+        ``"relu"`` gives dense codes made sparse by the L1 penalty.
     k : int, default=32
         Non-zeros per row for the top-k activations; ignored by ``"relu"``.
         Must not exceed ``n_latents``.
@@ -113,10 +121,24 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     tau_start : float, default=1.0
         Gumbel temperature at the first training step (``"gumbel_topk"`` only).
     tau_end : float, default=1e-8
-        Gumbel temperature after annealing (``"gumbel_topk"`` only).
-    anneal_steps : int, default=10_000
-        Training forward passes (batches) over which the temperature falls
-        linearly from ``tau_start`` to ``tau_end`` (``"gumbel_topk"`` only).
+        Gumbel temperature at the last annealing step and after it
+        (``"gumbel_topk"`` only); at 1e-6 or below the selection is the hard
+        Top-K and training takes the sparse Top-K path.
+    anneal_steps : int or float, default=0.01
+        Training batches over which the temperature falls linearly from
+        ``tau_start`` to ``tau_end`` (``"gumbel_topk"`` only). A float in
+        (0, 1] is a fraction of the fit's training batches, so the schedule
+        fits the run; an int is an absolute number of batches, as in the
+        seed's ``10_000``. The default, the first 1% of the batches, was
+        chosen by ``benchmarks/bench_gumbel.py``: a short noisy start revives
+        latents that Top-K leaves dead, while a long noisy phase kills
+        latents instead. A fit that ends before the temperature reaches
+        ``tau_end`` warns.
+    gumbel_candidates : {"positive", "all"}, default="positive"
+        Which latents the noisy selection of ``"gumbel_topk"`` may keep:
+        ``"positive"``, only those with a positive pre-activation (a noisy
+        slot is never spent on a latent that would output 0); ``"all"``,
+        every latent, the seed's formula ``topk(z_pre / tau + g)``.
     lr : float, default=1e-2
         Peak learning rate of Adam. Chosen by the sweep in
         ``benchmarks/sweep_defaults.py``: on the shipped proteins it halved the
@@ -210,7 +232,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         "dead_window": [Interval(Integral, 1, None, closed="left")],
         "tau_start": [Interval(Real, 0, None, closed="neither")],
         "tau_end": [Interval(Real, 0, None, closed="neither")],
-        "anneal_steps": [Interval(Integral, 1, None, closed="left")],
+        "anneal_steps": [Interval(Integral, 1, None, closed="left"), Interval(RealNotInt, 0, 1, closed="right")],
+        "gumbel_candidates": [StrOptions(set(GUMBEL_CANDIDATES))],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -241,7 +264,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         dead_window=10_000,
         tau_start=1.0,
         tau_end=1e-8,
-        anneal_steps=10_000,
+        anneal_steps=ANNEAL_FRACTION,
+        gumbel_candidates="positive",
         lr=1e-2,
         batch_size=256,
         max_epochs=20,
@@ -269,6 +293,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self.tau_start = tau_start
         self.tau_end = tau_end
         self.anneal_steps = anneal_steps
+        self.gumbel_candidates = gumbel_candidates
         self.lr = lr
         self.batch_size = batch_size
         self.max_epochs = max_epochs
@@ -326,12 +351,18 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                 f"validation_fraction={self.validation_fraction} leaves no training rows out of {n_samples}; lower it."
             )
         total_steps = math.ceil((n_samples - n_valid) / self.batch_size) * self.max_epochs
-        warmup = self.warmup_steps if isinstance(self.warmup_steps, Integral) else round(self.warmup_steps * total_steps)
+        warmup = _resolve_steps(self.warmup_steps, total_steps, minimum=0)
+        anneal_steps = _resolve_steps(self.anneal_steps, total_steps, minimum=1)
 
         eval_tensors = self._validate_eval_sets(eval_sets)
         l1_coef = DEFAULT_L1_COEF[self.activation] if self.l1_coef is None else self.l1_coef
         activation = make_activation(
-            self.activation, k=self.k, tau_start=self.tau_start, tau_end=self.tau_end, anneal_steps=self.anneal_steps
+            self.activation,
+            k=self.k,
+            tau_start=self.tau_start,
+            tau_end=self.tau_end,
+            anneal_steps=anneal_steps,
+            candidates=self.gumbel_candidates,
         )
         net = build_net(
             dict(
@@ -370,6 +401,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             net.fit(X_tensor)
 
         self.net_ = net
+        _warn_if_not_annealed(net.module_.activation)
         self.n_latents_ = n_latents
         self.history_ = net.history
         self.n_iter_ = len(net.history)
@@ -551,6 +583,33 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         tags.transformer_tags.preserves_dtype = ["float32"]
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+def _resolve_steps(value, total_steps: int, *, minimum: int) -> int:
+    """A schedule length given as batches (int) or as a fraction of the fit's ``total_steps`` (float)."""
+    if isinstance(value, Integral):
+        return int(value)
+    return max(minimum, round(value * total_steps))
+
+
+def _warn_if_not_annealed(activation) -> None:
+    """Warn when a Gumbel-Top-K fit stopped before its temperature reached ``tau_end``.
+
+    Such a model trained with noisy selection to the end and is then used with
+    the hard Top-K of inference, which it never trained with.
+    """
+    if not isinstance(activation, GumbelTopK) or activation.annealed:
+        return
+    n_batches = int(activation.n_steps)
+    reached = activation.temperature_at(max(n_batches - 1, 0))
+    warnings.warn(
+        f"gumbel_topk ran {n_batches} training batches but anneals over {activation.anneal_steps}: its "
+        f"temperature reached {reached:.3g}, not tau_end={activation.tau_end:g}, so the model never trained "
+        "with the hard Top-K it uses at inference. Pass anneal_steps as a fraction of the fit's batches "
+        "(e.g. anneal_steps=0.5), or a number of batches at most the number the fit runs, or train longer.",
+        UserWarning,
+        stacklevel=4,  # the caller of fit, past fit and sklearn's _fit_context wrapper
+    )
 
 
 def _csr_from_topk(values: np.ndarray, indices: np.ndarray, n_latents: int) -> sp.csr_matrix:

@@ -25,7 +25,7 @@ def _small(**params):
 ESTIMATORS = [
     _small(activation="relu"),
     _small(activation="topk"),
-    _small(activation="gumbel_topk", anneal_steps=5),
+    _small(activation="gumbel_topk", anneal_steps=0.5),
     _small(activation="topk", sparse_output=True),
     _small(activation="gumbel_topk", tied=False, normalize=False, sparse_output=True),
 ]

@@ -111,21 +111,30 @@ def test_gumbel_topk_eval_mode_equals_topk():
     assert int(gumbel.n_steps) == 0  # eval calls do not anneal
 
 
-def test_gumbel_topk_anneals_linearly_to_tau_end():
+def test_gumbel_topk_anneals_linearly_and_reaches_tau_end_at_the_last_annealing_batch():
     gumbel = GumbelTopK(3, tau_start=1.0, tau_end=1e-8, anneal_steps=10).train()
     z_pre = torch.randn(2, 10)
-    taus = []
+    taus, annealed = [], []
     for _ in range(15):
         taus.append(gumbel.tau)
+        annealed.append(gumbel.annealed)
         gumbel(z_pre)
-    np.testing.assert_allclose(taus[:11], np.linspace(1.0, 1e-8, 11), rtol=1e-6, atol=1e-12)
-    assert taus[10:] == [1e-8] * 5
+    # Ten annealing calls: the first at tau_start, the tenth (index 9) at exactly tau_end.
+    np.testing.assert_allclose(taus[:10], np.linspace(1.0, 1e-8, 10), rtol=1e-6, atol=1e-12)
+    assert taus[8] > 1e-8 and taus[9:] == [1e-8] * 6
+    assert annealed == [False] * 9 + [True] * 6
     assert gumbel.tau == 1e-8 and int(gumbel.n_steps) == 15
+    assert [gumbel.temperature_at(step) for step in (0, 9, 100)] == [1.0, 1e-8, 1e-8]
+
+
+def test_gumbel_topk_with_one_annealing_step_starts_at_tau_end():
+    gumbel = GumbelTopK(3, tau_start=1.0, tau_end=1e-8, anneal_steps=1).train()
+    assert gumbel.tau == 1e-8 and gumbel.annealed and gumbel.is_hard
 
 
 def test_gumbel_topk_training_forward_is_k_sparse_and_hard_once_annealed():
     torch.manual_seed(0)
-    gumbel = GumbelTopK(4, anneal_steps=1).train()
+    gumbel = GumbelTopK(4, anneal_steps=2).train()
     z_pre = torch.randn(64, 32)
     early = gumbel(z_pre)  # tau = 1: noisy selection
     assert ((early != 0).sum(dim=1) <= 4).all()
@@ -141,6 +150,30 @@ def test_gumbel_topk_soft_gradient_reaches_unselected_latents_early():
     codes.sum().backward()
     unselected = codes.detach() == 0
     assert (z_pre.grad[unselected] != 0).any()
+
+
+def test_gumbel_topk_positive_candidates_never_spend_a_slot_on_a_negative_latent():
+    torch.manual_seed(0)
+    z_pre = torch.randn(256, 32)
+    positive = GumbelTopK(4, tau_start=1.0, anneal_steps=1000, candidates="positive").train()
+    seed_formula = GumbelTopK(4, tau_start=1.0, anneal_steps=1000, candidates="all").train()
+    kept = positive(z_pre) != 0
+    assert (kept.sum(dim=1) == 4).all()  # every row has at least 4 positive pre-activations here
+    # The seed's formula hands some of the k slots to negative pre-activations, which output 0.
+    assert (seed_formula(z_pre) != 0).sum(dim=1).float().mean() < 3.5
+
+
+def test_gumbel_topk_positive_candidates_with_fewer_than_k_positives_keep_them_all():
+    z_pre = torch.tensor([[2.0, -1.0, 0.5, -3.0, -0.2, -0.1], [-1.0, -2.0, -3.0, -4.0, -5.0, -6.0]], requires_grad=True)
+    codes = GumbelTopK(3, anneal_steps=100, candidates="positive").train()(z_pre)
+    np.testing.assert_array_equal(codes.detach().numpy(), torch.relu(z_pre).detach().numpy())
+    codes.sum().backward()
+    assert torch.isfinite(z_pre.grad).all()
+
+
+def test_gumbel_topk_rejects_unknown_candidates():
+    with pytest.raises(ValueError, match="candidates='some'"):
+        GumbelTopK(3, candidates="some")
 
 
 def test_gumbel_topk_with_k_equal_n_latents_keeps_everything():
@@ -227,13 +260,14 @@ def test_which_forward_path_is_taken():
 
     assert model(TopK(2)).train().uses_sparse_path()
     assert not model(ReLU()).train().uses_sparse_path()
-    gumbel = model(GumbelTopK(2, anneal_steps=2))
+    gumbel = model(GumbelTopK(2, anneal_steps=3))
     assert not gumbel.train().uses_sparse_path()  # noisy selection needs the dense soft mask
     assert gumbel.eval().uses_sparse_path()
     gumbel.train()
     gumbel(torch.randn(3, 6))
+    assert not gumbel.uses_sparse_path()  # the second of three annealing calls is still noisy
     gumbel(torch.randn(3, 6))
-    assert gumbel.uses_sparse_path() and int(gumbel.activation.n_steps) == 2
+    assert gumbel.uses_sparse_path() and int(gumbel.activation.n_steps) == 2  # the third runs at tau_end
     gumbel(torch.randn(3, 6))  # the sparse path still advances the schedule
     assert int(gumbel.activation.n_steps) == 3
     warm = model(GumbelTopK(2, anneal_steps=1, tau_end=0.1))

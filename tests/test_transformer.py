@@ -2,6 +2,7 @@
 
 import io
 import pickle
+import warnings
 
 import joblib
 import numpy as np
@@ -267,6 +268,8 @@ def test_wrong_feature_count_at_transform():
         (dict(activation="sigmoid"), "The 'activation' parameter .* must be a str among"),
         (dict(device="tpu"), "device='tpu' is not understood"),
         (dict(validation_fraction=0.99), "leaves no training rows"),
+        (dict(anneal_steps=0.0), "The 'anneal_steps' parameter .* must be an int in the range \\[1, inf\\) or a float in the range \\(0.0, 1.0\\]"),
+        (dict(anneal_steps=1.5), "The 'anneal_steps' parameter"),
     ],
 )
 def test_bad_parameters_get_a_clear_error(params, match):
@@ -376,3 +379,30 @@ def test_sparse_output_never_builds_the_dense_code_matrix():
         tracemalloc.stop()
     assert codes.shape == (20_000, 8192) and codes.nnz <= 8 * 20_000
     assert peak < 32 * 2**20, f"transform traced a peak of {peak / 2**20:.0f} MiB"
+
+
+def _gumbel_schedule(sae):
+    activation = sae.net_.module_.activation
+    return activation.anneal_steps, int(activation.n_steps), activation.annealed
+
+
+@pytest.mark.parametrize("fraction, expected", [(0.5, 14), (1.0, 27), (0.01, 1)])
+def test_anneal_steps_as_a_fraction_of_the_fit(structured_data, fraction, expected):
+    # 600 rows, 10% held out: 540 training rows, 9 batches of 64 per epoch, 27 over 3 epochs.
+    sae = _sae(activation="gumbel_topk", anneal_steps=fraction, validation_fraction=0.1).fit(structured_data)
+    assert _gumbel_schedule(sae) == (expected, 27, True)
+    assert sae.get_params()["anneal_steps"] == fraction  # the parameter itself is left as given
+
+
+def test_a_fit_that_ends_before_annealing_warns(structured_data):
+    sae = _sae(activation="gumbel_topk", anneal_steps=100, validation_fraction=0.1)
+    with pytest.warns(UserWarning, match=r"ran 27 training batches but anneals over 100: its temperature reached 0\.737"):
+        sae.fit(structured_data)
+    assert _gumbel_schedule(sae) == (100, 27, False)
+
+
+@pytest.mark.parametrize("params", [dict(activation="gumbel_topk", anneal_steps=27), dict(activation="topk")])
+def test_a_fit_that_anneals_fully_does_not_warn(structured_data, params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        _sae(validation_fraction=0.1, **params).fit(structured_data)
