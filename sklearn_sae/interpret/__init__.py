@@ -33,3 +33,7 @@ __all__ = [
 
 # --------------------------------------------------------------------------- feature cards and the atlas
 # Imported below, and added to __all__, by the modules that build on the statistics above.
+from ._atlas import write_atlas  # noqa: E402
+from ._cards import FeatureCard, feature_card, plot_feature_card  # noqa: E402
+
+__all__ += ["FeatureCard", "feature_card", "plot_feature_card", "write_atlas"]
