@@ -2,23 +2,33 @@
 
 A sparse autoencoder (SAE) rewrites each protein's embedding as a short list
 of active "features". How it decides which features fire is the whole
-difference between the three models trained here, all with the same number
+difference between the four models trained here (ReLU at two L1 weights, Top-K and
+Gumbel-Top-K), all with the same number
 of latents, optimiser (Adam), learning-rate schedule (warmup then cosine) and
 data:
 
 ``relu``
     ReLU codes made sparse by an L1 penalty, ``loss = NMSE + 1e-3 * L1``, on
-    the raw embeddings (``normalize=False``). Simple and smooth, but the
-    number of active latents per protein is whatever the penalty leaves.
+    the raw embeddings (``normalize=False``): the seed's setting. Simple and
+    smooth, but the number of active latents per protein is whatever the
+    penalty leaves (about 270 here, not 64).
+``relu_l0``
+    The same model with its L1 weight calibrated so that the validation
+    split has about ``k`` active latents per protein
+    (:func:`sklearn_sae.calibration.calibrate_l1_coef`, a bisection on
+    shorter fits): ReLU at the sparsity of the top-k models, so its NMSE
+    can be compared with theirs.
 ``topk``
     Keeps the ``k`` largest pre-activations of each protein and zeroes the
     rest, so every code has at most ``k`` non-zeros; ``loss = NMSE`` on
     per-protein standardised embeddings (``normalize=True``).
 ``gumbel_topk``
-    Top-K with Gumbel noise in training: the selection starts soft and
-    stochastic (temperature 1.0) and anneals linearly to hard Top-K
-    (temperature 1e-8) over ``--anneal-steps`` batches, which keeps more
-    latents alive early on. At inference it is exactly ``topk``.
+    Top-K with Gumbel noise in training: the selection starts stochastic
+    (temperature 1.0) and anneals linearly to hard Top-K (temperature 1e-8)
+    over the first ``--anneal-steps`` batches (by default the estimator's,
+    1% of the run), which gives latents that Top-K would leave dead a chance
+    to learn. At inference it is exactly ``topk``. The script prints the
+    schedule it used.
 
 The embeddings (by default ``data/per-protein.h5``, 19,074 proteins of
 SCL2205 embedded in 256 dimensions, UniProt's ``per-protein.h5`` layout) are
@@ -35,12 +45,12 @@ the comparison. Read it for
 Everything lands in ``--out``: ``history.csv`` (per epoch), ``metrics.csv``
 and ``metrics.md`` (final), ``comparison.png`` and ``training_curves.png``.
 The defaults (2,048 latents, batch 64, 50 epochs: 11,950 training batches)
-take about four and a half minutes on two CPU cores and let the seed's
-Gumbel schedule, ``--anneal-steps 10000``, finish: the last 1,950 batches
-train at ``tau_end``, as hard Top-K. If you shorten the run below
-``--anneal-steps`` batches, the script says where the temperature stops; the
-Gumbel model is then scored with a hard Top-K it never trained with. For a
-larger comparison, train longer on a GPU, e.g.
+take about six minutes on two CPU cores, most of it the L1 calibration
+(eight 10-epoch ReLU fits at most). ``--anneal-steps`` takes a fraction of
+the run's batches (a float) or a number of batches (an int, such as the
+seed's 10000); a schedule longer than the run is reported, and the Gumbel
+model is then scored with a hard Top-K it never trained with. For a larger
+comparison, train longer on a GPU, e.g.
 ``--epochs 200 --n-latents 4096 --device cuda``.
 
 Usage::
@@ -61,6 +71,7 @@ import pandas as pd
 
 from sklearn_sae import SparseAutoencoderTransformer
 from sklearn_sae import metrics as sae_metrics
+from sklearn_sae.calibration import calibrate_l1_coef
 from sklearn_sae.datasets import load_embeddings, train_val_test_split
 from sklearn_sae.plotting import plot_comparison, plot_training_curves
 
@@ -72,18 +83,44 @@ SPLITS = ("train", "val", "test")
 METRICS = ("loss", "nmse", "fvu", "l0", "dead_fraction")
 L1_COEF = 1e-3
 TAU_START, TAU_END = 1.0, 1e-8
+CALIBRATION_EPOCHS = 10
+"""Epochs of each fit of the L1 search: a fifth of the default run, since L0 settles early."""
 
 
-def model_params(*, k, anneal_steps):
-    """The three models of the comparison: name -> estimator parameters."""
+def model_params(*, k, anneal_steps, l1_coef_for_k):
+    """The four models of the comparison: name -> estimator parameters."""
+    gumbel_schedule = {} if anneal_steps is None else {"anneal_steps": anneal_steps}
     return {
         "relu": dict(activation="relu", l1_coef=L1_COEF, normalize=False),
+        "relu_l0": dict(activation="relu", l1_coef=l1_coef_for_k, normalize=False),
         "topk": dict(activation="topk", k=k, l1_coef=0.0, normalize=True),
         "gumbel_topk": dict(
-            activation="gumbel_topk", k=k, l1_coef=0.0, normalize=True,
-            tau_start=TAU_START, tau_end=TAU_END, anneal_steps=anneal_steps,
+            activation="gumbel_topk", k=k, l1_coef=0.0, normalize=True, tau_start=TAU_START, tau_end=TAU_END,
+            **gumbel_schedule,
         ),
     }
+
+
+def step_count(value):
+    """``--anneal-steps``: an int is a number of batches, a float in (0, 1] a fraction of them."""
+    number = float(value)
+    if number.is_integer() and "." not in value and "e" not in value.lower():
+        if number < 1:
+            raise argparse.ArgumentTypeError(f"{value} batches: give at least 1, or a fraction in (0, 1]")
+        return int(number)
+    if not 0 < number <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is neither a number of batches nor a fraction in (0, 1]")
+    return number
+
+
+def describe_schedule(sae):
+    """One line on the Gumbel schedule a fitted ``gumbel_topk`` model used."""
+    activation = sae.net_.module_.activation
+    n_batches = int(activation.n_steps)
+    return (f"temperature {activation.tau_start:g} -> {activation.tau_end:g} over the first "
+            f"{activation.anneal_steps:,} of {n_batches:,} training batches "
+            f"({activation.anneal_steps / n_batches:.1%}; anneal_steps={sae.anneal_steps!r}), "
+            f"candidates={activation.candidates!r}")
 
 
 def history_rows(model, history):
@@ -149,7 +186,10 @@ def parse_args(argv):
     add("--lr", type=float, default=1e-3, help="peak learning rate of Adam")
     add("--device", default="auto", help="'cpu', 'cuda', 'cuda:N', or 'auto' for a GPU when there is one")
     add("--seed", type=int, default=0, help="seed of the split, initialisation, batch order and Gumbel noise")
-    add("--anneal-steps", type=int, default=10_000, help="training batches over which the Gumbel temperature anneals")
+    add("--anneal-steps", type=step_count, default=None,
+        help="batches (int) or fraction of the run's batches (float) over which the Gumbel temperature anneals; "
+             "default: the estimator's")
+    add("--target-l0", type=float, default=None, help="L0 the calibrated ReLU aims for on the validation split; default: k")
     args = parser.parse_args(argv)
     if not args.data.is_file():
         parser.error(
@@ -161,7 +201,7 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    """Train the three models, write tables and figures to ``--out``; return 0."""
+    """Train the four models, write tables and figures to ``--out``; return 0."""
     args = parse_args(argv)
 
     ids, X = load_embeddings(args.data)
@@ -170,22 +210,32 @@ def main(argv=None):
     print(f"{len(ids):,} proteins x {X.shape[1]} dims from {args.data}: "
           + ", ".join(f"{len(rows):,} {split}" for split, rows in data.items()))
 
-    n_steps = -(-len(X_train) // args.batch_size) * args.epochs
-    if args.anneal_steps > n_steps:
-        tau_last = TAU_START + (TAU_END - TAU_START) * n_steps / args.anneal_steps
-        print(f"Note: --anneal-steps {args.anneal_steps} exceeds the {n_steps} training batches; the Gumbel "
-              f"temperature ends at {tau_last:.2f}, not at hard Top-K. Lower --anneal-steps to anneal fully.")
-
-    history, final = [], []
-    for model, params in model_params(k=args.k, anneal_steps=args.anneal_steps).items():
-        print(f"\n== {model}: {params}")
-        sae = SparseAutoencoderTransformer(
+    def estimator(**params):
+        return SparseAutoencoderTransformer(
             n_latents=args.n_latents, lr=args.lr, batch_size=args.batch_size, max_epochs=args.epochs,
             validation_fraction=0.0, device=args.device, random_state=args.seed, verbose=1, **params,
         )
+
+    target_l0 = args.target_l0 or args.k
+    print(f"\n== relu_l0: searching the L1 weight for L0 ~ {target_l0:g} on the validation split "
+          f"({CALIBRATION_EPOCHS}-epoch fits)")
+    calibration = calibrate_l1_coef(
+        estimator(activation="relu", normalize=False).set_params(max_epochs=min(CALIBRATION_EPOCHS, args.epochs),
+                                                                 verbose=0),
+        X_train, target_l0, X_val=X_val, bracket=(1e-3, 1e-1),
+    )
+    print("l1_coef -> validation L0: " + ", ".join(f"{c:.3g} -> {l0:.1f}" for c, l0 in calibration.trials))
+
+    history, final = [], []
+    params_of = model_params(k=args.k, anneal_steps=args.anneal_steps, l1_coef_for_k=calibration.l1_coef)
+    for model, params in params_of.items():
+        print(f"\n== {model}: {params}")
+        sae = estimator(**params)
         start = time.perf_counter()
         sae.fit(X_train, eval_sets={"val": X_val, "test": X_test})
         print(f"{model} trained in {time.perf_counter() - start:.1f} s")
+        if model == "gumbel_topk":
+            print(f"gumbel_topk schedule: {describe_schedule(sae)}")
         history += history_rows(model, sae.history_)
         final += [{"model": model, "split": split, **evaluate(sae, rows, l1_coef=params["l1_coef"])}
                   for split, rows in data.items()]
@@ -197,7 +247,8 @@ def main(argv=None):
     final.to_csv(args.out / "metrics.csv", index=False)
     table = markdown_table(final)
     (args.out / "metrics.md").write_text(table)
-    for name, fig in [("comparison.png", plot_comparison(final, metrics=("loss", "nmse"), splits=SPLITS)),
+    comparison = plot_comparison(final, metrics=("loss", "nmse", "l0", "dead_fraction"), splits=SPLITS)
+    for name, fig in [("comparison.png", comparison),
                       ("training_curves.png", plot_training_curves(history, metric="nmse", splits=SPLITS))]:
         fig.savefig(args.out / name, dpi=120)
         plt.close(fig)

@@ -16,6 +16,7 @@ from sklearn_sae.datasets import save_embeddings  # noqa: E402
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "compare_activations.py"
 OUTPUTS = ["history.csv", "metrics.csv", "metrics.md", "comparison.png", "training_curves.png"]
 METRICS = ["loss", "nmse", "fvu", "l0", "dead_fraction"]
+MODELS = ("relu", "relu_l0", "topk", "gumbel_topk")
 
 
 @pytest.fixture(scope="module")
@@ -46,26 +47,28 @@ def test_compare_activations_smoke(example, embeddings_file, tmp_path, capsys):
 
     metrics = pd.read_csv(out / "metrics.csv")
     assert list(metrics.columns) == ["model", "split", *METRICS]
-    assert len(metrics) == 9
+    assert len(metrics) == 12
     assert set(zip(metrics["model"], metrics["split"])) == {
-        (model, split) for model in ("relu", "topk", "gumbel_topk") for split in ("train", "val", "test")
+        (model, split) for model in MODELS for split in ("train", "val", "test")
     }
     assert np.isfinite(metrics[METRICS].to_numpy()).all()
-    assert (metrics.loc[metrics["model"] != "relu", "l0"] <= 4).all()
-    top_k = metrics["model"] != "relu"
+    top_k = metrics["model"].isin(["topk", "gumbel_topk"])
+    assert (metrics.loc[top_k, "l0"] <= 4).all()
     np.testing.assert_allclose(metrics.loc[top_k, "loss"], metrics.loc[top_k, "nmse"])
 
     history = pd.read_csv(out / "history.csv")
     assert list(history.columns) == ["model", "epoch", "split", *METRICS]
-    assert len(history) == 3 * 3 * 2
+    assert len(history) == 4 * 3 * 2
     assert sorted(history["epoch"].unique()) == [1, 2]
     assert np.isfinite(history[METRICS].to_numpy()).all()
 
     markdown = (out / "metrics.md").read_text().splitlines()
     assert markdown[0] == "| model | split | " + " | ".join(METRICS) + " |"
-    assert len(markdown) == 2 + 9
+    assert len(markdown) == 2 + 12
     printed = capsys.readouterr().out
     assert "| model | split |" in printed and str(out) in printed
+    assert "l1_coef -> validation L0:" in printed
+    assert "gumbel_topk schedule: temperature 1 -> 1e-08 over the first 5 of 6 training batches" in printed
 
 
 def test_compare_activations_missing_data(example, tmp_path, capsys):
@@ -77,3 +80,17 @@ def test_compare_activations_missing_data(example, tmp_path, capsys):
     assert str(missing) in message
     assert "scripts/build_scl2205.py" in message and "--data" in message
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value, expected", [("10000", 10000), ("0.25", 0.25), ("1.0", 1.0), ("1", 1), ("1e-2", 0.01)])
+def test_anneal_steps_argument_takes_batches_or_a_fraction(example, value, expected):
+    parsed = example.step_count(value)
+    assert parsed == expected and type(parsed) is type(expected)
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "-3"])
+def test_anneal_steps_argument_rejects_nonsense(example, value):
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        example.step_count(value)

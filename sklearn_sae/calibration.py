@@ -1,0 +1,127 @@
+"""Choosing the L1 weight of a ReLU autoencoder for a target sparsity.
+
+A ReLU SAE's sparsity is whatever its L1 penalty leaves, which makes it hard
+to compare with a Top-K SAE of a given ``k``: at ``l1_coef=1e-3`` the shipped
+proteins keep about 270 latents a row, not 64. :func:`calibrate_l1_coef`
+searches for the ``l1_coef`` that gives a chosen mean L0 on held-out rows, so
+ReLU and Top-K models can be compared at equal sparsity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from sklearn.base import clone
+
+from . import metrics
+
+__all__ = ["calibrate_l1_coef", "L1Calibration"]
+
+
+@dataclass
+class L1Calibration:
+    """What :func:`calibrate_l1_coef` found.
+
+    Attributes
+    ----------
+    l1_coef : float
+        The L1 weight whose fitted model came closest to the target L0.
+    l0 : float
+        The mean L0 of that model on the rows it was measured on.
+    estimator : SparseAutoencoderTransformer
+        That fitted model.
+    trials : list of (float, float)
+        Every ``(l1_coef, l0)`` tried, in order.
+    """
+
+    l1_coef: float
+    l0: float
+    estimator: object
+    trials: list = field(default_factory=list)
+
+
+def calibrate_l1_coef(estimator, X, target_l0, *, X_val=None, bracket=(1e-4, 1.0), rtol=0.1, max_fits=8):
+    """Find the ``l1_coef`` at which ``estimator`` reaches a mean L0 of ``target_l0``.
+
+    L0 falls as the L1 weight grows, so the search is a bisection on
+    ``log(l1_coef)``: each step fits a clone of ``estimator`` with the
+    midpoint weight and measures the mean number of non-zero codes per row of
+    ``X_val``. The bracket is widened (by factors of 10) while it does not
+    contain the target. The search stops when the L0 is within ``rtol`` of
+    the target, or after ``max_fits`` fits, returning the closest model seen.
+
+    Each step is a full fit: to save time, calibrate a cheaper estimator
+    (fewer epochs) and refit at the weight found; L0 keeps falling slowly as
+    training goes on, so check the final model's L0.
+
+    Parameters
+    ----------
+    estimator : SparseAutoencoderTransformer
+        Unfitted template, usually with ``activation="relu"``; cloned for
+        every fit, with only ``l1_coef`` changed.
+    X : array-like of shape (n_samples, n_features)
+        Training rows.
+    target_l0 : float
+        The mean number of active latents per row wanted, > 0.
+    X_val : array-like of shape (n_val, n_features), default=None
+        Rows on which L0 is measured; ``None`` measures on ``X``.
+    bracket : tuple of float, default=(1e-4, 1.0)
+        Initial ``(low, high)`` range of ``l1_coef``, both > 0.
+    rtol : float, default=0.1
+        Accepted relative distance between the L0 reached and the target.
+    max_fits : int, default=8
+        Upper bound on the number of fits.
+
+    Returns
+    -------
+    L1Calibration
+        The weight, its L0, its fitted model and every trial.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_sae import SparseAutoencoderTransformer
+    >>> from sklearn_sae.calibration import calibrate_l1_coef
+    >>> X = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+    >>> template = SparseAutoencoderTransformer(32, activation="relu", max_epochs=3, random_state=0, device="cpu")
+    >>> found = calibrate_l1_coef(template, X, target_l0=8, max_fits=4)
+    >>> len(found.trials) <= 4
+    True
+    """
+    low, high = bracket
+    if not 0 < low < high:
+        raise ValueError(f"bracket must be (low, high) with 0 < low < high, got {bracket!r}.")
+    if not target_l0 > 0:
+        raise ValueError(f"target_l0 must be > 0, got {target_l0!r}.")
+    if max_fits < 1:
+        raise ValueError(f"max_fits must be at least 1, got {max_fits!r}.")
+    X_val = X if X_val is None else X_val
+    trials, best = [], None
+
+    def fit_at(l1_coef):
+        nonlocal best
+        fitted = clone(estimator).set_params(l1_coef=l1_coef).fit(X)
+        l0 = metrics.l0(fitted.transform(X_val))
+        trials.append((l1_coef, l0))
+        if best is None or abs(l0 - target_l0) < abs(best.l0 - target_l0):
+            best = L1Calibration(l1_coef, l0, fitted, trials)
+        return l0
+
+    def close_enough(l0):
+        return abs(l0 - target_l0) <= rtol * target_l0
+
+    # Widen the bracket until L0(low) >= target >= L0(high), or the fits run out.
+    l0_high = fit_at(high)
+    while l0_high > target_l0 and not close_enough(l0_high) and len(trials) < max_fits:
+        low, high = high, high * 10
+        l0_high = fit_at(high)
+    if close_enough(l0_high) or l0_high > target_l0:
+        return best
+    while len(trials) < max_fits:
+        middle = math.sqrt(low * high)
+        l0 = fit_at(middle)
+        if close_enough(l0):
+            break
+        low, high = (middle, high) if l0 > target_l0 else (low, middle)
+    return best
