@@ -94,3 +94,23 @@ def test_l1_metric_matches_hand_computation_and_skips_zero_rows():
     codes = np.array([[1.0, 2.0, 0.0], [0.0, 0.5, 0.0], [9.0, 9.0, 9.0]])
     assert l1(X, codes) == pytest.approx((3 / 5 + 0.5) / 2)
     assert l1(X, sp.csr_matrix(codes)) == pytest.approx((3 / 5 + 0.5) / 2)
+
+
+def test_gumbel_topk_at_its_defaults_is_not_worse_than_topk():
+    """A structured toy problem long enough (568 batches) for the default 1% noisy start to act."""
+    from sklearn_sae.metrics import dead_fraction
+
+    X, _, _ = make_sparse_signals(6000, 16, 32, 2, noise=0.01, random_state=0)
+    X_train, X_test = X[:5000], X[5000:]
+    fitted = {
+        activation: SparseAutoencoderTransformer(
+            128, activation=activation, k=2, batch_size=64, max_epochs=8, device="cpu", random_state=0
+        ).fit(X_train)
+        for activation in ("topk", "gumbel_topk")
+    }
+    assert fitted["gumbel_topk"].net_.module_.activation.anneal_steps == 6  # 1% of 71 x 8 batches, rounded
+    scores = {name: sae.score(X_test) for name, sae in fitted.items()}
+    dead = {name: dead_fraction(sae.transform(X)) for name, sae in fitted.items()}
+    assert scores["topk"] > 0.9  # the problem is learnable, so the comparison means something
+    assert scores["gumbel_topk"] >= scores["topk"] - 0.02, scores
+    assert dead["gumbel_topk"] <= dead["topk"], dead
