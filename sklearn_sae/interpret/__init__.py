@@ -13,27 +13,28 @@ SciPy sparse format, and never densifies them.
 ``LatentLabelMatcher``  the held-out protocol: pick each label's latent on one split,
                         score it on another
 ``split_signs``         signed features as non-negative parts, to compare raw embeddings
+``feature_card``        everything about one latent, as data; ``plot_feature_card`` draws it
+``write_atlas``         one self-contained HTML page with a table and a card for every latent
 ======================  ====================================================================
 """
 
 from ._associations import label_associations
+from ._atlas import write_atlas
+from ._cards import FeatureCard, feature_card, plot_feature_card
 from ._labels import encode_labels
 from ._matching import LatentLabelMatcher
 from ._stats import latent_scale, latent_stats, split_signs, split_signs_names
 
 __all__ = [
+    "FeatureCard",
     "LatentLabelMatcher",
     "encode_labels",
+    "feature_card",
     "label_associations",
     "latent_scale",
     "latent_stats",
+    "plot_feature_card",
     "split_signs",
     "split_signs_names",
+    "write_atlas",
 ]
-
-# --------------------------------------------------------------------------- feature cards and the atlas
-# Imported below, and added to __all__, by the modules that build on the statistics above.
-from ._atlas import write_atlas  # noqa: E402
-from ._cards import FeatureCard, feature_card, plot_feature_card  # noqa: E402
-
-__all__ += ["FeatureCard", "feature_card", "plot_feature_card", "write_atlas"]
