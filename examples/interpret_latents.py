@@ -67,7 +67,7 @@ see :func:`~sklearn_sae.interpret.write_atlas`) and ``card_<latent>.png``,
 the feature cards of the latents that beat the all-positive F1 on test by
 the widest margin (one per label set). The atlas and the cards describe all
 proteins; the held-out table is the evidence. At the defaults the run takes
-one and a half to three minutes on two busy CPU cores, most of it training
+one and a half to four minutes on two shared CPU cores, most of it training
 the SAE.
 
 Usage::
