@@ -7,12 +7,13 @@ builds an :class:`SAENet` in ``fit`` and drives it.
 from __future__ import annotations
 
 import math
+import sys
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback, EarlyStopping, GradientNormClipping, LRScheduler, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, GradientNormClipping, LRScheduler, PrintLog, ProgressBar
 from skorch.dataset import ValidSplit
 from skorch.utils import noop
 from torch import nn
@@ -284,6 +285,22 @@ class EpochMetrics(Callback):
                 net.history.record(f"{name}_{metric}", results[metric])
 
 
+def _stdout_is_terminal() -> bool:
+    return hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
+
+
+class EpochLog(PrintLog):
+    """skorch's per-epoch table, with the best values coloured only when printing to a terminal.
+
+    In a log file the ANSI colour codes are noise; the table itself is unchanged.
+    """
+
+    def format_row(self, row, key, color):
+        if not _stdout_is_terminal():
+            row = {name: value for name, value in row.items() if name != f"{key}_best"}
+        return super().format_row(row, key, color)
+
+
 class InitPreBias(Callback):
     """Set the module's ``pre_bias`` to the centre of the rows given to ``fit`` before the first step.
 
@@ -377,8 +394,12 @@ def build_net(
             load_best=True,  # stopping late must not cost the best weights
             sink=print if verbose else noop,
         )))
-    if verbose > 0:
+    # A batch bar redraws itself with carriage returns: readable on a terminal, hundreds of KB of noise in a file.
+    if verbose >= 2 or (verbose == 1 and _stdout_is_terminal()):
         callbacks.append(("progress_bar", ProgressBar()))
+    callbacks.append(("epoch_log", EpochLog(
+        keys_ignored=[key for key in _all_metric_keys(eval_sets) if key.endswith("_fvu")],  # in history_, not shown
+    )))
 
     return SAENet(
         SparseAutoencoder,
@@ -401,7 +422,6 @@ def build_net(
         amp=amp,
         device=device,
         verbose=verbose,
-        # FVU stays in the history but out of the printed table, which is wide enough.
-        callbacks__print_log__keys_ignored=[key for key in _all_metric_keys(eval_sets) if key.endswith("_fvu")],
+        callbacks__print_log=None,  # replaced by EpochLog above
         **{f"module__{key}": value for key, value in module_kwargs.items()},
     )

@@ -175,7 +175,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Gumbel noise. With an int, fits on the CPU are bit-identical. The
         caller's global torch RNG is left untouched.
     verbose : int, default=0
-        0 is silent; 1 prints the per-epoch log and a progress bar.
+        0 is silent. 1 prints a table row per epoch (loss, NMSE, L0 and dead
+        fraction of each split), and a per-batch progress bar only when
+        standard output is a terminal; best values are coloured only on a
+        terminal, so log files stay plain text. 2 always shows the progress
+        bar.
 
     Attributes
     ----------

@@ -194,8 +194,16 @@ def test_validation_fraction_zero_trains_on_everything(structured_data):
 
 def test_verbose_prints_the_epoch_log(structured_data, capsys):
     _sae(max_epochs=2, verbose=1).fit(structured_data)
-    out = capsys.readouterr().out
-    assert "train_nmse" in out and "valid_nmse" in out
+    captured = capsys.readouterr()
+    assert "train_nmse" in captured.out and "valid_nmse" in captured.out
+    # Not a terminal: one plain line per epoch, no progress bar, no colour codes.
+    assert len(captured.out.splitlines()) == 2 + 2
+    assert "\x1b[" not in captured.out and "\r" not in captured.out + captured.err
+
+
+def test_verbose_two_adds_the_batch_progress_bar(structured_data, capsys):
+    _sae(max_epochs=1, verbose=2).fit(structured_data)
+    assert "\r" in capsys.readouterr().err  # tqdm redraws its bar on stderr
 
 
 def test_silent_when_verbose_is_zero(structured_data, capsys):
