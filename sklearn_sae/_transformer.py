@@ -354,7 +354,16 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             raise ValueError(
                 f"validation_fraction={self.validation_fraction} leaves no training rows out of {n_samples}; lower it."
             )
-        total_steps = math.ceil((n_samples - n_valid) / self.batch_size) * self.max_epochs
+        n_train = n_samples - n_valid
+        if n_train < n_latents:
+            warnings.warn(
+                f"{n_train} training rows for {n_latents} latents: with fewer rows than latents the dictionary "
+                "cannot be learned from the data (most latents see too few rows to mean anything). Give more rows, "
+                "or lower n_latents (it defaults to 4 x n_features).",
+                UserWarning,
+                stacklevel=3,  # the caller of fit, past sklearn's _fit_context wrapper
+            )
+        total_steps = math.ceil(n_train / self.batch_size) * self.max_epochs
         warmup = _resolve_steps(self.warmup_steps, total_steps, minimum=0)
         anneal_steps = _resolve_steps(self.anneal_steps, total_steps, minimum=1)
 
@@ -454,7 +463,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         out = None if self.sparse_output else np.zeros((X.shape[0], self.n_latents_), dtype=np.float32)
         pieces = []
         for rows in self._blocks(X.shape[0]):
-            x = torch.from_numpy(X[rows]).to(device)
+            x = _as_tensor(X[rows]).to(device)
             with self._autocast(device):
                 if isinstance(module.activation, TopK):
                     codes = module.encode_topk(x)
@@ -481,7 +490,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         for rows in self._blocks(codes.shape[0]):
             block = codes[rows]
             block = block.toarray() if sp.issparse(block) else block
-            h = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(device)
+            h = _as_tensor(np.ascontiguousarray(block, dtype=np.float32)).to(device)
             with self._autocast(device):
                 out[rows] = module.decode(h).float().cpu().numpy()
         return out
@@ -551,7 +560,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         device = module.W_enc.device
         out = np.empty_like(X)
         for rows in self._blocks(X.shape[0]):
-            x = torch.from_numpy(X[rows]).to(device)
+            x = _as_tensor(X[rows]).to(device)
             with self._autocast(device):
                 x_hat = module(x).x_hat
             out[rows] = x_hat.float().cpu().numpy()
@@ -587,6 +596,15 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         tags.transformer_tags.preserves_dtype = ["float32"]
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+def _as_tensor(block: np.ndarray) -> torch.Tensor:
+    """A CPU tensor of a float32 block, sharing its memory unless the block is read-only.
+
+    pandas hands out read-only views of its data (copy-on-write); torch cannot wrap those without a
+    warning, so they are copied, one block at a time.
+    """
+    return torch.from_numpy(block if block.flags.writeable else block.copy())
 
 
 def _resolve_steps(value, total_steps: int, *, minimum: int) -> int:

@@ -414,3 +414,22 @@ def test_a_fit_that_anneals_fully_does_not_warn(structured_data, params):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         _sae(validation_fraction=0.1, **params).fit(structured_data)
+
+
+def test_pandas_input_raises_no_warning_from_our_calls():
+    pd = pytest.importorskip("pandas")
+    X = np.random.default_rng(0).normal(size=(120, 8)).astype(np.float32)
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(8)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sae = _sae(n_latents=16, k=2, max_epochs=1).fit(df)
+        codes = sae.transform(df.iloc[:5])
+        sae.reconstruct(df.iloc[:5])
+    with pytest.warns(UserWarning, match="does not have valid feature names"):  # sklearn's, as it should
+        np.testing.assert_array_equal(codes, sae.transform(X[:5]))
+
+
+def test_fewer_training_rows_than_latents_warns():
+    X = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+    with pytest.warns(UserWarning, match="2 training rows for 32 latents.*lower n_latents"):
+        SparseAutoencoderTransformer(k=2, max_epochs=1, device="cpu").fit(X)
