@@ -32,6 +32,7 @@ __all__ = [
     "InitPreBias",
     "UnitNormDecoder",
     "build_net",
+    "release_training_state",
 ]
 
 PRE_BIAS_SAMPLE_ROWS = 4096
@@ -336,6 +337,20 @@ class UnitNormDecoder(Callback):
     def on_batch_end(self, net, training=False, **kwargs):
         if training:
             net.module_.normalize_decoder_()
+
+
+def release_training_state(net: SAENet) -> None:
+    """Drop from a trained net what only more training would need, so fitted models stay lean.
+
+    That is Adam's state (two moments, twice the size of the weights) and the LR scheduler, whose
+    reference to the optimizer would otherwise pickle the optimizer a second time. A new ``fit``
+    builds a fresh net, so nothing is lost; an incremental fit that continues training must keep
+    them instead.
+    """
+    net.optimizer_ = None
+    for _, callback in net.callbacks_:
+        if isinstance(callback, LRScheduler):
+            callback.lr_scheduler_ = None
 
 
 def _fused_adam_available() -> bool:

@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import metrics
 from ._activations import GUMBEL_CANDIDATES, GumbelTopK, TopK, TopKSelection, make_activation
-from ._training import build_net
+from ._training import build_net, release_training_state
 
 __all__ = ["SparseAutoencoderTransformer"]
 
@@ -188,7 +188,9 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     n_latents_ : int
         Number of latents actually used.
     components_ : ndarray of shape (n_latents_, n_features_in_)
-        Decoder atoms ``W_dec``, in the standardised space when ``normalize=True``.
+        Decoder atoms ``W_dec``, in the standardised space when ``normalize=True``:
+        a read-only float32 copy of the module's weights, made on each access
+        (the fitted model does not store it twice).
     history_ : skorch.history.History
         Per-epoch log, indexed as ``history_[:, "valid_nmse"]``. For the
         training rows (``train_``, accumulated over the epoch's batches as
@@ -413,12 +415,12 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             torch.manual_seed(seed)
             net.fit(X_tensor)
 
+        release_training_state(net)
         self.net_ = net
         _warn_if_not_annealed(net.module_.activation)
         self.n_latents_ = n_latents
         self.history_ = net.history
         self.n_iter_ = len(net.history)
-        self.components_ = net.module_.decoder_weight.detach().cpu().numpy().copy()
         return self
 
     def _validate_eval_sets(self, eval_sets):
@@ -586,6 +588,12 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         return 1.0 - metrics.fvu(X, self._reconstruct(X))
 
     # ------------------------------------------------------ sklearn plumbing
+
+    @property
+    def components_(self):
+        atoms = self.net_.module_.decoder_weight.detach().cpu().numpy().copy()
+        atoms.setflags(write=False)
+        return atoms
 
     @property
     def _n_features_out(self):

@@ -433,3 +433,14 @@ def test_fewer_training_rows_than_latents_warns():
     X = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
     with pytest.warns(UserWarning, match="2 training rows for 32 latents.*lower n_latents"):
         SparseAutoencoderTransformer(k=2, max_epochs=1, device="cpu").fit(X)
+
+
+def test_fitted_model_is_lean_and_components_are_a_read_only_copy(structured_data):
+    sae = _sae(n_latents=256, max_epochs=2).fit(structured_data)
+    parameter_bytes = sum(p.numel() * p.element_size() for p in sae.net_.module_.parameters())
+    # No optimizer state, no second copy of the weights: the pickle is about the size of the weights.
+    assert len(pickle.dumps(sae)) < 1.5 * parameter_bytes
+    atoms = sae.components_
+    assert atoms.shape == (256, 24) and not atoms.flags.writeable
+    np.testing.assert_array_equal(atoms, sae.net_.module_.decoder_weight.detach().numpy())
+    assert not hasattr(_sae(), "components_")
