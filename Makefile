@@ -1,6 +1,8 @@
-# Two entry points, each sets up .venv on first use:
+# Entry points, each sets up .venv on first use:
 #   make demo   train the three SAEs on data/per-protein.h5 and write results/compare_activations/
 #   make test   run the test suite
+#   make docs   build the HTML API reference and user guide into docs/_build/html, and run the
+#               docstring examples (sphinx doctest); warnings are errors
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,7 +11,7 @@ PY := $(VENV)/bin/python
 # you want into .venv first, or set TORCH_SPEC (e.g. "torch --index-url https://download.pytorch.org/whl/cpu").
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv clean docs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,5 +28,14 @@ demo: venv
 test: venv
 	$(PY) -m pytest
 
+# Sphinx and numpydoc, on top of the package and its test extra.
+$(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e ".[test,docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	$(VENV)/bin/sphinx-build -W -q -b doctest docs docs/_build/doctest
+
 clean:
-	rm -rf $(VENV) results build *.egg-info
+	rm -rf $(VENV) results build *.egg-info docs/_build docs/generated
