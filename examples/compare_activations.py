@@ -26,7 +26,7 @@ data:
     Top-K with Gumbel noise in training: the selection starts stochastic
     (temperature 1.0) and anneals linearly to hard Top-K (temperature 1e-8)
     over the first ``--anneal-steps`` batches (by default the estimator's,
-    1% of the run), which gives latents that Top-K would leave dead a chance
+    0.5% of the run), which gives latents that Top-K would leave dead a chance
     to learn. At inference it is exactly ``topk``. The script prints the
     schedule it used.
 

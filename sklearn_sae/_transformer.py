@@ -32,8 +32,8 @@ N_LATENTS_PER_FEATURE = 4
 shipped proteins 4x matched 8x and 16x in validation NMSE with fewer dead latents)."""
 
 
-ANNEAL_FRACTION = 0.01
-"""``anneal_steps`` default: the Gumbel noise acts over the first 1% of the fit's batches
+ANNEAL_FRACTION = 0.005
+"""``anneal_steps`` default: the Gumbel noise acts over the first 0.5% of the fit's batches
 (benchmarks/bench_gumbel.py: short, early noise revives the latents that Top-K leaves dead from the
 start; a longer noisy phase drifts the latent bias down and kills them instead)."""
 
@@ -124,12 +124,12 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Gumbel temperature at the last annealing step and after it
         (``"gumbel_topk"`` only); at 1e-6 or below the selection is the hard
         Top-K and training takes the sparse Top-K path.
-    anneal_steps : int or float, default=0.01
+    anneal_steps : int or float, default=0.005
         Training batches over which the temperature falls linearly from
         ``tau_start`` to ``tau_end`` (``"gumbel_topk"`` only). A float in
         (0, 1] is a fraction of the fit's training batches, so the schedule
         fits the run; an int is an absolute number of batches, as in the
-        seed's ``10_000``. The default, the first 1% of the batches, was
+        seed's ``10_000``. The default, the first 0.5% of the batches, was
         chosen by ``benchmarks/bench_gumbel.py``: a short noisy start revives
         latents that Top-K leaves dead, while a long noisy phase kills
         latents instead. A fit that ends before the temperature reaches

@@ -97,20 +97,21 @@ def test_l1_metric_matches_hand_computation_and_skips_zero_rows():
 
 
 def test_gumbel_topk_at_its_defaults_is_not_worse_than_topk():
-    """A structured toy problem long enough (568 batches) for the default 1% noisy start to act."""
-    from sklearn_sae.metrics import dead_fraction
+    """A structured toy problem with enough batches (2,256) for the default 0.5% noisy start to act.
 
+    Explained variance is the check: on a problem this small, dead fractions and atom recovery move
+    by more between seeds than between the two activations (seeds 0-2: score differences of 0.0006,
+    0.0056 and 0.0008), so those comparisons live in benchmarks/bench_gumbel.py, over seeds.
+    """
     X, _, _ = make_sparse_signals(6000, 16, 32, 2, noise=0.01, random_state=0)
     X_train, X_test = X[:5000], X[5000:]
     fitted = {
         activation: SparseAutoencoderTransformer(
-            128, activation=activation, k=2, batch_size=64, max_epochs=8, device="cpu", random_state=0
+            128, activation=activation, k=2, batch_size=16, max_epochs=8, device="cpu", random_state=0
         ).fit(X_train)
         for activation in ("topk", "gumbel_topk")
     }
-    assert fitted["gumbel_topk"].net_.module_.activation.anneal_steps == 6  # 1% of 71 x 8 batches, rounded
+    assert fitted["gumbel_topk"].net_.module_.activation.anneal_steps == 11  # 0.5% of 282 x 8 batches, rounded
     scores = {name: sae.score(X_test) for name, sae in fitted.items()}
-    dead = {name: dead_fraction(sae.transform(X)) for name, sae in fitted.items()}
     assert scores["topk"] > 0.9  # the problem is learnable, so the comparison means something
-    assert scores["gumbel_topk"] >= scores["topk"] - 0.02, scores
-    assert dead["gumbel_topk"] <= dead["topk"], dead
+    assert scores["gumbel_topk"] >= scores["topk"] - 0.01, scores
