@@ -1,8 +1,5 @@
 """Smoke test of examples/compare_activations.py on a tiny embeddings file."""
 
-import importlib.util
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -10,10 +7,10 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from conftest import load_example  # noqa: E402
 
 from sklearn_sae.datasets import save_embeddings  # noqa: E402
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "compare_activations.py"
 OUTPUTS = ["history.csv", "metrics.csv", "metrics.md", "comparison.png", "training_curves.png"]
 METRICS = ["loss", "nmse", "fvu", "l0", "dead_fraction"]
 MODELS = ("relu", "relu_l0", "topk", "gumbel_topk")
@@ -21,11 +18,7 @@ MODELS = ("relu", "relu_l0", "topk", "gumbel_topk")
 
 @pytest.fixture(scope="module")
 def example():
-    # examples/ is not a package: load the script by path.
-    spec = importlib.util.spec_from_file_location("compare_activations", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("compare_activations")
 
 
 @pytest.fixture

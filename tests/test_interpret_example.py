@@ -1,8 +1,5 @@
 """Smoke test of examples/interpret_latents.py on a tiny synthetic dataset."""
 
-import importlib.util
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -10,10 +7,10 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from conftest import load_example  # noqa: E402
 
 from sklearn_sae.datasets import save_embeddings  # noqa: E402
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "interpret_latents.py"
 REPRESENTATIONS = {"sae", "untrained_sae", "pca", "raw"}
 REFERENCE = "all_positive"
 HELDOUT_COLUMNS = [
@@ -30,11 +27,7 @@ LABELS = [
 
 @pytest.fixture(scope="module")
 def example():
-    # examples/ is not a package: load the script by path.
-    spec = importlib.util.spec_from_file_location("interpret_latents", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("interpret_latents")
 
 
 @pytest.fixture
