@@ -435,8 +435,9 @@ def test_fewer_training_rows_than_latents_warns():
         SparseAutoencoderTransformer(k=2, max_epochs=1, device="cpu").fit(X)
 
 
-def test_fitted_model_is_lean_and_components_are_a_read_only_copy(structured_data):
-    sae = _sae(n_latents=256, max_epochs=2).fit(structured_data)
+@pytest.mark.parametrize("n_iter_no_change", [None, 1])  # early stopping keeps a copy of the best weights
+def test_fitted_model_is_lean_and_components_are_a_read_only_copy(structured_data, n_iter_no_change):
+    sae = _sae(n_latents=256, max_epochs=2, n_iter_no_change=n_iter_no_change).fit(structured_data)
     parameter_bytes = sum(p.numel() * p.element_size() for p in sae.net_.module_.parameters())
     # No optimizer state, no second copy of the weights: the pickle is about the size of the weights.
     assert len(pickle.dumps(sae)) < 1.5 * parameter_bytes
