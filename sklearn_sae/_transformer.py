@@ -628,7 +628,8 @@ def _warn_if_not_annealed(activation) -> None:
     Such a model trained with noisy selection to the end and is then used with
     the hard Top-K of inference, which it never trained with.
     """
-    if not isinstance(activation, GumbelTopK) or activation.annealed:
+    # Done when the last annealing call (number anneal_steps - 1, at tau_end) has run.
+    if not isinstance(activation, GumbelTopK) or int(activation.n_steps) >= activation.anneal_steps:
         return
     n_batches = int(activation.n_steps)
     reached = activation.temperature_at(max(n_batches - 1, 0))

@@ -409,6 +409,12 @@ def test_a_fit_that_ends_before_annealing_warns(structured_data):
     assert _gumbel_schedule(sae) == (100, 27, False)
 
 
+def test_a_fit_one_batch_short_of_its_last_annealing_batch_warns(structured_data):
+    sae = _sae(activation="gumbel_topk", anneal_steps=28, validation_fraction=0.1)
+    with pytest.warns(UserWarning, match=r"ran 27 training batches but anneals over 28"):
+        sae.fit(structured_data)
+
+
 @pytest.mark.parametrize("params", [dict(activation="gumbel_topk", anneal_steps=27), dict(activation="topk")])
 def test_a_fit_that_anneals_fully_does_not_warn(structured_data, params):
     with warnings.catch_warnings():
