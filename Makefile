@@ -1,5 +1,5 @@
 # Entry points, each sets up .venv on first use:
-#   make demo   train the three SAEs on data/per-protein.h5 and write results/compare_activations/
+#   make demo   train the SAEs of the comparison on data/per-protein.h5 and write results/compare_activations/
 #   make test   run the test suite
 #   make docs   build the HTML API reference and user guide into docs/_build/html, and run the
 #               docstring examples (sphinx doctest); warnings are errors
