@@ -818,14 +818,20 @@ def _short(value, width=24):
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _label_names(shown, *, several_sets):
+    """Axis labels for rows of ``label`` (prefixed by their ``label_set`` when several sets are shown)."""
+    if several_sets:
+        return [f"{label_set}: {_short(label)}" for label_set, label in zip(shown["label_set"], shown["label"])]
+    return [_short(label) for label in shown["label"]]
+
+
 def _plot_composition(ax, table):
     title = PANEL_TITLES["composition"]
     if table.empty:
         _say_empty(ax, title, "no labels given")
         return
     shown = table.head(N_PLOTTED_ROWS).iloc[::-1]
-    several_sets = table["label_set"].nunique() > 1
-    names = [f"{s}: {_short(l)}" if several_sets else _short(l) for s, l in zip(shown["label_set"], shown["label"])]
+    names = _label_names(shown, several_sets=table["label_set"].nunique() > 1)
     y = np.arange(len(shown))
     ax.barh(y + 0.2, shown["top_fraction"], height=0.4, color=TOP_COLOUR, label="top proteins")
     ax.barh(y - 0.2, shown["background_fraction"], height=0.4, color=BACKGROUND_COLOUR, label="all proteins")
@@ -843,10 +849,7 @@ def _plot_associations(ax, table):
         _say_empty(ax, title, "no labels given")
         return
     shown = table.head(N_PLOTTED_ROWS).iloc[::-1]
-    if "label_set" in shown.columns and shown["label_set"].nunique() > 1:
-        names = [f"{s}: {_short(l)}" for s, l in zip(shown["label_set"], shown["label"])]
-    else:
-        names = [_short(label) for label in shown["label"]]
+    names = _label_names(shown, several_sets="label_set" in shown.columns and shown["label_set"].nunique() > 1)
     y = np.arange(len(shown))
     f1 = shown["f1"].fillna(0).to_numpy(dtype=np.float64)
     ax.barh(y, f1, color=TOP_COLOUR)
