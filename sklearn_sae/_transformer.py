@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import warnings
@@ -338,6 +339,28 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         """
         X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
         n_samples, n_features = X.shape
+        n_latents = self._resolve_n_latents(n_features)
+        device = resolve_device(self.device)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        n_train = self._check_n_train(n_samples, n_latents)
+        net = self._build_net(
+            n_features,
+            n_latents,
+            total_steps=math.ceil(n_train / self.batch_size) * self.max_epochs,
+            device=device,
+            seed=seed,
+            eval_tensors=self._validate_eval_sets(eval_sets),
+        )
+        # A private copy: skorch keeps it for the whole fit, and the caller's array may change or be read-only.
+        X_tensor = torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True))
+        with _seeded_torch(device, seed):
+            net.fit(X_tensor)
+        self._set_fitted(net)
+        _warn_if_not_annealed(net.module_.activation, stacklevel=4)  # fit's caller
+        return self
+
+    def _resolve_n_latents(self, n_features: int) -> int:
+        """``n_latents``, its default filled in, checked against ``k`` and ``aux_k``."""
         n_latents = self.n_latents
         if n_latents is None:
             n_latents = max(N_LATENTS_PER_FEATURE * n_features, self.k if self.activation != "relu" else 1)
@@ -348,9 +371,10 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             )
         if self.aux_k is not None and self.activation == "relu":
             raise ValueError("aux_k applies to the top-k activations only; set aux_k=None for activation='relu'.")
-        device = resolve_device(self.device)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        return n_latents
 
+    def _check_n_train(self, n_samples: int, n_latents: int) -> int:
+        """Training rows left after the validation split; warns when there are fewer than latents."""
         n_valid = math.ceil(self.validation_fraction * n_samples)
         if n_samples - n_valid < 1:
             raise ValueError(
@@ -363,13 +387,21 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                 "cannot be learned from the data (most latents see too few rows to mean anything). Give more rows, "
                 "or lower n_latents (it defaults to 4 x n_features).",
                 UserWarning,
-                stacklevel=3,  # the caller of fit, past sklearn's _fit_context wrapper
+                stacklevel=4,  # the caller of fit, past fit and sklearn's _fit_context wrapper
             )
-        total_steps = math.ceil(n_train / self.batch_size) * self.max_epochs
-        warmup = _resolve_steps(self.warmup_steps, total_steps, minimum=0)
-        anneal_steps = _resolve_steps(self.anneal_steps, total_steps, minimum=1)
+        return n_train
 
-        eval_tensors = self._validate_eval_sets(eval_sets)
+    def _build_net(self, n_features, n_latents, *, total_steps, device, seed, eval_tensors=None, anneal_steps=None):
+        """The skorch net for these settings, not yet initialised.
+
+        ``total_steps`` is the number of training batches the LR schedule and
+        a fractional ``anneal_steps`` are laid out over; ``anneal_steps``, when
+        given, overrides the estimator's (a saved model carries its resolved
+        count).
+        """
+        warmup = _resolve_steps(self.warmup_steps, total_steps, minimum=0)
+        if anneal_steps is None:
+            anneal_steps = _resolve_steps(self.anneal_steps, total_steps, minimum=1)
         l1_coef = DEFAULT_L1_COEF[self.activation] if self.l1_coef is None else self.l1_coef
         activation = make_activation(
             self.activation,
@@ -379,7 +411,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             anneal_steps=anneal_steps,
             candidates=self.gumbel_candidates,
         )
-        net = build_net(
+        return build_net(
             dict(
                 n_features=n_features,
                 n_latents=n_latents,
@@ -407,21 +439,14 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             unit_norm_decoder=self.unit_norm_decoder and not self.tied,
             aux_coef=self.aux_coef if self.aux_k is not None else 0.0,
         )
-        # A private copy: skorch keeps it for the whole fit, and the caller's array may change or be read-only.
-        X_tensor = torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True))
 
-        cuda_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
-        with torch.random.fork_rng(devices=cuda_devices):
-            torch.manual_seed(seed)
-            net.fit(X_tensor)
-
+    def _set_fitted(self, net) -> None:
+        """Make a trained (or restored) net this estimator's model and set the fitted attributes."""
         release_training_state(net)
         self.net_ = net
-        _warn_if_not_annealed(net.module_.activation)
-        self.n_latents_ = n_latents
+        self.n_latents_ = net.module_.n_latents
         self.history_ = net.history
         self.n_iter_ = len(net.history)
-        return self
 
     def _validate_eval_sets(self, eval_sets):
         if eval_sets is None:
@@ -622,7 +647,19 @@ def _resolve_steps(value, total_steps: int, *, minimum: int) -> int:
     return max(minimum, round(value * total_steps))
 
 
-def _warn_if_not_annealed(activation) -> None:
+@contextlib.contextmanager
+def _seeded_torch(device: str, seed: int):
+    """A context in which torch's global RNG (and the GPU's, on CUDA) starts from ``seed``.
+
+    The caller's RNG state is restored on exit, so fitting never changes it.
+    """
+    cuda_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _warn_if_not_annealed(activation, *, stacklevel: int) -> None:
     """Warn when a Gumbel-Top-K fit stopped before its temperature reached ``tau_end``.
 
     Such a model trained with noisy selection to the end and is then used with
@@ -639,7 +676,7 @@ def _warn_if_not_annealed(activation) -> None:
         "with the hard Top-K it uses at inference. Pass anneal_steps as a fraction of the fit's batches "
         "(e.g. anneal_steps=0.5), or a number of batches at most the number the fit runs, or train longer.",
         UserWarning,
-        stacklevel=4,  # the caller of fit, past fit and sklearn's _fit_context wrapper
+        stacklevel=stacklevel,
     )
 
 

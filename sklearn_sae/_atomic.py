@@ -1,0 +1,104 @@
+"""Writing files and directories so that a reader never sees them half-written.
+
+Everything the package writes to disk (saved models, exports, checkpoints, converted embeddings, codes
+written block by block) goes through here: the content is written under a temporary name in the
+destination's own directory (same file system, so the final rename is atomic), flushed to disk, and
+only then renamed into place. An interrupted write leaves at most a temporary ``.tmp-*`` entry beside
+the destination, never a damaged destination.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+__all__ = ["atomic_directory", "atomic_file", "TEMPORARY_PREFIX"]
+
+TEMPORARY_PREFIX = ".tmp-"
+"""Names of work in progress start with this, followed by the destination's name."""
+
+
+def _fsync_directory(path: Path) -> None:
+    """Persist a directory's entries (a rename is durable only once its directory is synced)."""
+    if os.name != "posix":  # directories cannot be opened for fsync on Windows
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for root, _, files in os.walk(path):
+        for name in files:
+            with open(Path(root) / name, "rb+") as handle:
+                os.fsync(handle.fileno())
+        _fsync_directory(Path(root))
+
+
+@contextlib.contextmanager
+def atomic_file(path, *, suffix: str = ""):
+    """Yield a temporary path beside ``path``; on success, move it onto ``path``.
+
+    The caller writes the whole file at the yielded path (by name, so any
+    library can write it). If the block raises, the temporary file is
+    removed and ``path`` is left as it was.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The destination; its directory must exist.
+    suffix : str, default=""
+        Ending of the temporary name, for libraries that look at extensions.
+    """
+    path = Path(path)
+    fd, temporary = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{path.name}-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    temporary = Path(temporary)
+    try:
+        yield temporary
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        _fsync_directory(path.parent)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(path):
+    """Yield an empty temporary directory beside ``path``; on success, it becomes ``path``.
+
+    An existing ``path`` is replaced only after the new content is complete
+    and on disk: it is renamed aside, the new directory renamed into place,
+    and the old one deleted. If the block raises, the temporary directory is
+    removed and ``path`` is left as it was.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The destination directory; its parent is created if needed. An
+        existing ``path`` must be a directory.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} exists and is not a directory; give a directory path.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{path.name}-", dir=path.parent))
+    try:
+        yield temporary
+        _fsync_tree(temporary)
+        if path.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{path.name}-old-", dir=path.parent))
+            os.replace(path, retired / path.name)
+            os.replace(temporary, path)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(temporary, path)
+        _fsync_directory(path.parent)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)

@@ -1,0 +1,43 @@
+"""Atomic writes: a destination is either the old content or the complete new one."""
+
+import pytest
+
+from sklearn_sae._atomic import TEMPORARY_PREFIX, atomic_directory, atomic_file
+
+
+def test_atomic_file_replaces_only_on_success(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_file(target) as temporary:
+            temporary.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old"
+    with atomic_file(target) as temporary:
+        temporary.write_text("new")
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_directory_replaces_only_on_success(tmp_path):
+    target = tmp_path / "model"
+    with atomic_directory(target) as temporary:
+        (temporary / "a.json").write_text("1")
+    assert (target / "a.json").read_text() == "1"
+    with pytest.raises(RuntimeError):
+        with atomic_directory(target) as temporary:
+            (temporary / "b.json").write_text("2")
+            raise RuntimeError("interrupted")
+    assert sorted(p.name for p in target.iterdir()) == ["a.json"]
+    with atomic_directory(target) as temporary:
+        (temporary / "b.json").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == ["b.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(TEMPORARY_PREFIX)]
+
+
+def test_atomic_directory_refuses_a_file(tmp_path):
+    target = tmp_path / "model"
+    target.write_text("not a directory")
+    with pytest.raises(ValueError, match="not a directory"):
+        with atomic_directory(target):
+            pass
