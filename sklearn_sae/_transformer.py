@@ -448,6 +448,41 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self.history_ = net.history
         self.n_iter_ = len(net.history)
 
+    @classmethod
+    def _from_state(cls, params, state_dict, *, n_features, n_latents, anneal_steps=None, device="cpu"):
+        """A fitted estimator from its parameters and its module's weights, without training.
+
+        The shared last step of loading a saved model and of importing one
+        from another library. ``state_dict`` must hold exactly the module's
+        tensors with the module's shapes; ``load_state_dict`` raises
+        otherwise. The history is empty; the caller may set it.
+
+        Parameters
+        ----------
+        params : dict
+            Constructor parameters (as from :meth:`get_params`).
+        state_dict : dict of str to torch.Tensor
+            The module's weights and buffers.
+        n_features, n_latents : int
+            The module's input width and number of latents.
+        anneal_steps : int, default=None
+            The resolved number of Gumbel annealing batches of the original
+            fit (``"gumbel_topk"`` only); ``None`` resolves the estimator's
+            ``anneal_steps`` over one batch.
+        device : str, default="cpu"
+            Where the weights are placed (a torch device string).
+        """
+        estimator = cls(**params)
+        net = estimator._build_net(
+            n_features, n_latents, total_steps=1, device=device, seed=0, anneal_steps=anneal_steps
+        )
+        with _seeded_torch(device, 0):  # initialisation draws random weights; keep the caller's RNG untouched
+            net.initialize()
+        net.module_.load_state_dict(state_dict)
+        estimator._set_fitted(net)
+        estimator.n_features_in_ = n_features
+        return estimator
+
     def _validate_eval_sets(self, eval_sets):
         if eval_sets is None:
             return None
