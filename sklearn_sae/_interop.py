@@ -41,6 +41,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ._activations import GumbelTopK, TopK
 from ._atomic import atomic_directory
 from ._model import LAYER_NORM_EPS
 
@@ -78,9 +79,11 @@ def export_model(estimator, directory, format, *, normalization=None, as_topk=Fa
         raise ValueError(f"format={format!r} is not supported; use one of {FORMATS}.")
     if normalization is not None and normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization={normalization!r} is not understood; use None or one of {NORMALIZATIONS}.")
+    # What the fitted module computes, not the estimator's parameters, which set_params may have changed since.
     module = estimator.net_.module_
-    architecture, k = _exported_activation(estimator, format, as_topk)
-    _check_normalization(estimator.normalize, format, normalization)
+    activation = _activation_name(module.activation)
+    architecture, k = _exported_activation(activation, module, format, as_topk)
+    _check_normalization(module.normalize, format, normalization)
     weights = _module_weights(module)
     n_latents, n_features = weights["W_enc"].shape
     if normalization == "layer_norm":
@@ -89,29 +92,37 @@ def export_model(estimator, directory, format, *, normalization=None, as_topk=Fa
         weights = _fold_bessel_correction(weights, n_features)
     marker = {
         "version": MARKER_VERSION,
-        "activation": estimator.activation,
-        "normalize": bool(estimator.normalize),
+        "format": format,
+        "activation": activation,
+        "normalize": bool(module.normalize),
         "normalization": normalization,
         "layer_norm_eps": LAYER_NORM_EPS,
         "tied": bool(module.tied),
     }
     if format == "sparsify":
-        config, tensors, weights_file = _sparsify_files(weights, k, n_features, n_latents, estimator)
+        unit_norm_decoder = not module.tied and estimator.unit_norm_decoder
+        config, tensors, weights_file = _sparsify_files(weights, k, n_features, n_latents, unit_norm_decoder)
     else:
-        config, tensors, weights_file = _saelens_files(weights, architecture, k, n_features, n_latents)
-        config["normalize_activations"] = "layer_norm" if normalization == "layer_norm" else "none"
+        config, tensors, weights_file = _saelens_files(weights, architecture, k, n_features, n_latents, normalization)
     with atomic_directory(directory) as temporary:
         save_file(tensors, str(temporary / weights_file), metadata={"format": "pt"})
         (temporary / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
         (temporary / MARKER_FILE).write_text(json.dumps(marker, indent=2), encoding="utf-8")
 
 
-def _exported_activation(estimator, format, as_topk):
+def _activation_name(activation) -> str:
+    """The estimator's name of a fitted activation module."""
+    if isinstance(activation, GumbelTopK):
+        return "gumbel_topk"
+    return "topk" if isinstance(activation, TopK) else "relu"
+
+
+def _exported_activation(activation, module, format, as_topk):
     """``("relu" | "topk", k)`` the export will use, or why this activation cannot be exported as asked."""
-    n_latents = estimator.n_latents_
-    if estimator.activation == "topk":
-        return "topk", estimator.k
-    if estimator.activation == "gumbel_topk":
+    n_latents = module.n_latents
+    if activation == "topk":
+        return "topk", module.activation.k
+    if activation == "gumbel_topk":
         if not as_topk:
             raise ValueError(
                 "activation='gumbel_topk' is exported as plain Top-K: at inference it is exactly Top-K (the exported "
@@ -119,7 +130,7 @@ def _exported_activation(estimator, format, as_topk):
                 f"{format} cannot hold, so training the exported model further would not continue the same schedule. "
                 "Pass as_topk=True to export it as Top-K."
             )
-        return "topk", estimator.k
+        return "topk", module.activation.k
     # ReLU codes are Top-K codes with k = n_latents: every pre-activation is kept and passed through the ReLU.
     if as_topk:
         return "topk", n_latents
@@ -186,11 +197,11 @@ def _fold_bessel_correction(weights, n_features):
     }
 
 
-def _sparsify_files(weights, k, n_features, n_latents, estimator):
+def _sparsify_files(weights, k, n_features, n_latents, unit_norm_decoder):
     config = {
         "activation": "topk",
         # sparsify renormalises decoder rows only while training; it means the same constraint as ours.
-        "normalize_decoder": bool(not estimator.tied and estimator.unit_norm_decoder),
+        "normalize_decoder": bool(unit_norm_decoder),
         "num_latents": n_latents,
         "k": k,
         "multi_topk": False,
@@ -207,7 +218,7 @@ def _sparsify_files(weights, k, n_features, n_latents, estimator):
     return config, tensors, SPARSIFY_WEIGHTS_FILE
 
 
-def _saelens_files(weights, architecture, k, n_features, n_latents):
+def _saelens_files(weights, architecture, k, n_features, n_latents, normalization):
     config = {
         "architecture": "standard" if architecture == "relu" else "topk",
         "d_in": n_features,
@@ -215,7 +226,7 @@ def _saelens_files(weights, architecture, k, n_features, n_latents):
         "dtype": "float32",
         "device": "cpu",
         "apply_b_dec_to_input": True,
-        "normalize_activations": "none",
+        "normalize_activations": "layer_norm" if normalization == "layer_norm" else "none",
         "reshape_activations": "none",
         "metadata": {"sae_lens_version": SAELENS_FORMAT_VERSION},
     }

@@ -675,15 +675,19 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         ``format="saelens"`` one that SAELens (6 or later) loads with
         ``sae_lens.SAE.load_from_disk(directory)``. Weights go to a
         safetensors file and the configuration to ``cfg.json``; a tied model
-        is written with two explicit copies of its matrix. An existing
-        ``directory`` is replaced, and only once the new one is complete.
-        :func:`sklearn_sae._interop.load_foreign` reads both formats back.
+        is written with two explicit copies of its matrix. A third file,
+        ``sklearn_sae.json``, which the other libraries ignore, records how
+        the model was fitted, so that importing the directory back gives this
+        model exactly (:func:`sklearn_sae._interop.load_foreign`). An
+        existing ``directory`` is replaced, and only once the new one is
+        complete. Only training state is left behind: the optimiser, the
+        history and the dead-latent counts.
 
         What each library computes exactly, and what needs an opt-in:
 
-        - ``activation="topk"``, ``normalize=False``: exact in both formats
-          (same codes and reconstructions up to float32 rounding of the
-          library's own kernels).
+        - ``activation="topk"``: exact in both formats (same codes and
+          reconstructions up to float32 rounding of the library's own
+          kernels), given ``normalize=False`` or the opt-in below.
         - ``activation="relu"``: SAELens's ``"standard"`` SAE computes it
           exactly; the L1 penalty is a training term, not part of the model,
           so nothing is lost for inference. sparsify has only Top-K coders:

@@ -8,6 +8,7 @@ decoders sum in another order), so values may differ by a few float32 roundings:
 (our import of our export), results must be bit-identical.
 """
 
+import copy
 import json
 
 import numpy as np
@@ -168,6 +169,13 @@ def test_inexact_export_is_refused(X, tmp_path, params, format, options, message
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         estimator.export(tmp_path / "out", format, **options)
     assert not (tmp_path / "out").exists(), "a refused export must write nothing"
+
+
+def test_export_follows_the_fitted_model_not_later_set_params(X, tmp_path):
+    estimator = copy.deepcopy(fitted(X, normalize=False)).set_params(k=2, normalize=True, activation="relu")
+    estimator.export(tmp_path, "sparsify")
+    assert json.loads((tmp_path / "cfg.json").read_text())["k"] == K
+    np.testing.assert_array_equal(load_foreign(tmp_path).transform(X), fitted(X, normalize=False).transform(X))
 
 
 def test_export_needs_a_fitted_estimator(tmp_path):
