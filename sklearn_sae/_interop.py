@@ -38,7 +38,7 @@ import math
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ._activations import GumbelTopK, TopK
@@ -302,19 +302,24 @@ def _read_config(path: Path) -> dict:
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file, as float32 (exactly, or a ValueError saying why not)."""
-    tensors = {}
-    with safe_open(str(path), framework="pt", device="cpu") as handle:
-        for name in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
-            tensor = handle.get_tensor(name)
-            if tensor.dtype in _UPCAST_EXACTLY:
-                tensor = tensor.float()
-            elif tensor.dtype != torch.float32:
-                raise ValueError(
-                    f"{path.name} stores {name!r} as {tensor.dtype}; this package computes in float32 and "
-                    "imports float32, float16 or bfloat16 weights only (those convert to float32 without rounding)."
-                )
-            tensors[name] = tensor
+    try:
+        tensors = _read_safetensors(path)
+    except SafetensorError as error:
+        raise ValueError(f"{path} is not a readable safetensors file ({error}).") from None
+    for name, tensor in tensors.items():
+        if tensor.dtype in _UPCAST_EXACTLY:
+            tensors[name] = tensor.float()
+        elif tensor.dtype != torch.float32:
+            raise ValueError(
+                f"{path.name} stores {name!r} as {tensor.dtype}; this package computes in float32 and "
+                "imports float32, float16 or bfloat16 weights only (those convert to float32 without rounding)."
+            )
     return tensors
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    with safe_open(str(path), framework="pt", device="cpu") as handle:
+        return {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (not a mapping)
 
 
 def _expect_tensors(tensors, shapes, where):

@@ -324,6 +324,16 @@ def test_import_upcasts_half_precision_weights_exactly(X, tmp_path):
     assert imported.components_.dtype == np.float32
 
 
+def test_import_reports_damaged_files(X, tmp_path):
+    fitted(X, normalize=False).export(tmp_path, "sparsify")
+    (tmp_path / "sae.safetensors").write_bytes(b"\x00" * 16)
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        load_foreign(tmp_path)
+    (tmp_path / "cfg.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_foreign(tmp_path)
+
+
 def test_load_foreign_returns_none_for_other_directories(tmp_path):
     assert load_foreign(tmp_path) is None
     (tmp_path / "cfg.json").write_text("{}")
