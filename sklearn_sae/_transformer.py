@@ -665,6 +665,85 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         tags.non_deterministic = self.random_state is None
         return tags
 
+    # ------------------------------------------------- sharing with other libraries
+
+    def export(self, directory, format, *, normalization=None, as_topk=False):
+        """Write the fitted model in the format of another SAE library.
+
+        ``format="sparsify"`` writes a directory that EleutherAI sparsify loads
+        with ``sparsify.SparseCoder.load_from_disk(directory)``;
+        ``format="saelens"`` one that SAELens (6 or later) loads with
+        ``sae_lens.SAE.load_from_disk(directory)``. Weights go to a
+        safetensors file and the configuration to ``cfg.json``; a tied model
+        is written with two explicit copies of its matrix. A third file,
+        ``sklearn_sae.json``, which the other libraries ignore, records how
+        the model was fitted, so that importing the directory back gives this
+        model exactly (:func:`sklearn_sae._interop.load_foreign`). An
+        existing ``directory`` is replaced, and only once the new one is
+        complete. Only training state is left behind: the optimiser, the
+        history and the dead-latent counts.
+
+        What each library computes exactly, and what needs an opt-in:
+
+        - ``activation="topk"``: exact in both formats (same codes and
+          reconstructions up to float32 rounding of the library's own
+          kernels), given ``normalize=False`` or the opt-in below.
+        - ``activation="relu"``: SAELens's ``"standard"`` SAE computes it
+          exactly; the L1 penalty is a training term, not part of the model,
+          so nothing is lost for inference. sparsify has only Top-K coders:
+          ``as_topk=True`` exports it as Top-K with ``k = n_latents_``, which
+          keeps every latent and is again exactly the ReLU codes (all of them
+          stored, so not sparse by construction).
+        - ``activation="gumbel_topk"`` is exactly Top-K at inference, so the
+          exported model gives the same codes (tolerance 0 beyond float32
+          rounding); but its Gumbel noise and temperature schedule cannot be
+          carried, so it needs ``as_topk=True``, which says that training the
+          exported model further would continue as plain Top-K.
+        - ``normalize=True``: neither library standardises rows as this
+          model does (zero mean, then division by ``sqrt(var + 1e-5)`` with
+          the biased variance). ``normalization="standardized"`` exports the
+          model without its normalisation: the exported SAE then takes rows
+          already standardised this way, ``(x - x.mean(-1, keepdims=True)) /
+          np.sqrt(x.var(-1, keepdims=True) + 1e-5)``, and gives exactly this
+          model's codes and, in the standardised space, its
+          :meth:`inverse_transform`. ``normalization="layer_norm"``
+          (SAELens only) uses SAELens's own ``"layer_norm"`` normalisation so
+          that the exported SAE takes raw rows; SAELens divides by the
+          Bessel-corrected std plus 1e-5 and multiplies back by the std alone.
+          The Bessel factor ``sqrt(n / (n - 1))`` is folded into the weights,
+          but the eps is not foldable: a row of biased variance ``v`` is
+          standardised and rescaled with a relative difference of order
+          ``1e-5 / v``. ``benchmarks/bench_interop_layer_norm.py`` measured,
+          relative to the largest code and to each row's spread: rows of
+          variance near 1, codes within 6e-6 and reconstructions within 1e-5;
+          rows of variance 0.07, codes within 1.2e-4, but 0.1% to 0.3% of rows
+          keep other latents; the shipped ProtT5 rows (variance about 7e-4),
+          codes off by 1e-2 and 8% of Top-K rows keeping other latents. Use it
+          only for rows whose variance is far above 1e-5;
+          ``"standardized"`` is exact.
+
+        The weights are float32 and the exported model computes in float32;
+        a model fitted with ``amp=True`` computes its own ``transform`` in
+        bfloat16, so the two differ by bfloat16 rounding.
+
+        Parameters
+        ----------
+        directory : str or os.PathLike
+            Directory to write; created if needed.
+        format : {"sparsify", "saelens"}
+            The library whose format to write.
+        normalization : {"standardized", "layer_norm"}, default=None
+            How to export a model fitted with ``normalize=True`` (see above);
+            must be ``None`` for ``normalize=False``.
+        as_topk : bool, default=False
+            Allow exporting ``"gumbel_topk"`` as the Top-K it is at inference,
+            and ``"relu"`` as Top-K with ``k = n_latents_`` (see above).
+        """
+        from ._interop import export_model
+
+        check_is_fitted(self)
+        export_model(self, directory, format, normalization=normalization, as_topk=as_topk)
+
 
 def _as_tensor(block: np.ndarray) -> torch.Tensor:
     """A CPU tensor of a float32 block, sharing its memory unless the block is read-only.

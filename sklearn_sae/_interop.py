@@ -1,0 +1,479 @@
+"""Export fitted models to the SAE libraries people already use, and import models from them.
+
+Two targets, both a directory with a ``cfg.json`` and one safetensors file:
+
+``"sparsify"`` (EleutherAI sparsify, ``sparsify.SparseCoder.load_from_disk``)
+    ``cfg.json`` holds the ``SparseCoderConfig`` fields plus ``d_in``;
+    ``sae.safetensors`` holds ``encoder.weight`` ``(n_latents, n_features)``,
+    ``encoder.bias``, ``W_dec`` ``(n_latents, n_features)`` and ``b_dec``. The
+    coder computes ``topk(relu((x - b_dec) @ encoder.weight.T + encoder.bias))``
+    and decodes with ``codes @ W_dec + b_dec``. It has no input normalisation
+    and no activation other than Top-K (and GroupMax).
+``"saelens"`` (SAELens >= 6, ``sae_lens.SAE.load_from_disk``)
+    ``cfg.json`` holds the ``SAEConfig`` fields with ``architecture``;
+    ``sae_weights.safetensors`` holds ``W_enc`` ``(n_features, n_latents)``,
+    ``b_enc``, ``W_dec`` ``(n_latents, n_features)`` and ``b_dec``. With
+    ``apply_b_dec_to_input=True`` the ``"standard"`` architecture computes
+    ``relu((x - b_dec) @ W_enc + b_enc)`` and ``"topk"`` keeps the ``k``
+    largest of ``(x - b_dec) @ W_enc + b_enc`` through a ReLU, exactly our
+    ``relu`` and ``topk``. Its ``"layer_norm"`` normalisation is not ours (see
+    :func:`export_model`).
+
+So the mapping of our parameters is ``pre_bias -> b_dec``, ``b_lat ->
+encoder bias``, ``W_enc -> encoder weight`` and ``W_dec -> W_dec``; a tied
+model is written with two explicit copies of its one matrix. Files are read
+and written with ``json`` and ``safetensors`` only: nothing here unpickles.
+
+Every export also writes ``sklearn_sae.json``, a record of the estimator it
+was made from, which the other libraries ignore; with it :func:`load_foreign`
+rebuilds the original estimator exactly, its normalisation and tying
+included. (It is a file of its own because sparsify logs a warning for every
+unknown key of its ``cfg.json``.)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from ._activations import GumbelTopK, TopK
+from ._atomic import atomic_directory
+from ._model import LAYER_NORM_EPS
+
+__all__ = ["FORMATS", "NORMALIZATIONS", "export_model", "load_foreign"]
+
+FORMATS = ("sparsify", "saelens")
+"""Values of ``format`` accepted by :func:`export_model`."""
+
+NORMALIZATIONS = ("standardized", "layer_norm")
+"""Opt-ins of :func:`export_model` for a model with ``normalize=True`` (see there)."""
+
+CONFIG_FILE = "cfg.json"
+SPARSIFY_WEIGHTS_FILE = "sae.safetensors"
+SAELENS_WEIGHTS_FILE = "sae_weights.safetensors"
+
+SAELENS_FORMAT_VERSION = "6.0.0"
+"""The SAELens release whose ``cfg.json`` layout the export follows. SAELens converts configs that name
+no version, or an older one, from its pre-6 layout, so the export names the layout it is written in."""
+
+MARKER_FILE = "sklearn_sae.json"
+"""The record of the original estimator that every export carries beside the foreign files."""
+
+MARKER_VERSION = 1
+
+_UPCAST_EXACTLY = (torch.float16, torch.bfloat16)
+"""Foreign weight dtypes that become float32 without rounding (float64 would round)."""
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def export_model(estimator, directory, format, *, normalization=None, as_topk=False) -> None:
+    """Write a fitted estimator in another library's format (see :meth:`SparseAutoencoderTransformer.export`)."""
+    if format not in FORMATS:
+        raise ValueError(f"format={format!r} is not supported; use one of {FORMATS}.")
+    if normalization is not None and normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization={normalization!r} is not understood; use None or one of {NORMALIZATIONS}.")
+    # What the fitted module computes, not the estimator's parameters, which set_params may have changed since.
+    module = estimator.net_.module_
+    activation = _activation_name(module.activation)
+    architecture, k = _exported_activation(activation, module, format, as_topk)
+    _check_normalization(module.normalize, format, normalization)
+    weights = _module_weights(module)
+    n_latents, n_features = weights["W_enc"].shape
+    if normalization == "layer_norm":
+        if n_features < 2:
+            raise ValueError("normalization='layer_norm' needs at least 2 features: SAELens divides by the sample std.")
+        weights = _fold_bessel_correction(weights, n_features)
+    marker = {
+        "version": MARKER_VERSION,
+        "format": format,
+        "activation": activation,
+        "normalize": bool(module.normalize),
+        "normalization": normalization,
+        "layer_norm_eps": LAYER_NORM_EPS,
+        "tied": bool(module.tied),
+    }
+    if format == "sparsify":
+        unit_norm_decoder = not module.tied and estimator.unit_norm_decoder
+        config, tensors, weights_file = _sparsify_files(weights, k, n_features, n_latents, unit_norm_decoder)
+    else:
+        config, tensors, weights_file = _saelens_files(weights, architecture, k, n_features, n_latents, normalization)
+    with atomic_directory(directory) as temporary:
+        save_file(tensors, str(temporary / weights_file), metadata={"format": "pt"})
+        (temporary / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
+        (temporary / MARKER_FILE).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+
+
+def _activation_name(activation) -> str:
+    """The estimator's name of a fitted activation module."""
+    if isinstance(activation, GumbelTopK):
+        return "gumbel_topk"
+    return "topk" if isinstance(activation, TopK) else "relu"
+
+
+def _exported_activation(activation, module, format, as_topk):
+    """``("relu" | "topk", k)`` the export will use, or why this activation cannot be exported as asked."""
+    n_latents = module.n_latents
+    if activation == "topk":
+        return "topk", module.activation.k
+    if activation == "gumbel_topk":
+        if not as_topk:
+            raise ValueError(
+                "activation='gumbel_topk' is exported as plain Top-K: at inference it is exactly Top-K (the exported "
+                "model gives the same codes), but its Gumbel noise and temperature schedule are training state that "
+                f"{format} cannot hold, so training the exported model further would not continue the same schedule. "
+                "Pass as_topk=True to export it as Top-K."
+            )
+        return "topk", module.activation.k
+    # ReLU codes are Top-K codes with k = n_latents: every pre-activation is kept and passed through the ReLU.
+    if as_topk:
+        return "topk", n_latents
+    if format == "sparsify":
+        raise ValueError(
+            "activation='relu' has no counterpart in sparsify, whose coders are Top-K only. Pass as_topk=True to "
+            f"export it as Top-K with k = n_latents_ = {n_latents}, which keeps every latent and so gives exactly "
+            "the ReLU codes (dense, not sparse by construction), or export to format='saelens' (its 'standard' "
+            "architecture is a ReLU SAE)."
+        )
+    return "relu", None
+
+
+def _check_normalization(normalize, format, normalization):
+    if not normalize:
+        if normalization is not None:
+            raise ValueError(
+                f"normalization={normalization!r} applies to models fitted with normalize=True; this one has "
+                "normalize=False and exports exactly as it is. Leave normalization=None."
+            )
+        return
+    if normalization == "layer_norm" and format != "saelens":
+        raise ValueError(
+            "normalization='layer_norm' is SAELens's run-time layer norm; sparsify has no input normalisation. "
+            "Use normalization='standardized' (the exported coder then takes rows already standardised by "
+            "sklearn_sae's layer norm)."
+        )
+    if normalization is None:
+        choices = "normalization='standardized'"
+        if format == "saelens":
+            choices += " or normalization='layer_norm' (SAELens's own layer norm, close to but not equal to ours)"
+        raise ValueError(
+            "This model standardises each row (normalize=True: zero mean and variance 1, with 1e-5 added to the "
+            f"biased variance), and {format} has no normalisation that computes exactly that. Pass {choices}; "
+            "see the export docstring for what each means and how close it is."
+        )
+
+
+def _module_weights(module) -> dict[str, torch.Tensor]:
+    """The module's parameters as separate contiguous float32 CPU tensors (a tied decoder copied)."""
+    return {
+        "W_enc": module.W_enc.detach().float().cpu().clone().contiguous(),
+        "W_dec": module.decoder_weight.detach().float().cpu().clone().contiguous(),
+        "pre_bias": module.pre_bias.detach().float().cpu().clone().contiguous(),
+        "b_lat": module.b_lat.detach().float().cpu().clone().contiguous(),
+    }
+
+
+def _fold_bessel_correction(weights, n_features):
+    """Weights for SAELens's layer norm, which divides by the Bessel-corrected std instead of the biased one.
+
+    SAELens standardises with ``std_u = r * s`` (``s`` the biased std, ``r = sqrt(n / (n - 1))``), so its
+    standardised rows are ours divided by ``r``, and it undoes the normalisation with ``* std_u``. Scaling
+    the encoder by ``r`` and the decoder and ``b_dec`` by ``1 / r`` absorbs the constant ``r`` in both
+    directions; only the placement of eps (see :meth:`SparseAutoencoderTransformer.export`) remains.
+    """
+    r = math.sqrt(n_features / (n_features - 1))
+    # In float64, so the fold adds one float32 rounding per weight and no more.
+    return {
+        "W_enc": (weights["W_enc"].double() * r).float(),
+        "W_dec": (weights["W_dec"].double() / r).float(),
+        "pre_bias": (weights["pre_bias"].double() / r).float(),
+        "b_lat": weights["b_lat"],
+    }
+
+
+def _sparsify_files(weights, k, n_features, n_latents, unit_norm_decoder):
+    config = {
+        "activation": "topk",
+        # sparsify renormalises decoder rows only while training; it means the same constraint as ours.
+        "normalize_decoder": bool(unit_norm_decoder),
+        "num_latents": n_latents,
+        "k": k,
+        "multi_topk": False,
+        "skip_connection": False,
+        "transcode": False,
+        "d_in": n_features,
+    }
+    tensors = {
+        "encoder.weight": weights["W_enc"],
+        "encoder.bias": weights["b_lat"],
+        "W_dec": weights["W_dec"],
+        "b_dec": weights["pre_bias"],
+    }
+    return config, tensors, SPARSIFY_WEIGHTS_FILE
+
+
+def _saelens_files(weights, architecture, k, n_features, n_latents, normalization):
+    config = {
+        "architecture": "standard" if architecture == "relu" else "topk",
+        "d_in": n_features,
+        "d_sae": n_latents,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "layer_norm" if normalization == "layer_norm" else "none",
+        "reshape_activations": "none",
+        "metadata": {"sae_lens_version": SAELENS_FORMAT_VERSION},
+    }
+    if architecture == "topk":
+        config.update(k=k, rescale_acts_by_decoder_norm=False)
+    tensors = {
+        "W_enc": weights["W_enc"].t().contiguous(),
+        "b_enc": weights["b_lat"],
+        "W_dec": weights["W_dec"],
+        "b_dec": weights["pre_bias"],
+    }
+    return config, tensors, SAELENS_WEIGHTS_FILE
+
+
+# ----------------------------------------------------------------------------- import
+
+
+def load_foreign(directory, *, device="cpu"):
+    """A fitted estimator from a sparsify or SAELens directory, or ``None`` if it is neither.
+
+    A directory with ``cfg.json`` and ``sae.safetensors`` is read as sparsify's;
+    one with ``cfg.json`` and ``sae_weights.safetensors`` as SAELens's. Only
+    architectures this package computes exactly are accepted: sparsify Top-K
+    coders (no skip connection, not a transcoder, not Multi-TopK), SAELens
+    ``"standard"`` (imported as ``activation="relu"``) and ``"topk"`` SAEs that
+    subtract ``b_dec`` from the input, with no input normalisation. Anything
+    else raises ``ValueError`` saying what cannot be represented. float16 and
+    bfloat16 weights are converted to float32 (exactly) and float64 refused;
+    SAELens's ``hook_z`` reshaping only flattens ``(n_heads, d_head)`` into
+    the rows this package takes. The imported model starts with no record
+    of dead latents (neither library keeps one in its files). Directories
+    written by :meth:`SparseAutoencoderTransformer.export` come back as the
+    model that was exported (normalisation and tying included), with the same
+    ``transform`` bit for bit when the export was exact.
+
+    Only JSON and safetensors are read: nothing is unpickled.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The directory holding the model.
+    device : str, default="cpu"
+        Where the weights are placed, and the imported estimator's ``device``.
+
+    Returns
+    -------
+    estimator : SparseAutoencoderTransformer or None
+        Fitted, with an empty ``history_``; ``None`` when the directory holds
+        neither format.
+    """
+    from ._transformer import resolve_device
+
+    directory = Path(directory)
+    if not (directory / CONFIG_FILE).is_file():
+        return None
+    torch_device = resolve_device(device)
+    if (directory / SPARSIFY_WEIGHTS_FILE).is_file():
+        return _load_sparsify(directory, device, torch_device)
+    if (directory / SAELENS_WEIGHTS_FILE).is_file():
+        return _load_saelens(directory, device, torch_device)
+    return None
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}).") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} should hold a JSON object, not {type(config).__name__}.")
+    return config
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, as float32 (exactly, or a ValueError saying why not)."""
+    try:
+        tensors = _read_safetensors(path)
+    except SafetensorError as error:
+        raise ValueError(f"{path} is not a readable safetensors file ({error}).") from None
+    for name, tensor in tensors.items():
+        if tensor.dtype in _UPCAST_EXACTLY:
+            tensors[name] = tensor.float()
+        elif tensor.dtype != torch.float32:
+            raise ValueError(
+                f"{path.name} stores {name!r} as {tensor.dtype}; this package computes in float32 and "
+                "imports float32, float16 or bfloat16 weights only (those convert to float32 without rounding)."
+            )
+    return tensors
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    with safe_open(str(path), framework="pt", device="cpu") as handle:
+        return {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (not a mapping)
+
+
+def _expect_tensors(tensors, shapes, where):
+    """Check that ``tensors`` are exactly the names of ``shapes`` with those shapes."""
+    unexpected = sorted(set(tensors) - set(shapes))
+    if unexpected:
+        raise ValueError(
+            f"{where} holds tensors this package has no counterpart for: {unexpected}. Only "
+            f"{sorted(shapes)} can be imported exactly."
+        )
+    missing = sorted(set(shapes) - set(tensors))
+    if missing:
+        raise ValueError(f"{where} lacks the tensors {missing}; it cannot be imported.")
+    for name, shape in shapes.items():
+        if tuple(tensors[name].shape) != shape:
+            raise ValueError(f"{where}: {name!r} has shape {tuple(tensors[name].shape)}, expected {shape}.")
+
+
+def _marker(directory: Path) -> dict:
+    """The record an export of this package left, or ``{}`` for a directory another library wrote."""
+    path = directory / MARKER_FILE
+    if not path.is_file():
+        return {}
+    marker = _read_config(path)
+    return marker if marker.get("version") == MARKER_VERSION else {}
+
+
+def _load_sparsify(directory, device, torch_device):
+    config = _read_config(directory / CONFIG_FILE)
+    where = f"sparsify coder at {directory}"
+    if config.get("transcode", False):
+        raise ValueError(f"The {where} is a transcoder (it predicts another layer's output); only autoencoders import.")
+    if config.get("skip_connection", False):
+        raise ValueError(f"The {where} has a linear skip connection (W_skip), which this package's model lacks.")
+    if config.get("activation", "topk") != "topk":
+        raise ValueError(f"The {where} uses activation={config['activation']!r}; only 'topk' can be imported.")
+    if config.get("multi_topk", False):
+        raise ValueError(
+            f"The {where} was trained with Multi-TopK: sparsify's forward() then reconstructs from the top 4k "
+            "latents while encode() keeps k, and this package's model has one k. It cannot be imported exactly."
+        )
+    if "d_in" not in config or "k" not in config:
+        raise ValueError(f"{directory / CONFIG_FILE} lacks 'd_in' or 'k'; it is not a sparsify config.")
+    tensors = _read_tensors(directory / SPARSIFY_WEIGHTS_FILE)
+    n_features, k = int(config["d_in"]), int(config["k"])
+    n_latents = tensors["encoder.weight"].shape[0] if "encoder.weight" in tensors else 0
+    _expect_tensors(
+        tensors,
+        {
+            "encoder.weight": (n_latents, n_features),
+            "encoder.bias": (n_latents,),
+            "W_dec": (n_latents, n_features),
+            "b_dec": (n_features,),
+        },
+        where,
+    )
+    if not 1 <= k <= n_latents:
+        raise ValueError(f"The {where} has k={k} for {n_latents} latents; k must be between 1 and n_latents.")
+    weights = {
+        "W_enc": tensors["encoder.weight"],
+        "W_dec": tensors["W_dec"],
+        "pre_bias": tensors["b_dec"],
+        "b_lat": tensors["encoder.bias"],
+    }
+    marker = _marker(directory)
+    params = {"activation": "topk", "k": k, "unit_norm_decoder": bool(config.get("normalize_decoder", True))}
+    return _build_estimator(weights, params, marker, device, torch_device)
+
+
+SAELENS_ARCHITECTURES = {"standard": "relu", "topk": "topk"}
+"""SAELens architectures that import, and the activation each becomes."""
+
+
+def _load_saelens(directory, device, torch_device):
+    config = _read_config(directory / CONFIG_FILE)
+    where = f"SAELens SAE at {directory}"
+    architecture = config.get("architecture", "standard")
+    if architecture not in SAELENS_ARCHITECTURES:
+        raise ValueError(
+            f"The {where} has architecture {architecture!r}; only {sorted(SAELENS_ARCHITECTURES)} (ReLU and "
+            "Top-K SAEs) compute what this package's model computes."
+        )
+    if not config.get("apply_b_dec_to_input", True):
+        raise ValueError(
+            f"The {where} has apply_b_dec_to_input=False: its encoder does not subtract b_dec, while this "
+            "package's always subtracts pre_bias, and folding b_dec into b_enc would round. It cannot be "
+            "imported exactly."
+        )
+    normalization = config.get("normalize_activations", "none")
+    if normalization != "none":
+        raise ValueError(
+            f"The {where} normalises its input with normalize_activations={normalization!r}, which this package "
+            "does not compute (its normalize=True standardises with the biased variance plus 1e-5, where SAELens's "
+            "'layer_norm' divides by the Bessel-corrected std plus 1e-5). It cannot be imported exactly."
+        )
+    if architecture == "topk" and config.get("rescale_acts_by_decoder_norm", False):
+        raise ValueError(
+            f"The {where} has rescale_acts_by_decoder_norm=True (it ranks latents by pre-activation times decoder "
+            "norm); folding the norms into the weights would round. Fold them in SAELens first "
+            "(sae.fold_W_dec_norm()), set rescale_acts_by_decoder_norm to False, and save it again."
+        )
+    if config.get("finetuning_scaling_factor", False):
+        raise ValueError(f"The {where} has a finetuning scaling factor, which this package's model lacks.")
+    if "d_in" not in config or "d_sae" not in config:
+        raise ValueError(f"{directory / CONFIG_FILE} lacks 'd_in' or 'd_sae'; it is not a SAELens config.")
+    tensors = _read_tensors(directory / SAELENS_WEIGHTS_FILE)
+    n_features, n_latents = int(config["d_in"]), int(config["d_sae"])
+    _expect_tensors(
+        tensors,
+        {
+            "W_enc": (n_features, n_latents),
+            "b_enc": (n_latents,),
+            "W_dec": (n_latents, n_features),
+            "b_dec": (n_features,),
+        },
+        where,
+    )
+    activation = SAELENS_ARCHITECTURES[architecture]
+    params = {"activation": activation}
+    if activation == "topk":
+        k = int(config.get("k", 0))
+        if not 1 <= k <= n_latents:
+            raise ValueError(f"The {where} has k={k} for {n_latents} latents; k must be between 1 and n_latents.")
+        params["k"] = k
+    weights = {
+        "W_enc": tensors["W_enc"].t().contiguous(),
+        "W_dec": tensors["W_dec"],
+        "pre_bias": tensors["b_dec"],
+        "b_lat": tensors["b_enc"],
+    }
+    marker = _marker(directory)
+    return _build_estimator(weights, params, marker, device, torch_device)
+
+
+def _build_estimator(weights, params, marker, device, torch_device):
+    """The fitted estimator computing ``weights``; our own exports get back their normalisation and tying."""
+    from ._transformer import SparseAutoencoderTransformer
+
+    n_latents, n_features = weights["W_enc"].shape
+    # The exported coder ran on rows standardised by our layer norm: put the layer norm back in front.
+    normalize = marker.get("normalization") == "standardized" and marker.get("layer_norm_eps") == LAYER_NORM_EPS
+    # Tie only what was tied: a foreign SAE whose matrices happen to agree (SAELens's initialisation) stays untied.
+    tied = marker.get("tied") is True and torch.equal(weights["W_enc"], weights["W_dec"])
+    state_dict = {
+        "pre_bias": weights["pre_bias"],
+        "b_lat": weights["b_lat"],
+        "W_enc": weights["W_enc"],
+        "rows_since_fired": torch.zeros(n_latents, dtype=torch.long),
+    }
+    if not tied:
+        state_dict["W_dec"] = weights["W_dec"]
+    if marker.get("activation") == "relu" and params.get("k") == n_latents:
+        params = {**params, "activation": "relu"}  # our ReLU model, exported with as_topk=True
+    params = {"n_latents": n_latents, "normalize": normalize, "tied": tied, "device": device, **params}
+    return SparseAutoencoderTransformer._from_state(
+        params, state_dict, n_features=n_features, n_latents=n_latents, device=torch_device
+    )
