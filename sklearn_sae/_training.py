@@ -384,8 +384,13 @@ def build_net(
     pre_bias_init: str = "geometric_median",
     unit_norm_decoder: bool = False,
     aux_coef: float = 0.0,
+    checkpoint: Callback | None = None,
 ) -> SAENet:
-    """Assemble the :class:`SAENet` and its callbacks from the estimator's settings."""
+    """Assemble the :class:`SAENet` and its callbacks from the estimator's settings.
+
+    ``checkpoint`` (a :class:`sklearn_sae._checkpoint.TrainingCheckpoint`) comes last, after every
+    callback that records or resets something it saves or restores.
+    """
     from ._model import SparseAutoencoder
 
     has_validation = validation_fraction > 0
@@ -415,6 +420,8 @@ def build_net(
     callbacks.append(("epoch_log", EpochLog(
         keys_ignored=[key for key in _all_metric_keys(eval_sets) if key.endswith("_fvu")],  # in history_, not shown
     )))
+    if checkpoint is not None:
+        callbacks.append(("checkpoint", checkpoint))
 
     return SAENet(
         SparseAutoencoder,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import re
 import warnings
 from numbers import Integral, Real
@@ -18,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import metrics
 from ._activations import GUMBEL_CANDIDATES, GumbelTopK, TopK, TopKSelection, make_activation
+from ._checkpoint import open_checkpoint, training_fingerprint
 from ._training import build_net, release_training_state
 
 __all__ = ["SparseAutoencoderTransformer"]
@@ -181,6 +183,20 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         standard output is a terminal; best values are coloured only on a
         terminal, so log files stay plain text. 2 always shows the progress
         bar.
+    checkpoint_dir : str or path-like, default=None
+        Directory in which :meth:`fit` saves the whole training state
+        (weights, optimizer, LR schedule, RNG states, history) at the end
+        of every epoch, replacing the previous epoch's checkpoint
+        atomically. A fit started with a directory that holds a checkpoint
+        resumes after that checkpoint's last complete epoch and runs only
+        the remaining ones; on the CPU with an int ``random_state`` it ends
+        bit-identical to a fit that was never interrupted, even one killed
+        mid-epoch. The checkpoint must come from a fit with the same
+        parameters (except ``verbose``, ``device``, ``sparse_output`` and
+        ``checkpoint_dir``) and the same data, or ``fit`` raises a
+        ``ValueError``: use one directory per model. A checkpoint whose
+        epochs are all done gives the finished model back without training.
+        ``None`` writes nothing.
 
     Attributes
     ----------
@@ -253,6 +269,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         "sparse_output": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "checkpoint_dir": [str, os.PathLike, None],
     }
 
     def __init__(
@@ -285,6 +302,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         sparse_output=False,
         random_state=None,
         verbose=0,
+        checkpoint_dir=None,
     ):
         self.n_latents = n_latents
         self.activation = activation
@@ -313,6 +331,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self.sparse_output = sparse_output
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
 
     # ------------------------------------------------------------------ fit
 
@@ -343,18 +362,25 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         device = resolve_device(self.device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         n_train = self._check_n_train(n_samples, n_latents)
+        eval_tensors = self._validate_eval_sets(eval_sets)
+        checkpoint, epochs_done = None, 0
+        if self.checkpoint_dir is not None:
+            fingerprint = training_fingerprint(self.get_params(deep=False), X, eval_tensors)
+            checkpoint = open_checkpoint(self.checkpoint_dir, fingerprint, seed=seed)
+            seed, epochs_done = checkpoint.seed, checkpoint.epochs_done  # a resumed fit keeps its validation split
         net = self._build_net(
             n_features,
             n_latents,
             total_steps=math.ceil(n_train / self.batch_size) * self.max_epochs,
             device=device,
             seed=seed,
-            eval_tensors=self._validate_eval_sets(eval_sets),
+            eval_tensors=eval_tensors,
+            checkpoint=checkpoint,
         )
         # A private copy: skorch keeps it for the whole fit, and the caller's array may change or be read-only.
         X_tensor = torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True))
         with _seeded_torch(device, seed):
-            net.fit(X_tensor)
+            net.fit(X_tensor, epochs=self.max_epochs - epochs_done)
         self._set_fitted(net)
         _warn_if_not_annealed(net.module_.activation, stacklevel=4)  # fit's caller
         return self
@@ -391,13 +417,16 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             )
         return n_train
 
-    def _build_net(self, n_features, n_latents, *, total_steps, device, seed, eval_tensors=None, anneal_steps=None):
+    def _build_net(
+        self, n_features, n_latents, *, total_steps, device, seed, eval_tensors=None, anneal_steps=None, checkpoint=None
+    ):
         """The skorch net for these settings, not yet initialised.
 
         ``total_steps`` is the number of training batches the LR schedule and
         a fractional ``anneal_steps`` are laid out over; ``anneal_steps``, when
         given, overrides the estimator's (a saved model carries its resolved
-        count).
+        count). ``checkpoint`` is the callback that writes (and resumes) the
+        fit's checkpoints, if any.
         """
         warmup = _resolve_steps(self.warmup_steps, total_steps, minimum=0)
         if anneal_steps is None:
@@ -438,6 +467,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             pre_bias_init=self.pre_bias_init,
             unit_norm_decoder=self.unit_norm_decoder and not self.tied,
             aux_coef=self.aux_coef if self.aux_k is not None else 0.0,
+            checkpoint=checkpoint,
         )
 
     def _set_fitted(self, net) -> None:
