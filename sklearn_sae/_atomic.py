@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_directory", "atomic_file", "TEMPORARY_PREFIX"]
+__all__ = ["atomic_directory", "atomic_file", "recover_replaced_directory", "TEMPORARY_PREFIX"]
 
 TEMPORARY_PREFIX = ".tmp-"
 """Names of work in progress start with this, followed by the destination's name."""
@@ -69,6 +69,28 @@ def atomic_file(path, *, suffix: str = ""):
         temporary.unlink(missing_ok=True)
 
 
+def _retired_prefix(path: Path) -> str:
+    return f"{TEMPORARY_PREFIX}{path.name}-old-"
+
+
+def recover_replaced_directory(path) -> bool:
+    """Put back the previous ``path`` if a process died between the two renames of :func:`atomic_directory`.
+
+    In that instant ``path`` does not exist and its previous content sits,
+    complete, in a retired temporary directory beside it. Returns whether a
+    directory was put back.
+    """
+    path = Path(path)
+    if path.exists():
+        return False
+    for retired in sorted(path.parent.glob(f"{_retired_prefix(path)}*")):
+        if (retired / path.name).is_dir():
+            os.replace(retired / path.name, path)
+            shutil.rmtree(retired, ignore_errors=True)
+            return True
+    return False
+
+
 @contextlib.contextmanager
 def atomic_directory(path):
     """Yield an empty temporary directory beside ``path``; on success, it becomes ``path``.
@@ -76,7 +98,9 @@ def atomic_directory(path):
     An existing ``path`` is replaced only after the new content is complete
     and on disk: it is renamed aside, the new directory renamed into place,
     and the old one deleted. If the block raises, the temporary directory is
-    removed and ``path`` is left as it was.
+    removed and ``path`` is left as it was. A process killed between the two
+    renames leaves the old content whole in a retired directory beside
+    ``path``; :func:`recover_replaced_directory` puts it back.
 
     Parameters
     ----------
@@ -93,7 +117,7 @@ def atomic_directory(path):
         yield temporary
         _fsync_tree(temporary)
         if path.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{path.name}-old-", dir=path.parent))
+            retired = Path(tempfile.mkdtemp(prefix=_retired_prefix(path), dir=path.parent))
             os.replace(path, retired / path.name)
             os.replace(temporary, path)
             shutil.rmtree(retired, ignore_errors=True)

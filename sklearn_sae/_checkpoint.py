@@ -45,7 +45,7 @@ from safetensors.torch import load_file, save_file
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 from skorch.history import History
 
-from ._atomic import TEMPORARY_PREFIX, atomic_directory
+from ._atomic import TEMPORARY_PREFIX, atomic_directory, recover_replaced_directory
 
 __all__ = ["TrainingCheckpoint", "open_checkpoint", "training_fingerprint"]
 
@@ -190,9 +190,10 @@ def open_checkpoint(checkpoint_dir, fingerprint: dict, *, seed: int) -> Training
     directory = Path(checkpoint_dir)
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"checkpoint_dir={str(checkpoint_dir)!r} is a file; give a directory.")
-    if directory.is_dir():
-        _remove_interrupted_writes(directory)
     path = directory / CHECKPOINT_NAME
+    if directory.is_dir():
+        recover_replaced_directory(path)  # killed between the two renames of the last write
+        _remove_interrupted_writes(directory)
     if not path.is_dir():
         return TrainingCheckpoint(directory, fingerprint, seed=seed)
     metadata = _read_metadata(path)

@@ -41,3 +41,32 @@ def test_atomic_directory_refuses_a_file(tmp_path):
     with pytest.raises(ValueError, match="not a directory"):
         with atomic_directory(target):
             pass
+
+
+def test_a_replacement_killed_between_its_renames_can_be_recovered(tmp_path, monkeypatch):
+    import os
+
+    from sklearn_sae import _atomic
+    from sklearn_sae._atomic import recover_replaced_directory
+
+    target = tmp_path / "model"
+    with atomic_directory(target) as temporary:
+        (temporary / "a.json").write_text("old")
+    real_replace = os.replace
+    calls = []
+
+    def die_on_second_rename(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the process dies after retiring the old directory
+        real_replace(src, dst)
+
+    monkeypatch.setattr(_atomic.os, "replace", die_on_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_directory(target) as temporary:
+            (temporary / "a.json").write_text("new")
+    monkeypatch.setattr(_atomic.os, "replace", real_replace)
+    assert not target.exists()
+    assert recover_replaced_directory(target)
+    assert (target / "a.json").read_text() == "old"
+    assert not recover_replaced_directory(target)
