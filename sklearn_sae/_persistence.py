@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from skorch.history import History
 
 from ._atomic import atomic_directory
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "FORMAT_VERSION", "save_model", "read_model", "is_saved_model"]
+__all__ = ["CONFIG_NAME", "FORMAT_VERSION", "WEIGHTS_NAME", "is_saved_model", "read_model", "save_model"]
 
 CONFIG_NAME = "sklearn_sae.json"
 """The JSON description of a saved model; a directory holding it is in this package's format."""
@@ -78,7 +78,9 @@ def save_model(estimator, directory) -> None:
             f"{directory} exists and does not hold a saved model ({CONFIG_NAME} is missing); saving would replace "
             "its content. Give a new or empty directory, or one written by save()."
         )
-    state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in estimator.net_.module_.state_dict().items()}
+    state = {
+        name: tensor.detach().to("cpu").contiguous() for name, tensor in estimator.net_.module_.state_dict().items()
+    }
     config = _config_of(estimator)
     with atomic_directory(directory) as staging:
         save_file(state, staging / WEIGHTS_NAME, metadata={"format": "pt"})
@@ -230,9 +232,11 @@ def _read_config(path: Path, estimator_class) -> dict:
         raise ValueError(f"{path}: format_version {version} is not a valid version (expected 1 to {FORMAT_VERSION}).")
     estimator_name = _field(config, "estimator", str, path)
     if estimator_name != estimator_class.__name__:
-        raise ValueError(f"{path}: field 'estimator' is {estimator_name!r}, but {estimator_class.__name__} is loading it.")
+        raise ValueError(
+            f"{path}: field 'estimator' is {estimator_name!r}, but {estimator_class.__name__} is loading it."
+        )
     _field(config, "weights_sha256", str, path)
-    params = _field(config, "params", dict, path)
+    _field(config, "params", dict, path)
     fitted = _field(config, "fitted", dict, path)
     for name in _FITTED_INTEGERS:
         minimum = 0 if name == "n_iter_" else 1
@@ -245,22 +249,13 @@ def _read_config(path: Path, estimator_class) -> dict:
                 f"{path}: field 'fitted.feature_names_in_' must be a list of {fitted['n_features_in_']} strings "
                 "(fitted.n_features_in_)."
             )
-    anneal_steps = config.get("anneal_steps", _MISSING)
-    if anneal_steps is _MISSING:
+    if "anneal_steps" not in config:
         raise ValueError(f"{path} has no field 'anneal_steps'; the file is damaged or was edited.")
-    gumbel = params.get("activation") == "gumbel_topk"
-    if gumbel and not (_is_int(anneal_steps) and anneal_steps >= 1):
-        raise ValueError(f"{path}: field 'anneal_steps' is {anneal_steps!r}; a gumbel_topk model needs an int >= 1.")
-    if not gumbel and anneal_steps is not None:
-        raise ValueError(f"{path}: field 'anneal_steps' is {anneal_steps!r}; it must be null unless activation is 'gumbel_topk'.")
     history = _field(config, "history", list, path)
     for index, entry in enumerate(history):
         if not isinstance(entry, dict) or not isinstance(entry.get("batches", []), list):
             raise ValueError(f"{path}: field 'history[{index}]' must be an object whose 'batches' is a list.")
     return config
-
-
-_MISSING = object()
 
 
 def _is_int(value) -> bool:
@@ -273,9 +268,7 @@ def _field(mapping: dict, name: str, kind: type, path: Path, *, prefix: str = ""
         raise ValueError(f"{path} has no field '{prefix}{name}'; the file is damaged or was edited.")
     value = mapping[name]
     if not (_is_int(value) if kind is int else isinstance(value, kind)):
-        raise ValueError(
-            f"{path}: field '{prefix}{name}' is {value!r}; expected a JSON {_JSON_TYPE_NAMES[kind]}."
-        )
+        raise ValueError(f"{path}: field '{prefix}{name}' is {value!r}; expected a JSON {_JSON_TYPE_NAMES[kind]}.")
     return value
 
 
@@ -299,6 +292,14 @@ def _checked_estimator(estimator_class, params: dict, config: dict, path: Path):
         n_latents = estimator._resolve_n_latents(config["fitted"]["n_features_in_"])
     except ValueError as error:  # sklearn's InvalidParameterError is a ValueError too
         raise ValueError(f"{path}: field 'params' is not valid: {error}") from None
+    anneal_steps = config["anneal_steps"]
+    if estimator.activation == "gumbel_topk" and not (_is_int(anneal_steps) and anneal_steps >= 1):
+        raise ValueError(f"{path}: field 'anneal_steps' is {anneal_steps!r}; a gumbel_topk model needs an int >= 1.")
+    if estimator.activation != "gumbel_topk" and anneal_steps is not None:
+        raise ValueError(
+            f"{path}: field 'anneal_steps' is {anneal_steps!r}; it must be null unless params.activation is "
+            "'gumbel_topk'."
+        )
     if n_latents != config["fitted"]["n_latents_"]:
         raise ValueError(
             f"{path}: field 'fitted.n_latents_' is {config['fitted']['n_latents_']}, but the parameters give "
@@ -311,7 +312,11 @@ def _expected_tensors(estimator, config: dict) -> dict:
     """Name to ``(shape, dtype)`` of every tensor the module for ``config`` holds, without allocating it."""
     fitted = config["fitted"]
     net = estimator._build_net(
-        fitted["n_features_in_"], fitted["n_latents_"], total_steps=1, device="cpu", seed=0,
+        fitted["n_features_in_"],
+        fitted["n_latents_"],
+        total_steps=1,
+        device="cpu",
+        seed=0,
         anneal_steps=config["anneal_steps"],
     )
     with torch.device("meta"):  # shapes and dtypes only: no memory, no random draws
@@ -329,31 +334,21 @@ def _read_weights(path: Path, config: dict, expected: dict, config_path: Path) -
             "damaged or truncated, or it was replaced after saving."
         )
     try:
-        with safe_open(path, framework="pt", device="cpu") as weights:
-            found = {name: (tuple(weights.get_slice(name).get_shape()), weights.get_slice(name).get_dtype())
-                     for name in weights.keys()}
+        tensors = load_file(path, device="cpu")
     except (SafetensorError, OSError) as error:
         raise ValueError(f"{path} is not a readable safetensors file ({error}).") from None
-    missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     if missing or extra:
         raise ValueError(
             f"{path} does not hold the tensors {config_path} describes: missing {missing or 'none'}, "
             f"unexpected {extra or 'none'} (check fields 'params.tied' and 'params.activation')."
         )
     for name, (shape, dtype) in expected.items():
-        found_shape, found_dtype = found[name]
-        if found_shape != shape:
+        if tuple(tensors[name].shape) != shape:
             raise ValueError(
-                f"{path}: tensor '{name}' has shape {found_shape}, but {config_path} (fields 'fitted.n_features_in_' "
-                f"and 'fitted.n_latents_') gives {shape}."
+                f"{path}: tensor '{name}' has shape {tuple(tensors[name].shape)}, but {config_path} (fields "
+                f"'fitted.n_features_in_' and 'fitted.n_latents_') gives {shape}."
             )
-        if found_dtype != _SAFETENSORS_DTYPES[dtype]:
-            raise ValueError(f"{path}: tensor '{name}' has dtype {found_dtype}; expected {_SAFETENSORS_DTYPES[dtype]}.")
-    try:
-        return load_file(path, device="cpu")
-    except (SafetensorError, OSError) as error:
-        raise ValueError(f"{path} is not a readable safetensors file ({error}).") from None
-
-
-_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.int64: "I64", torch.float64: "F64", torch.bfloat16: "BF16",
-                       torch.float16: "F16", torch.int32: "I32", torch.bool: "BOOL"}
+        if tensors[name].dtype != dtype:
+            raise ValueError(f"{path}: tensor '{name}' has dtype {tensors[name].dtype}; expected {dtype}.")
+    return tensors
