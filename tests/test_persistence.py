@@ -320,7 +320,7 @@ def _json_key_paths(value, prefix=()):
             yield from _json_key_paths(item, (*prefix, index))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     data=st.data(),
     damage=st.sampled_from(["truncate", "flip", "delete key"]),
