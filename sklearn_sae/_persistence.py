@@ -3,9 +3,11 @@
 A saved model is a directory of two files:
 
 ``sklearn_sae.json``
-    Everything but the weights, as plain JSON: the format version, the package version, the
-    constructor parameters, the fitted attributes, the resolved Gumbel annealing length, the
-    training history and the SHA-256 of the weights file. Its name tells a reader the format.
+    Everything but the weights, as plain JSON: ``"format": "sklearn_sae"``, the format version, the
+    package version, the constructor parameters, the fitted attributes, the resolved Gumbel annealing
+    length, the training history and the SHA-256 of the weights file. Exports to other libraries
+    (:mod:`._interop`) carry a file of the same name as a record of the estimator, whose ``format``
+    names that library; the field tells the two apart.
 ``model.safetensors``
     The torch module's ``state_dict`` (parameters and buffers), contiguous CPU tensors.
 
@@ -21,6 +23,7 @@ import importlib.metadata
 import json
 import math
 import numbers
+import os
 import warnings
 from pathlib import Path
 
@@ -32,10 +35,13 @@ from skorch.history import History
 
 from ._atomic import atomic_directory
 
-__all__ = ["CONFIG_NAME", "FORMAT_VERSION", "WEIGHTS_NAME", "is_saved_model", "read_model", "save_model"]
+__all__ = ["CONFIG_NAME", "FORMAT", "FORMAT_VERSION", "WEIGHTS_NAME", "is_saved_model", "read_model", "save_model"]
 
 CONFIG_NAME = "sklearn_sae.json"
 """The JSON description of a saved model; a directory holding it is in this package's format."""
+
+FORMAT = "sklearn_sae"
+"""The ``format`` field of a saved model's config (an export's record names the other library there)."""
 
 WEIGHTS_NAME = "model.safetensors"
 """The module's tensors."""
@@ -57,8 +63,20 @@ def package_version() -> str:
 
 
 def is_saved_model(directory) -> bool:
-    """Whether ``directory`` holds a model written by :func:`save_model` (judged by its config file)."""
-    return (Path(directory) / CONFIG_NAME).is_file()
+    """Whether ``directory`` holds a model written by :func:`save_model`, judged by its config file.
+
+    A config whose ``format`` names another library is the record of an
+    export, not a saved model. One that cannot be parsed counts as a saved
+    model, so that loading it reports the damage.
+    """
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        return False
+    try:
+        config = json.loads(path.read_bytes())
+    except ValueError:  # invalid JSON or UTF-8
+        return True
+    return not (isinstance(config, dict) and isinstance(config.get("format"), str) and config["format"] != FORMAT)
 
 
 # ---------------------------------------------------------------- writing
@@ -95,6 +113,7 @@ def _config_of(estimator) -> dict:
     if hasattr(estimator, "feature_names_in_"):
         fitted["feature_names_in_"] = [str(name) for name in estimator.feature_names_in_]
     return {
+        "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "sklearn_sae_version": package_version(),
         "estimator": type(estimator).__name__,
@@ -133,6 +152,8 @@ def _to_json(value, where: str):
     """
     if value is None or isinstance(value, (bool, str)):
         return value
+    if isinstance(value, os.PathLike):  # a directory parameter; it loads back as a str
+        return os.fspath(value)
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, numbers.Integral):
@@ -149,7 +170,7 @@ def _to_json(value, where: str):
         if not all(isinstance(key, str) for key in value):
             raise TypeError(f"{where} has keys that are not strings; they cannot be saved to JSON.")
         return {key: _to_json(item, f"{where}.{key}") for key, item in value.items()}
-    raise TypeError(f"{where} is a {type(value).__name__}, which cannot be saved to JSON.")
+    raise TypeError(f"{where} has type {type(value).__name__}, which cannot be saved to JSON.")
 
 
 def _sha256(path: Path) -> str:
@@ -221,6 +242,12 @@ def _read_config(path: Path, estimator_class) -> dict:
         raise ValueError(f"{path} is not valid JSON ({error}); the file is damaged or truncated.") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path} must hold a JSON object, found {type(config).__name__}.")
+    format_name = _field(config, "format", str, path)
+    if format_name != FORMAT:
+        raise ValueError(
+            f"{path}: field 'format' is {format_name!r}, not {FORMAT!r}: the directory holds a model in another "
+            "format (an export?), not one written by SparseAutoencoderTransformer.save."
+        )
     version = _field(config, "format_version", int, path)
     if version > FORMAT_VERSION:
         raise ValueError(

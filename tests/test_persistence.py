@@ -102,7 +102,7 @@ def test_loaded_model_is_bit_identical(X, tmp_path, activation, tied, sparse_out
 def test_saved_directory_holds_safetensors_and_json(saved_dir):
     assert sorted(path.name for path in saved_dir.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME])
     config = _read_config(saved_dir)
-    assert config["format_version"] == FORMAT_VERSION == 1
+    assert config["format"] == "sklearn_sae" and config["format_version"] == FORMAT_VERSION == 1
     assert config["estimator"] == "SparseAutoencoderTransformer"
     assert config["params"]["random_state"] == 0 and config["params"]["activation"] == "gumbel_topk"
     assert config["fitted"] == {"n_features_in_": N_FEATURES, "n_latents_": N_LATENTS, "n_iter_": 2}
@@ -227,6 +227,7 @@ def _delete(path):
 
 
 CONFIG_DAMAGE = {
+    "export record": (_set("format", "sparsify"), "field 'format' is 'sparsify'"),
     "newer format": (_set("format_version", FORMAT_VERSION + 1), "format_version 2.*newer"),
     "format not a number": (_set("format_version", "1"), "format_version"),
     "other estimator": (_set("estimator", "PCA"), "'estimator'"),
@@ -354,3 +355,22 @@ def test_randomly_damaged_save_raises_value_error_or_loads_a_working_model(saved
         # The checksum catches every change to the weights; harmless JSON edits (a history value) may load.
         assert name == CONFIG_NAME, "damaged weights loaded without an error"
         assert loaded.transform(X).shape == (len(X), loaded.n_latents_)
+
+
+def test_an_export_record_is_not_a_saved_model(saved_dir, tmp_path):
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / CONFIG_NAME).write_text(json.dumps({"version": 1, "format": "saelens"}))
+    assert _persistence.is_saved_model(saved_dir)
+    assert not _persistence.is_saved_model(export) and not _persistence.is_saved_model(tmp_path / "nowhere")
+    (export / CONFIG_NAME).write_text('{"format": "sklearn_sae", "forma')  # damaged: loading must say so
+    assert _persistence.is_saved_model(export)
+
+
+def test_values_without_a_json_form_are_refused_by_name(X, tmp_path):
+    assert _persistence._to_json({"path": Path("runs") / "a"}, "params") == {"path": str(Path("runs") / "a")}
+    sae = _sae().fit(X)
+    sae.history_.record("callback_state", object())
+    with pytest.raises(TypeError, match=r"history\[1\].callback_state has type object"):
+        sae.save(tmp_path / "model")
+    assert not (tmp_path / "model").exists()
