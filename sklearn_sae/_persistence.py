@@ -194,8 +194,9 @@ def read_model(estimator_class, directory, device: str = "cpu"):
     directory : str or os.PathLike
         The saved model's directory.
     device : str, default="cpu"
-        A resolved torch device string; the weights are placed there and
-        the estimator's ``device`` parameter is set to it.
+        The loaded estimator's ``device`` parameter (``"cpu"``, ``"cuda"``,
+        ``"cuda:N"`` or ``"auto"``); the weights are placed on the device it
+        resolves to, whatever device the model was saved from.
 
     Raises
     ------
@@ -204,6 +205,9 @@ def read_model(estimator_class, directory, device: str = "cpu"):
         format, or disagrees with the others; the message names the file
         and the field.
     """
+    from ._transformer import resolve_device  # the estimator's own rule for its device parameter
+
+    torch_device = resolve_device(device)
     directory = Path(directory)
     if not directory.is_dir():
         raise ValueError(f"{directory} is not a directory; give the directory a model was saved to.")
@@ -224,7 +228,7 @@ def read_model(estimator_class, directory, device: str = "cpu"):
         n_features=fitted["n_features_in_"],
         n_latents=fitted["n_latents_"],
         anneal_steps=config["anneal_steps"],
-        device=device,
+        device=torch_device,
     )
     loaded.net_.history = History(config["history"])
     loaded.history_ = loaded.net_.history

@@ -712,9 +712,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             Where to put the weights, whatever device the model was trained
             on: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (a GPU when
             PyTorch sees one). The loaded estimator's ``device`` parameter is
-            set to the device chosen (``"auto"`` resolved), so a later refit
-            runs there too. A model trained on a GPU loads on a machine
-            without one under the default.
+            set to it, so a later refit runs there too. A model trained on a
+            GPU loads on a machine without one under the default.
 
         Returns
         -------
@@ -733,7 +732,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         """
         if not isinstance(device, str):
             raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {type(device).__name__}.")
-        return _persistence.read_model(cls, directory, device=resolve_device(device))
+        return _persistence.read_model(cls, directory, device=device)
 
 
 def _as_tensor(block: np.ndarray) -> torch.Tensor:

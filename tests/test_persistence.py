@@ -147,7 +147,8 @@ def test_model_saved_for_a_gpu_loads_on_a_cpu_only_machine(X, tmp_path, monkeypa
     loaded = SparseAutoencoderTransformer.load(tmp_path / "model")
     assert loaded.device == "cpu" and loaded.net_.module_.W_enc.device.type == "cpu"
     np.testing.assert_array_equal(loaded.transform(X), sae.transform(X))
-    assert SparseAutoencoderTransformer.load(tmp_path / "model", device="auto").device == "cpu"
+    on_any = SparseAutoencoderTransformer.load(tmp_path / "model", device="auto")
+    assert on_any.device == "auto" and on_any.net_.module_.W_enc.device.type == "cpu"
     with pytest.raises(ValueError, match="no CUDA GPU"):
         SparseAutoencoderTransformer.load(tmp_path / "model", device="cuda")
     with pytest.raises(TypeError, match="device must be a string"):
