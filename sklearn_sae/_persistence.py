@@ -93,8 +93,8 @@ def save_model(estimator, directory) -> None:
     directory = Path(directory)
     if directory.is_dir() and any(directory.iterdir()) and not is_saved_model(directory):
         raise ValueError(
-            f"{directory} exists and does not hold a saved model ({CONFIG_NAME} is missing); saving would replace "
-            "its content. Give a new or empty directory, or one written by save()."
+            f"{directory} exists and does not hold a model written by save() (no {CONFIG_NAME} of format "
+            f"{FORMAT!r}); saving would replace its content. Give a new or empty directory, or one written by save()."
         )
     state = {
         name: tensor.detach().to("cpu").contiguous() for name, tensor in estimator.net_.module_.state_dict().items()
