@@ -17,7 +17,7 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import metrics
+from . import _interop, _persistence, metrics
 from ._activations import GUMBEL_CANDIDATES, GumbelTopK, TopK, TopKSelection, make_activation
 from ._checkpoint import open_checkpoint, training_fingerprint
 from ._training import build_net, release_training_state
@@ -695,6 +695,88 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         tags.non_deterministic = self.random_state is None
         return tags
 
+    # ---------------------------------------------------------- persistence
+
+    def save(self, directory):
+        """Save the fitted model to ``directory``: weights in safetensors, the rest in JSON.
+
+        The directory gets two files, ``model.safetensors`` (the module's
+        tensors) and ``sklearn_sae.json`` (parameters, fitted attributes,
+        history, versions and the weights' SHA-256). Neither can run code
+        when read, unlike a pickle. The directory is written under a
+        temporary name and renamed into place when complete, so an
+        interrupted save leaves a model saved there before intact.
+
+        Parameters
+        ----------
+        directory : str or os.PathLike
+            Where to save; created if needed. An existing directory must be
+            empty or hold a model saved before, which is replaced.
+
+        Returns
+        -------
+        self : SparseAutoencoderTransformer
+            The estimator, unchanged.
+
+        Notes
+        -----
+        ``random_state`` is saved when it is an int or None. A
+        ``RandomState`` instance cannot be written as JSON: the model is
+        saved with ``random_state=None`` and a warning, since only a refit
+        would use it. Non-finite numbers in ``history_`` (a diverged fit)
+        are saved as JSON ``null`` and load as ``None``.
+        """
+        check_is_fitted(self)
+        _persistence.save_model(self, directory)
+        return self
+
+    @classmethod
+    def load(cls, directory, *, device="cpu"):
+        """Load a model written by :meth:`save`, without unpickling or running anything from the files.
+
+        It also reads the directories of EleutherAI sparsify (a Top-K
+        ``SparseCoder``) and SAELens (a ``"standard"`` or ``"topk"`` SAE that
+        subtracts ``b_dec`` from its input and has no input normalisation),
+        among them those written by :meth:`export`, which come back as the
+        model that was exported. Architectures this package cannot compute
+        exactly are refused with a ``ValueError`` that says why. An imported
+        model has an empty ``history_``.
+
+        Parameters
+        ----------
+        directory : str or os.PathLike
+            The directory given to :meth:`save` or :meth:`export`, or one
+            written by sparsify or SAELens.
+        device : str, default="cpu"
+            Where to put the weights, whatever device the model was trained
+            on: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (a GPU when
+            PyTorch sees one). The loaded estimator's ``device`` parameter is
+            set to it, so a later refit runs there too. A model trained on a
+            GPU loads on a machine without one under the default.
+
+        Returns
+        -------
+        estimator : SparseAutoencoderTransformer
+            The fitted estimator, with the saved parameters, weights,
+            ``history_``, ``n_iter_``, ``n_features_in_`` and, when saved,
+            ``feature_names_in_``; its ``transform`` gives the same output as
+            the saved model's on the same device.
+
+        Raises
+        ------
+        ValueError
+            When a file is missing, damaged, truncated or of a newer format,
+            or the JSON disagrees with the weights; the message names the file
+            and the field.
+        """
+        if not isinstance(device, str):
+            raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {type(device).__name__}.")
+        if not _persistence.is_saved_model(directory):
+            imported = _interop.load_foreign(directory, device=device)
+            if imported is not None:
+                return imported
+        return _persistence.read_model(cls, directory, device=device)
+
     # ------------------------------------------------- sharing with other libraries
 
     def export(self, directory, format, *, normalization=None, as_topk=False):
@@ -708,7 +790,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         is written with two explicit copies of its matrix. A third file,
         ``sklearn_sae.json``, which the other libraries ignore, records how
         the model was fitted, so that importing the directory back gives this
-        model exactly (:func:`sklearn_sae._interop.load_foreign`). An
+        model exactly (:meth:`load`). An
         existing ``directory`` is replaced, and only once the new one is
         complete. Only training state is left behind: the optimiser, the
         history and the dead-latent counts.

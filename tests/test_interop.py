@@ -175,7 +175,7 @@ def test_export_follows_the_fitted_model_not_later_set_params(X, tmp_path):
     estimator = copy.deepcopy(fitted(X, normalize=False)).set_params(k=2, normalize=True, activation="relu")
     estimator.export(tmp_path, "sparsify")
     assert json.loads((tmp_path / "cfg.json").read_text())["k"] == K
-    np.testing.assert_array_equal(load_foreign(tmp_path).transform(X), fitted(X, normalize=False).transform(X))
+    np.testing.assert_array_equal(SparseAutoencoderTransformer.load(tmp_path).transform(X), fitted(X, normalize=False).transform(X))
 
 
 def test_export_needs_a_fitted_estimator(tmp_path):
@@ -203,7 +203,7 @@ def test_export_needs_a_fitted_estimator(tmp_path):
 def test_round_trip_is_bit_identical(X, tmp_path, params, format, options):
     estimator = fitted(X, **params)
     estimator.export(tmp_path, format, **options)
-    imported = load_foreign(tmp_path)
+    imported = SparseAutoencoderTransformer.load(tmp_path)
     assert isinstance(imported, SparseAutoencoderTransformer)
     assert imported.normalize == estimator.normalize
     assert imported.tied == estimator.tied
@@ -218,7 +218,7 @@ def test_import_without_the_record_keeps_the_foreign_model_as_it_is(X, tmp_path)
     estimator = fitted(X, normalize=True)
     estimator.export(tmp_path, "sparsify", normalization="standardized")
     (tmp_path / MARKER_FILE).unlink()
-    imported = load_foreign(tmp_path)
+    imported = SparseAutoencoderTransformer.load(tmp_path)
     assert not imported.normalize and not imported.tied
     x_standardized = standardized(X).numpy()
     np.testing.assert_array_equal(imported.transform(x_standardized), estimator.transform(X))
@@ -239,7 +239,7 @@ def test_import_native_sparsify_coder(sparsify, X, tmp_path):
     coder = sparsify.SparseCoder(N_FEATURES, sparsify.SparseCoderConfig(num_latents=N_LATENTS, k=K))
     randomize_(coder)
     coder.save_to_disk(tmp_path)
-    imported = load_foreign(tmp_path)
+    imported = SparseAutoencoderTransformer.load(tmp_path)
     assert (imported.activation, imported.k, imported.n_latents_, imported.normalize) == ("topk", K, N_LATENTS, False)
     codes, reconstruction = sparsify_outputs(coder, torch.from_numpy(X))
     np.testing.assert_allclose(imported.transform(X), codes, **TOLERANCE)
@@ -254,7 +254,7 @@ def test_import_native_saelens_sae(sae_lens, X, tmp_path, architecture):
         sae = sae_lens.StandardSAE(sae_lens.StandardSAEConfig(d_in=N_FEATURES, d_sae=N_LATENTS))
     randomize_(sae)
     sae.save_model(tmp_path)
-    imported = load_foreign(tmp_path)
+    imported = SparseAutoencoderTransformer.load(tmp_path)
     assert imported.activation == {"topk": "topk", "standard": "relu"}[architecture]
     codes, reconstruction = saelens_outputs(sae, torch.from_numpy(X))
     assert (codes > 0).any()
@@ -288,7 +288,7 @@ def test_import_refuses_what_it_cannot_represent(X, tmp_path, format, changes, m
     fitted(X, normalize=False).export(tmp_path, format)
     edit_config(tmp_path, **changes)
     with pytest.raises(ValueError, match=message):
-        load_foreign(tmp_path)
+        SparseAutoencoderTransformer.load(tmp_path)
 
 
 def test_import_refuses_extra_tensors(X, tmp_path):
@@ -299,7 +299,7 @@ def test_import_refuses_extra_tensors(X, tmp_path):
     tensors["W_skip"] = torch.zeros(N_FEATURES, N_FEATURES)
     save_file(tensors, tmp_path / "sae.safetensors")
     with pytest.raises(ValueError, match="W_skip"):
-        load_foreign(tmp_path)
+        SparseAutoencoderTransformer.load(tmp_path)
 
 
 def test_import_refuses_float64_weights(X, tmp_path):
@@ -309,7 +309,7 @@ def test_import_refuses_float64_weights(X, tmp_path):
     tensors = {name: tensor.double() for name, tensor in load_file(tmp_path / "sae_weights.safetensors").items()}
     save_file(tensors, tmp_path / "sae_weights.safetensors")
     with pytest.raises(ValueError, match="float64"):
-        load_foreign(tmp_path)
+        SparseAutoencoderTransformer.load(tmp_path)
 
 
 def test_import_upcasts_half_precision_weights_exactly(X, tmp_path):
@@ -319,7 +319,7 @@ def test_import_upcasts_half_precision_weights_exactly(X, tmp_path):
     path = tmp_path / "sae_weights.safetensors"
     halved = {name: tensor.to(torch.bfloat16) for name, tensor in load_file(path).items()}
     save_file(halved, path)
-    imported = load_foreign(tmp_path)
+    imported = SparseAutoencoderTransformer.load(tmp_path)
     np.testing.assert_array_equal(imported.components_, halved["W_dec"].float().numpy())
     assert imported.components_.dtype == np.float32
 
@@ -328,10 +328,10 @@ def test_import_reports_damaged_files(X, tmp_path):
     fitted(X, normalize=False).export(tmp_path, "sparsify")
     (tmp_path / "sae.safetensors").write_bytes(b"\x00" * 16)
     with pytest.raises(ValueError, match="not a readable safetensors file"):
-        load_foreign(tmp_path)
+        SparseAutoencoderTransformer.load(tmp_path)
     (tmp_path / "cfg.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
-        load_foreign(tmp_path)
+        SparseAutoencoderTransformer.load(tmp_path)
 
 
 def test_load_foreign_returns_none_for_other_directories(tmp_path):
@@ -341,3 +341,9 @@ def test_load_foreign_returns_none_for_other_directories(tmp_path):
     # A pickle is never opened, whatever its name.
     (tmp_path / "model.pt").write_bytes(b"not read")
     assert load_foreign(tmp_path) is None
+
+
+def test_load_of_a_directory_in_no_known_format_names_what_it_expected(tmp_path):
+    (tmp_path / "cfg.json").write_text("{}")
+    with pytest.raises(ValueError, match="sklearn_sae.json"):
+        SparseAutoencoderTransformer.load(tmp_path)

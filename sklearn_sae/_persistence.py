@@ -1,0 +1,385 @@
+"""Saving and loading fitted models as safetensors weights plus a JSON description: no pickle.
+
+A saved model is a directory of two files:
+
+``sklearn_sae.json``
+    Everything but the weights, as plain JSON: ``"format": "sklearn_sae"``, the format version, the
+    package version, the constructor parameters, the fitted attributes, the resolved Gumbel annealing
+    length, the training history and the SHA-256 of the weights file. Exports to other libraries
+    (:mod:`._interop`) carry a file of the same name as a record of the estimator, whose ``format``
+    names that library; the field tells the two apart.
+``model.safetensors``
+    The torch module's ``state_dict`` (parameters and buffers), contiguous CPU tensors.
+
+Reading runs no code from the files (safetensors holds raw tensors; JSON holds data) and needs no
+GPU. Every inconsistency a damaged or hand-edited directory can have is caught here, before torch
+sees the tensors, and reported as a ``ValueError`` that names the file and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import math
+import numbers
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from skorch.history import History
+
+from ._atomic import atomic_directory
+
+__all__ = ["CONFIG_NAME", "FORMAT", "FORMAT_VERSION", "WEIGHTS_NAME", "is_saved_model", "read_model", "save_model"]
+
+CONFIG_NAME = "sklearn_sae.json"
+"""The JSON description of a saved model; a directory holding it is in this package's format."""
+
+FORMAT = "sklearn_sae"
+"""The ``format`` field of a saved model's config (an export's record names the other library there)."""
+
+WEIGHTS_NAME = "model.safetensors"
+"""The module's tensors."""
+
+FORMAT_VERSION = 1
+"""Version of the directory layout and JSON schema; raise it when a reader of the previous one
+could misread the new one, and teach :func:`read_model` to read every older version."""
+
+_FITTED_INTEGERS = ("n_features_in_", "n_latents_", "n_iter_")
+_HASH_CHUNK_BYTES = 1 << 24
+
+
+def package_version() -> str:
+    """The installed sklearn-sae version, or ``"unknown"`` when running from an uninstalled source tree."""
+    try:
+        return importlib.metadata.version("sklearn-sae")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def is_saved_model(directory) -> bool:
+    """Whether ``directory`` holds a model written by :func:`save_model`, judged by its config file.
+
+    A config whose ``format`` names another library is the record of an
+    export, not a saved model. One that cannot be parsed counts as a saved
+    model, so that loading it reports the damage.
+    """
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        return False
+    try:
+        config = json.loads(path.read_bytes())
+    except ValueError:  # invalid JSON or UTF-8
+        return True
+    return not (isinstance(config, dict) and isinstance(config.get("format"), str) and config["format"] != FORMAT)
+
+
+# ---------------------------------------------------------------- writing
+
+
+def save_model(estimator, directory) -> None:
+    """Write the fitted ``estimator`` to ``directory``, replacing a model saved there before.
+
+    The directory is written under a temporary name and renamed into place
+    once complete, so an interrupted save leaves the previous content as it
+    was. A directory that exists must be empty or hold a saved model: its
+    whole content is replaced, and nothing else is deleted by accident.
+    """
+    directory = Path(directory)
+    if directory.is_dir() and any(directory.iterdir()) and not is_saved_model(directory):
+        raise ValueError(
+            f"{directory} exists and does not hold a model written by save() (no {CONFIG_NAME} of format "
+            f"{FORMAT!r}); saving would replace its content. Give a new or empty directory, or one written by save()."
+        )
+    state = {
+        name: tensor.detach().to("cpu").contiguous() for name, tensor in estimator.net_.module_.state_dict().items()
+    }
+    config = _config_of(estimator)
+    with atomic_directory(directory) as staging:
+        save_file(state, staging / WEIGHTS_NAME, metadata={"format": "pt"})
+        config["weights_sha256"] = _sha256(staging / WEIGHTS_NAME)
+        (staging / CONFIG_NAME).write_text(json.dumps(config, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _config_of(estimator) -> dict:
+    """The JSON document describing ``estimator`` (all but the weights' checksum)."""
+    activation = estimator.net_.module_.activation
+    fitted = {name: int(getattr(estimator, name)) for name in _FITTED_INTEGERS}
+    if hasattr(estimator, "feature_names_in_"):
+        fitted["feature_names_in_"] = [str(name) for name in estimator.feature_names_in_]
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "sklearn_sae_version": package_version(),
+        "estimator": type(estimator).__name__,
+        "params": _json_params(estimator.get_params(deep=False)),
+        "fitted": fitted,
+        # The fit resolved a fractional anneal_steps over its own number of batches; a refit may not.
+        "anneal_steps": int(activation.anneal_steps) if hasattr(activation, "anneal_steps") else None,
+        "weights_sha256": None,  # filled in once the weights are written
+        "history": _to_json(list(estimator.history_), "history"),
+    }
+
+
+def _json_params(params: dict) -> dict:
+    """Constructor parameters as JSON values; a ``RandomState`` instance is stored as ``None``, with a warning.
+
+    The state of a generator has no faithful, portable JSON form, and it only
+    matters to a later refit: the saved weights do not depend on it.
+    """
+    params = dict(params)
+    random_state = params.get("random_state")
+    if random_state is not None and not isinstance(random_state, numbers.Integral):
+        warnings.warn(
+            f"random_state={random_state!r} is not an int and cannot be saved; the saved model has random_state=None, "
+            "so refitting the loaded model is not reproducible. Pass an int random_state to save it.",
+            UserWarning,
+            stacklevel=5,  # the caller of SparseAutoencoderTransformer.save
+        )
+        params["random_state"] = None
+    return {name: _to_json(value, f"params.{name}") for name, value in params.items()}
+
+
+def _to_json(value, where: str):
+    """``value`` as plain JSON types (numpy and torch scalars and arrays included); non-finite floats become null.
+
+    Strict JSON has no NaN or infinity, and a diverged fit's history can hold them.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, os.PathLike):  # a directory parameter; it loads back as a str
+        return os.fspath(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        value = value.tolist() if isinstance(value, np.ndarray) else value.detach().cpu().tolist()
+        return _to_json(value, where)
+    if isinstance(value, (list, tuple)):
+        return [_to_json(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise TypeError(f"{where} has keys that are not strings; they cannot be saved to JSON.")
+        return {key: _to_json(item, f"{where}.{key}") for key, item in value.items()}
+    raise TypeError(f"{where} has type {type(value).__name__}, which cannot be saved to JSON.")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_model(estimator_class, directory, device: str = "cpu"):
+    """A fitted ``estimator_class`` from a directory written by :func:`save_model`.
+
+    Parameters
+    ----------
+    estimator_class : type
+        :class:`~sklearn_sae.SparseAutoencoderTransformer` (or a subclass).
+    directory : str or os.PathLike
+        The saved model's directory.
+    device : str, default="cpu"
+        The loaded estimator's ``device`` parameter (``"cpu"``, ``"cuda"``,
+        ``"cuda:N"`` or ``"auto"``); the weights are placed on the device it
+        resolves to, whatever device the model was saved from.
+
+    Raises
+    ------
+    ValueError
+        When the directory, a file or a field is missing, damaged, of a newer
+        format, or disagrees with the others; the message names the file
+        and the field.
+    """
+    from ._transformer import resolve_device  # the estimator's own rule for its device parameter
+
+    torch_device = resolve_device(device)
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"{directory} is not a directory; give the directory a model was saved to.")
+    config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    if not config_path.is_file():
+        raise ValueError(
+            f"{directory} has no {CONFIG_NAME}, so it is not a model saved by SparseAutoencoderTransformer.save "
+            f"(expected {CONFIG_NAME} and {WEIGHTS_NAME} in it)."
+        )
+    config = _read_config(config_path, estimator_class)
+    params = dict(config["params"], device=device)
+    estimator = _checked_estimator(estimator_class, params, config, config_path)
+    state_dict = _read_weights(weights_path, config, _expected_tensors(estimator, config), config_path)
+    fitted = config["fitted"]
+    loaded = estimator_class._from_state(
+        params,
+        state_dict,
+        n_features=fitted["n_features_in_"],
+        n_latents=fitted["n_latents_"],
+        anneal_steps=config["anneal_steps"],
+        device=torch_device,
+    )
+    loaded.net_.history = History(config["history"])
+    loaded.history_ = loaded.net_.history
+    loaded.n_iter_ = fitted["n_iter_"]
+    if "feature_names_in_" in fitted:
+        loaded.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
+    return loaded
+
+
+def _read_config(path: Path, estimator_class) -> dict:
+    """The parsed config, with every field's presence and type checked."""
+    try:
+        config = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); the file is damaged or truncated.") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} must hold a JSON object, found {type(config).__name__}.")
+    format_name = _field(config, "format", str, path)
+    if format_name != FORMAT:
+        raise ValueError(
+            f"{path}: field 'format' is {format_name!r}, not {FORMAT!r}: the directory holds a model in another "
+            "format (an export?), not one written by SparseAutoencoderTransformer.save."
+        )
+    version = _field(config, "format_version", int, path)
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has format_version {version}, written by a newer sklearn-sae "
+            f"({config.get('sklearn_sae_version', 'unknown version')}); this one reads up to {FORMAT_VERSION}. "
+            "Upgrade sklearn-sae to load it."
+        )
+    if version < 1:
+        raise ValueError(f"{path}: format_version {version} is not a valid version (expected 1 to {FORMAT_VERSION}).")
+    estimator_name = _field(config, "estimator", str, path)
+    if estimator_name != estimator_class.__name__:
+        raise ValueError(
+            f"{path}: field 'estimator' is {estimator_name!r}, but {estimator_class.__name__} is loading it."
+        )
+    _field(config, "weights_sha256", str, path)
+    _field(config, "params", dict, path)
+    fitted = _field(config, "fitted", dict, path)
+    for name in _FITTED_INTEGERS:
+        minimum = 0 if name == "n_iter_" else 1
+        if _field(fitted, name, int, path, prefix="fitted.") < minimum:
+            raise ValueError(f"{path}: field 'fitted.{name}' is {fitted[name]}; it must be at least {minimum}.")
+    if "feature_names_in_" in fitted:
+        names = _field(fitted, "feature_names_in_", list, path, prefix="fitted.")
+        if len(names) != fitted["n_features_in_"] or not all(isinstance(name, str) for name in names):
+            raise ValueError(
+                f"{path}: field 'fitted.feature_names_in_' must be a list of {fitted['n_features_in_']} strings "
+                "(fitted.n_features_in_)."
+            )
+    if "anneal_steps" not in config:
+        raise ValueError(f"{path} has no field 'anneal_steps'; the file is damaged or was edited.")
+    history = _field(config, "history", list, path)
+    for index, entry in enumerate(history):
+        if not isinstance(entry, dict) or not isinstance(entry.get("batches", []), list):
+            raise ValueError(f"{path}: field 'history[{index}]' must be an object whose 'batches' is a list.")
+    return config
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _field(mapping: dict, name: str, kind: type, path: Path, *, prefix: str = ""):
+    """``mapping[name]``, checked to be present and of JSON type ``kind``."""
+    if name not in mapping:
+        raise ValueError(f"{path} has no field '{prefix}{name}'; the file is damaged or was edited.")
+    value = mapping[name]
+    if not (_is_int(value) if kind is int else isinstance(value, kind)):
+        raise ValueError(f"{path}: field '{prefix}{name}' is {value!r}; expected a JSON {_JSON_TYPE_NAMES[kind]}.")
+    return value
+
+
+_JSON_TYPE_NAMES = {int: "integer", str: "string", dict: "object", list: "array"}
+
+
+def _checked_estimator(estimator_class, params: dict, config: dict, path: Path):
+    """An unfitted estimator with the saved parameters, each one checked as ``fit`` would."""
+    expected = set(estimator_class._get_param_names())
+    unknown, missing = sorted(set(params) - expected), sorted(expected - set(params))
+    # Strict both ways: a parameter filled with today's default could silently change a saved model.
+    if unknown or missing:
+        raise ValueError(
+            f"{path}: field 'params' does not match {estimator_class.__name__}'s parameters "
+            f"(unknown: {unknown or 'none'}; missing: {missing or 'none'}). The file is damaged, or it was saved "
+            "by another version of sklearn-sae."
+        )
+    estimator = estimator_class(**params)
+    try:
+        estimator._validate_params()
+        n_latents = estimator._resolve_n_latents(config["fitted"]["n_features_in_"])
+    except ValueError as error:  # sklearn's InvalidParameterError is a ValueError too
+        raise ValueError(f"{path}: field 'params' is not valid: {error}") from None
+    anneal_steps = config["anneal_steps"]
+    if estimator.activation == "gumbel_topk" and not (_is_int(anneal_steps) and anneal_steps >= 1):
+        raise ValueError(f"{path}: field 'anneal_steps' is {anneal_steps!r}; a gumbel_topk model needs an int >= 1.")
+    if estimator.activation != "gumbel_topk" and anneal_steps is not None:
+        raise ValueError(
+            f"{path}: field 'anneal_steps' is {anneal_steps!r}; it must be null unless params.activation is "
+            "'gumbel_topk'."
+        )
+    if n_latents != config["fitted"]["n_latents_"]:
+        raise ValueError(
+            f"{path}: field 'fitted.n_latents_' is {config['fitted']['n_latents_']}, but the parameters give "
+            f"n_latents={n_latents} (params.n_latents={params['n_latents']})."
+        )
+    return estimator
+
+
+def _expected_tensors(estimator, config: dict) -> dict:
+    """Name to ``(shape, dtype)`` of every tensor the module for ``config`` holds, without allocating it."""
+    fitted = config["fitted"]
+    net = estimator._build_net(
+        fitted["n_features_in_"],
+        fitted["n_latents_"],
+        total_steps=1,
+        device="cpu",
+        seed=0,
+        anneal_steps=config["anneal_steps"],
+    )
+    with torch.device("meta"):  # shapes and dtypes only: no memory, no random draws
+        module = net.module(**net.get_params_for("module"))
+    return {name: (tuple(tensor.shape), tensor.dtype) for name, tensor in module.state_dict().items()}
+
+
+def _read_weights(path: Path, config: dict, expected: dict, config_path: Path) -> dict:
+    """The tensors of ``path`` on the CPU, after checking them against the config and ``expected``."""
+    if not path.is_file():
+        raise ValueError(f"{path} is missing; a saved model needs {WEIGHTS_NAME} beside {CONFIG_NAME}.")
+    if _sha256(path) != config["weights_sha256"]:
+        raise ValueError(
+            f"{path} does not match the checksum in {config_path} (field 'weights_sha256'): the weights file is "
+            "damaged or truncated, or it was replaced after saving."
+        )
+    try:
+        tensors = load_file(path, device="cpu")
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"{path} is not a readable safetensors file ({error}).") from None
+    missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise ValueError(
+            f"{path} does not hold the tensors {config_path} describes: missing {missing or 'none'}, "
+            f"unexpected {extra or 'none'} (check fields 'params.tied' and 'params.activation')."
+        )
+    for name, (shape, dtype) in expected.items():
+        if tuple(tensors[name].shape) != shape:
+            raise ValueError(
+                f"{path}: tensor '{name}' has shape {tuple(tensors[name].shape)}, but {config_path} (fields "
+                f"'fitted.n_features_in_' and 'fitted.n_latents_') gives {shape}."
+            )
+        if tensors[name].dtype != dtype:
+            raise ValueError(f"{path}: tensor '{name}' has dtype {tensors[name].dtype}; expected {dtype}.")
+    return tensors
