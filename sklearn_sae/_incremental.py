@@ -38,9 +38,12 @@ class IncrementalRun(Callback):
 
     Parameters
     ----------
+    lr : float
+        Peak learning rate. The estimator sets it before every call, so a
+        ``set_params(lr=...)`` between calls takes effect.
     warmup_steps : int
-        Training batches over which the learning rate rises linearly to the
-        net's ``lr``; 0 starts at ``lr``.
+        Training batches over which the learning rate rises linearly to
+        ``lr``; 0 starts at ``lr``.
     seed : int
         Seed of the run's torch RNG, used by the first call.
 
@@ -52,7 +55,8 @@ class IncrementalRun(Callback):
         Rows trained on so far.
     """
 
-    def __init__(self, warmup_steps: int, seed: int):
+    def __init__(self, lr: float, warmup_steps: int, seed: int):
+        self.lr = lr
         self.warmup_steps = warmup_steps
         self.seed = seed
         self.n_steps = 0
@@ -68,7 +72,7 @@ class IncrementalRun(Callback):
     def on_batch_begin(self, net, training=False, **kwargs):
         if not training:
             return
-        lr = net.lr * self.lr_factor(self.n_steps)
+        lr = self.lr * self.lr_factor(self.n_steps)
         for group in net.optimizer_.param_groups:
             group["lr"] = lr
         net.history.record_batch("event_lr", lr)  # the same key as fit's schedule, for the same plots
@@ -92,14 +96,14 @@ class IncrementalRun(Callback):
             self.rng_states = (torch.get_rng_state(),) + ((torch.cuda.get_rng_state(cuda[0]),) if cuda else ())
 
 
-def make_incremental(net, *, warmup_steps: int, seed: int) -> IncrementalRun:
+def make_incremental(net, *, lr: float, warmup_steps: int, seed: int) -> IncrementalRun:
     """Turn a net built for ``fit`` (not yet initialised) into one for a run of ``partial_fit`` calls.
 
     The run trains on every row it is given (no validation split), never stops
     early, and follows :class:`IncrementalRun`'s learning-rate schedule instead
     of ``fit``'s warmup and cosine decay, which needs the run's length.
     """
-    run = IncrementalRun(warmup_steps, seed)
+    run = IncrementalRun(lr, warmup_steps, seed)
     callbacks = [
         (name, run if name == "lr_schedule" else callback)
         for name, callback in net.callbacks
@@ -121,9 +125,10 @@ def incremental_run(net) -> IncrementalRun | None:
     return run if isinstance(run, IncrementalRun) else None
 
 
-def train_one_pass(net, X: np.ndarray, device: str) -> None:
-    """One pass of ``net`` over the float32 rows ``X``, in the run's RNG, counting the rows."""
+def train_one_pass(net, X: np.ndarray, *, lr: float, device: str) -> None:
+    """One pass of ``net`` over the float32 rows ``X`` at peak learning rate ``lr``, in the run's RNG."""
     run = incremental_run(net)
+    run.lr = lr
     # A private copy: the caller's block may be read-only or change after the call.
     X_tensor = torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True))
     with run.seeded(device):

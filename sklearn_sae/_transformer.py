@@ -376,26 +376,30 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         each later call continues the same run: the weights, Adam's state,
         the Gumbel temperature and the dead-latent counters all carry over,
         and ``X`` must have the same number of features. A call after
-        :meth:`fit` (or :meth:`load`) continues from the fitted weights with
-        a fresh Adam state and schedule, since ``fit`` does not keep them.
+        :meth:`fit`, or on a loaded model, continues from the fitted weights
+        with a fresh Adam state and schedule, since a fitted model does not
+        keep them.
 
         Learning rate: a run of unknown length cannot be laid out as ``fit``'s
         warmup and cosine decay, so ``partial_fit`` warms up linearly over
         ``warmup_steps`` batches and then stays at ``lr``. A float
         ``warmup_steps`` is a fraction of the batches of the run's first call.
-        Lower it yourself with ``set_params(lr=...)`` between calls if you
-        want it to fall. Likewise a float ``anneal_steps`` (``"gumbel_topk"``)
-        is a fraction of the first call's batches: the default 0.005 then
-        gives a noisy phase of a batch or two. Pass ``anneal_steps`` as an
-        int, a number of batches, to anneal over several calls; the
-        temperature continues from call to call.
+        Lower ``lr`` yourself with ``set_params(lr=...)`` between calls if you
+        want it to fall; the other parameters are fixed by the first call.
+        Likewise a float ``anneal_steps`` (``"gumbel_topk"``) is a fraction of
+        the first call's batches: the default 0.005 then gives a noisy phase
+        of a batch or two. Pass ``anneal_steps`` as an int, a number of
+        batches, to anneal over several calls; the temperature continues from
+        call to call.
 
         Each call trains on every row it is given, once, in a shuffled order:
         ``max_epochs``, ``validation_fraction`` and ``n_iter_no_change`` do
         not apply. Score held-out rows with :meth:`score` between calls. With
         an int ``random_state``, the same sequence of calls gives the same
         model on the CPU, bit for bit, also across pickling; the caller's
-        global torch RNG is left untouched.
+        global torch RNG is left untouched. Between calls the model keeps
+        Adam's state (twice the size of the weights, in a pickle too); a
+        later :meth:`fit` drops it.
 
         Parameters
         ----------
@@ -415,7 +419,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         net = self.net_ if not first_call else None
         if incremental_run(net) is None:
             net = self._start_incremental(X, device, fitted_net=net)
-        train_one_pass(net, X, device)
+        train_one_pass(net, X, lr=self.lr, device=device)
         self.net_ = net
         self.n_latents_ = net.module_.n_latents
         self.history_ = net.history
@@ -440,7 +444,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             n_features, n_latents, total_steps=first_call_batches, device=device, seed=seed, anneal_steps=anneal_steps
         )
         warmup = _resolve_steps(self.warmup_steps, first_call_batches, minimum=0)
-        run = make_incremental(net, warmup_steps=warmup, seed=seed)
+        run = make_incremental(net, lr=self.lr, warmup_steps=warmup, seed=seed)
         with run.seeded(device):
             net.initialize()
             if fitted_net is None:

@@ -90,6 +90,13 @@ def test_learning_rate_warms_up_over_batches_then_stays_constant():
     np.testing.assert_allclose(batch_lrs(sae), [0.01 / 3, 0.02 / 3, 0.01, 0.01, 0.01])
 
 
+def test_learning_rate_set_between_calls_takes_effect():
+    sae = make_sae(lr=0.01, warmup_steps=0).partial_fit(make_rows(64))
+    sae.set_params(lr=0.001).partial_fit(make_rows(64))
+    np.testing.assert_allclose(batch_lrs(sae), [0.01, 0.01, 0.001, 0.001])
+    assert {group["lr"] for group in sae.net_.optimizer_.param_groups} == {0.001}
+
+
 def test_fractional_warmup_is_a_fraction_of_the_first_calls_batches():
     # 0.5 of the first call's 4 batches: 2 batches of warmup, whatever the later calls bring.
     sae = run_calls(make_sae(lr=0.01, warmup_steps=0.5), [make_rows(128, seed=1), make_rows(64, seed=2)])
