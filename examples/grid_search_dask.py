@@ -24,8 +24,9 @@ oversubscribe the cores.)
 
 One GPU per trial. Give each worker its own GPU and one thread:
 ``dask_cuda.LocalCUDACluster()`` (the ``--gpus`` option below) starts one
-worker per visible GPU with ``CUDA_VISIBLE_DEVICES`` set so that the worker
-sees only its GPU, as ``cuda:0``; on several machines, start one
+single-threaded worker per GPU and rotates ``CUDA_VISIBLE_DEVICES`` so that
+each worker's default device, ``cuda:0``, is its own GPU; on several
+machines, run ``dask cuda worker SCHEDULER`` on each, or one
 ``CUDA_VISIBLE_DEVICES=i dask worker SCHEDULER --nthreads 1 --resources GPU=1``
 per GPU. Then ``device="cuda"`` puts each trial on its worker's GPU. Declaring
 the resource and passing ``resources={"GPU": 1}`` to ``parallel_config`` (as
