@@ -20,7 +20,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import _interop, _persistence, metrics
 from ._activations import GUMBEL_CANDIDATES, GumbelTopK, TopK, TopKSelection, make_activation
 from ._checkpoint import open_checkpoint, training_fingerprint
-from ._training import build_net, release_training_state
+from ._incremental import incremental_run, make_incremental, train_one_pass
+from ._training import InitPreBias, build_net, release_training_state
 
 __all__ = ["SparseAutoencoderTransformer"]
 
@@ -217,7 +218,13 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         each of ``fit``'s ``eval_sets``; also ``dur`` (seconds) and, per
         batch, ``event_lr``.
     n_iter_ : int
-        Number of epochs run.
+        Number of epochs run; each :meth:`partial_fit` call counts as one.
+    n_steps_ : int
+        Training batches run by the current sequence of :meth:`partial_fit`
+        calls (sets its learning-rate warmup). Only after :meth:`partial_fit`.
+    n_samples_seen_ : int
+        Rows given to the current sequence of :meth:`partial_fit` calls.
+        Only after :meth:`partial_fit`.
     n_features_in_ : int
         Number of features seen during :meth:`fit`.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -385,6 +392,94 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         _warn_if_not_annealed(net.module_.activation, stacklevel=4)  # fit's caller
         return self
 
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Train on ``X`` for one pass, continuing from earlier calls.
+
+        For data that does not fit in memory, or arrives block by block (for
+        example through ``dask_ml.wrappers.Incremental``). The first call
+        builds the model and starts ``pre_bias`` at the centre of its rows;
+        each later call continues the same run: the weights, Adam's state,
+        the Gumbel temperature and the dead-latent counters all carry over,
+        and ``X`` must have the same number of features. A call after
+        :meth:`fit`, or on a loaded model, continues from the fitted weights
+        with a fresh Adam state and schedule, since a fitted model does not
+        keep them.
+
+        Learning rate: a run of unknown length cannot be laid out as ``fit``'s
+        warmup and cosine decay, so ``partial_fit`` warms up linearly over
+        ``warmup_steps`` batches and then stays at ``lr``. A float
+        ``warmup_steps`` is a fraction of the batches of the run's first call.
+        Lower ``lr`` yourself with ``set_params(lr=...)`` between calls if you
+        want it to fall; the other parameters are fixed by the first call.
+        Likewise a float ``anneal_steps`` (``"gumbel_topk"``) is a fraction of
+        the first call's batches: the default 0.005 then gives a noisy phase
+        of a batch or two. Pass ``anneal_steps`` as an int, a number of
+        batches, to anneal over several calls; the temperature continues from
+        call to call.
+
+        Each call trains on every row it is given, once, in a shuffled order:
+        ``max_epochs``, ``validation_fraction`` and ``n_iter_no_change`` do
+        not apply. Score held-out rows with :meth:`score` between calls. With
+        an int ``random_state``, the same sequence of calls gives the same
+        model on the CPU, bit for bit, also across pickling; the caller's
+        global torch RNG is left untouched. Between calls the model keeps
+        Adam's state (twice the size of the weights, in a pickle too); a
+        later :meth:`fit` drops it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training rows; converted to float32.
+        y : None
+            Ignored (dask-ml passes a placeholder).
+
+        Returns
+        -------
+        self : SparseAutoencoderTransformer
+            The estimator, trained one pass further.
+        """
+        first_call = not hasattr(self, "net_")
+        X = validate_data(self, X, dtype=np.float32, reset=first_call)
+        device = resolve_device(self.device)
+        net = self.net_ if not first_call else None
+        if incremental_run(net) is None:
+            net = self._start_incremental(X, device, fitted_net=net)
+        train_one_pass(net, X, lr=self.lr, device=device)
+        self.net_ = net
+        self.n_latents_ = net.module_.n_latents
+        self.history_ = net.history
+        self.n_iter_ = len(net.history)
+        self.n_steps_ = incremental_run(net).n_steps
+        self.n_samples_seen_ = incremental_run(net).n_samples_seen
+        return self
+
+    def _start_incremental(self, X, device, *, fitted_net=None):
+        """The initialised net of a new run of ``partial_fit`` calls, from ``fitted_net``'s weights if given."""
+        n_features = X.shape[1]
+        if fitted_net is None:
+            n_latents = self._resolve_n_latents(n_features)
+            anneal_steps = None  # resolved by _build_net, a fraction against the first call's batches
+        else:
+            n_latents = fitted_net.module_.n_latents
+            anneal_steps = getattr(fitted_net.module_.activation, "anneal_steps", None)  # the fit's, continued
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        # The run's length is unknown: fractions of it are taken of the first call's batches instead.
+        first_call_batches = math.ceil(X.shape[0] / self.batch_size)
+        net = self._build_net(
+            n_features, n_latents, total_steps=first_call_batches, device=device, seed=seed, anneal_steps=anneal_steps
+        )
+        warmup = _resolve_steps(self.warmup_steps, first_call_batches, minimum=0)
+        run = make_incremental(net, lr=self.lr, warmup_steps=warmup, seed=seed)
+        with run.seeded(device):
+            net.initialize()
+            if fitted_net is None:
+                InitPreBias(self.pre_bias_init).on_train_begin(net, X=_as_tensor(np.ascontiguousarray(X)))
+        if fitted_net is not None:
+            net.module_.load_state_dict(fitted_net.module_.state_dict())
+            net.history = fitted_net.history
+        return net
+
     def _resolve_n_latents(self, n_features: int) -> int:
         """``n_latents``, its default filled in, checked against ``k`` and ``aux_k``."""
         n_latents = self.n_latents
@@ -473,6 +568,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     def _set_fitted(self, net) -> None:
         """Make a trained (or restored) net this estimator's model and set the fitted attributes."""
         release_training_state(net)
+        for name in ("n_steps_", "n_samples_seen_"):  # counters of a partial_fit run that this model ends
+            self.__dict__.pop(name, None)
         self.net_ = net
         self.n_latents_ = net.module_.n_latents
         self.history_ = net.history
