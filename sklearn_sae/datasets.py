@@ -105,19 +105,27 @@ def load_embeddings(path, *, ids=None, dtype=np.float32):
     dtype = _check_float_dtype(dtype)
     wanted = None if ids is None else _check_ids(ids, what="ids")
     with h5py.File(path, "r") as f:
-        names = _root_names(f)
-        if not names:
-            raise ValueError(f"Embeddings file {path!r} contains no datasets.")
-        present = [key for key in _MATRIX_KEYS if key in names]
-        if len(present) == len(_MATRIX_KEYS):
+        layout, names = _layout_of(f, path)
+        if layout == "matrix":
             return _read_matrix(f, path, wanted, dtype)
-        if present:
-            missing = next(key for key in _MATRIX_KEYS if key not in names)
-            raise ValueError(
-                f"Embeddings file {path!r} has a {present[0]!r} dataset but no "
-                f"{missing!r} dataset; the matrix layout needs both."
-            )
         return _read_uniprot(f, path, names, wanted, dtype)
+
+
+def _layout_of(f, path):
+    """Return the layout of the open file ``f`` and its root names."""
+    names = _root_names(f)
+    if not names:
+        raise ValueError(f"Embeddings file {path!r} contains no datasets.")
+    present = [key for key in _MATRIX_KEYS if key in names]
+    if len(present) == len(_MATRIX_KEYS):
+        return "matrix", names
+    if present:
+        missing = next(key for key in _MATRIX_KEYS if key not in names)
+        raise ValueError(
+            f"Embeddings file {path!r} has a {present[0]!r} dataset but no "
+            f"{missing!r} dataset; the matrix layout needs both."
+        )
+    return "uniprot", names
 
 
 def _check_readable_hdf5(path):
@@ -228,8 +236,11 @@ def _uniprot_reference_length(f, path, key):
     return f[key].shape[0]
 
 
-def _fill_uniprot_rows(f, path, names, X):
+def _fill_uniprot_rows(f, path, names, X, *, reference=None):
     """Read dataset ``names[i]`` into ``X[i]`` for every ``i``.
+
+    ``reference`` names a dataset already known to have the length
+    ``X.shape[1]``, for error messages; ``None`` means ``names[0]``.
 
     Swiss-Prot's file holds ~570k tiny datasets, so the per-dataset cost is
     all that matters. The low-level API opens, checks and reads each one
@@ -238,6 +249,7 @@ def _fill_uniprot_rows(f, path, names, X):
     converts float16 to ``X.dtype`` straight into the row. Anything
     unexpected goes to ``_uniprot_dataset_error`` for a precise message.
     """
+    reference = names[0] if reference is None else reference
     root = f["/"].id
     expected_shape = (X.shape[1],)
     mem_type = h5t.py_create(X.dtype)
@@ -246,19 +258,19 @@ def _fill_uniprot_rows(f, path, names, X):
         try:
             dataset = h5d.open(root, name.encode("utf-8"))
         except KeyError as exc:  # a group, a named datatype or a broken link
-            _raise_if_invalid(f, path, name, names[0], cause=exc)
+            _raise_if_invalid(f, path, name, reference, cause=exc)
             raise
         file_space = dataset.get_space()
         if file_space.shape != expected_shape:
             # Never None here: the checks cover every shape but this one.
-            raise _uniprot_dataset_error(f, path, name, reference=names[0])
+            raise _uniprot_dataset_error(f, path, name, reference=reference)
         try:
             dataset.read(mem_space, file_space, X[i], mem_type)
         except (TypeError, OSError) as exc:
             # HDF5 refuses to convert strings and other non-numeric types to
             # float; an OSError that is not about the type is a real read
             # failure and propagates unchanged.
-            _raise_if_invalid(f, path, name, names[0], cause=exc)
+            _raise_if_invalid(f, path, name, reference, cause=exc)
             raise
 
 
@@ -317,18 +329,7 @@ def _uniprot_dataset_error(f, path, key, *, reference):
 
 def _read_matrix(f, path, wanted, dtype):
     """Read the ``embeddings`` and ``ids`` datasets of the matrix layout."""
-    embeddings = _matrix_embeddings_dataset(f, path)
-    file_ids = _matrix_ids(f, path)
-    if len(file_ids) != embeddings.shape[0]:
-        raise ValueError(
-            f"Embeddings file {path!r}: 'ids' has {len(file_ids)} entries but "
-            f"'embeddings' has {embeddings.shape[0]} rows."
-        )
-    duplicate = _first_duplicate(file_ids)
-    if duplicate is not None:
-        raise ValueError(
-            f"Embeddings file {path!r}: 'ids' holds {duplicate!r} more than once."
-        )
+    embeddings, file_ids = _matrix_datasets(f, path)
     if wanted is None:
         rows = np.arange(len(file_ids))
         X = np.empty(embeddings.shape, dtype=dtype)
@@ -346,6 +347,23 @@ def _read_matrix(f, path, wanted, dtype):
             f"{file_ids[row]!r}) contains NaN or infinite values."
         )
     return file_ids[rows], X
+
+
+def _matrix_datasets(f, path):
+    """Return the validated ``embeddings`` dataset and the ids of its rows."""
+    embeddings = _matrix_embeddings_dataset(f, path)
+    file_ids = _matrix_ids(f, path)
+    if len(file_ids) != embeddings.shape[0]:
+        raise ValueError(
+            f"Embeddings file {path!r}: 'ids' has {len(file_ids)} entries but "
+            f"'embeddings' has {embeddings.shape[0]} rows."
+        )
+    duplicate = _first_duplicate(file_ids)
+    if duplicate is not None:
+        raise ValueError(
+            f"Embeddings file {path!r}: 'ids' holds {duplicate!r} more than once."
+        )
+    return embeddings, file_ids
 
 
 def _matrix_embeddings_dataset(f, path):
