@@ -60,7 +60,7 @@ def _parser():
         type=_positive_int,
         default=None,
         metavar="N",
-        help="rows per HDF5 chunk (default: as many as fill 512 KiB)",
+        help="rows per HDF5 chunk (default: as many as fill 128 KiB)",
     )
     convert.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar (it is shown only on a terminal anyway)"

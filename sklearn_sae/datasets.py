@@ -559,10 +559,13 @@ def _check_embeddings_to_save(X, ids, dtype):
 # --------------------------------------------------------------------------
 
 # Target size of one chunk of a converted ``embeddings`` dataset. A chunk is
-# the smallest unit HDF5 reads, and its default chunk cache holds 1 MiB per
-# open dataset: 512 KiB chunks (256 rows of 1024 float16) keep a random read
-# of a few hundred rows to one or two chunks, all of them cached.
-_CHUNK_BYTES = 512 * 1024
+# the smallest unit HDF5 reads, so it must fit the default 1 MiB chunk cache
+# of an open dataset, and every read of fewer rows than a chunk holds pays
+# for the whole chunk. On 50k x 1024 float16 (benchmarks/bench_convert.py),
+# random reads of 256-row blocks ran as fast from 32- to 256-row chunks,
+# while reads of 64-row blocks and of single rows ran 1.5 to 2.5 times
+# faster from 64-row chunks than from 256-row ones: 128 KiB it is.
+_CHUNK_BYTES = 128 * 1024
 # Rows read, checked and written at a time are sized so that the float32
 # buffer takes about this much memory, whatever the number of proteins.
 _BLOCK_BYTES = 32 * 1024 * 1024
@@ -604,10 +607,12 @@ def convert_embeddings(src, dst, *, dtype=np.float16, compression=None, chunk_ro
         with lzf) and every read then pays for decompression, so the
         default is none.
     chunk_rows : int, default=None
-        Rows per chunk of ``embeddings``. ``None`` picks the number of rows
-        that fills 512 KiB, 256 rows of 1024 float16 values, so that a
-        chunk fits HDF5's default 1 MiB chunk cache; align the blocks you
-        read on it (``f["embeddings"].chunks[0]``).
+        Rows per chunk of ``embeddings``, the smallest unit HDF5 reads.
+        ``None`` picks the number of rows that fills 128 KiB, 64 rows of
+        1024 float16 values: far under HDF5's default 1 MiB chunk cache,
+        and small enough for reads of a few rows. Read blocks that start
+        at a multiple of it (``f["embeddings"].chunks[0]``) and span whole
+        chunks.
     progress : bool, default=False
         Show a tqdm progress bar, counted in proteins.
 
