@@ -5,7 +5,8 @@ root, as UniProt ships them) into a temporary folder, then:
 
 1. converts it with ``sklearn_sae.datasets.convert_embeddings``, once per
    compression setting, each in a fresh process so that its peak RSS growth
-   (``ru_maxrss`` at the end minus RSS before the call) is the converter's own;
+   (peak RSS ``VmHWM`` during the call minus RSS before it, Linux only) is
+   the converter's own;
 2. times random reads of blocks of consecutive rows (chunk-aligned, as a
    training loop reading from disk would) and of scattered single rows, from
    the source and from each converted file. The files were just written, so
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -32,21 +32,25 @@ import numpy as np
 from sklearn_sae.datasets import _fill_uniprot_rows, convert_embeddings, save_embeddings
 
 
-def _rss_bytes():
+def _status_bytes(field):
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def _convert_in_child(src, dst, compression, results):
-    before = _rss_bytes()
+    # VmHWM, the peak RSS of this address space, starts afresh with the
+    # child's exec (ru_maxrss would carry the parent's peak over); writing
+    # 5 to clear_refs resets it to the current RSS, forgetting the imports.
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+    before = _status_bytes("VmRSS")
     start = time.perf_counter()
     convert_embeddings(src, dst, compression=compression)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
-    results.put((seconds, peak - before))
+    results.put((seconds, _status_bytes("VmHWM") - before))
 
 
 def convert_measured(src, dst, compression):
