@@ -8,7 +8,10 @@ Two HDF5 layouts are understood:
 ``"matrix"``
     A root-level ``embeddings`` dataset of shape ``(n, d)`` beside an ``ids``
     dataset of ``n`` strings; row ``i`` of ``embeddings`` belongs to
-    ``ids[i]``.
+    ``ids[i]``. `convert_embeddings` turns the first into the second.
+
+Codes too large for memory are written block by block to HDF5 as the
+arrays of a CSR matrix by `write_codes` and read back by `load_codes`.
 """
 
 import errno
@@ -19,11 +22,24 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from h5py import h5, h5d, h5s, h5t
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["load_embeddings", "load_protein_labels", "save_embeddings", "train_val_test_split", "make_sparse_signals"]
+from ._atomic import atomic_file
+
+__all__ = [
+    "load_embeddings",
+    "load_protein_labels",
+    "save_embeddings",
+    "convert_embeddings",
+    "write_codes",
+    "load_codes",
+    "train_val_test_split",
+    "make_sparse_signals",
+]
 
 _LAYOUTS = ("uniprot", "matrix")
 _MATRIX_KEYS = ("embeddings", "ids")
@@ -105,19 +121,27 @@ def load_embeddings(path, *, ids=None, dtype=np.float32):
     dtype = _check_float_dtype(dtype)
     wanted = None if ids is None else _check_ids(ids, what="ids")
     with h5py.File(path, "r") as f:
-        names = _root_names(f)
-        if not names:
-            raise ValueError(f"Embeddings file {path!r} contains no datasets.")
-        present = [key for key in _MATRIX_KEYS if key in names]
-        if len(present) == len(_MATRIX_KEYS):
+        layout, names = _layout_of(f, path)
+        if layout == "matrix":
             return _read_matrix(f, path, wanted, dtype)
-        if present:
-            missing = next(key for key in _MATRIX_KEYS if key not in names)
-            raise ValueError(
-                f"Embeddings file {path!r} has a {present[0]!r} dataset but no "
-                f"{missing!r} dataset; the matrix layout needs both."
-            )
         return _read_uniprot(f, path, names, wanted, dtype)
+
+
+def _layout_of(f, path):
+    """Return the layout of the open file ``f`` and its root names."""
+    names = _root_names(f)
+    if not names:
+        raise ValueError(f"Embeddings file {path!r} contains no datasets.")
+    present = [key for key in _MATRIX_KEYS if key in names]
+    if len(present) == len(_MATRIX_KEYS):
+        return "matrix", names
+    if present:
+        missing = next(key for key in _MATRIX_KEYS if key not in names)
+        raise ValueError(
+            f"Embeddings file {path!r} has a {present[0]!r} dataset but no "
+            f"{missing!r} dataset; the matrix layout needs both."
+        )
+    return "uniprot", names
 
 
 def _check_readable_hdf5(path):
@@ -228,8 +252,11 @@ def _uniprot_reference_length(f, path, key):
     return f[key].shape[0]
 
 
-def _fill_uniprot_rows(f, path, names, X):
+def _fill_uniprot_rows(f, path, names, X, *, reference=None):
     """Read dataset ``names[i]`` into ``X[i]`` for every ``i``.
+
+    ``reference`` names a dataset already known to have the length
+    ``X.shape[1]``, for error messages; ``None`` means ``names[0]``.
 
     Swiss-Prot's file holds ~570k tiny datasets, so the per-dataset cost is
     all that matters. The low-level API opens, checks and reads each one
@@ -238,6 +265,7 @@ def _fill_uniprot_rows(f, path, names, X):
     converts float16 to ``X.dtype`` straight into the row. Anything
     unexpected goes to ``_uniprot_dataset_error`` for a precise message.
     """
+    reference = names[0] if reference is None else reference
     root = f["/"].id
     expected_shape = (X.shape[1],)
     mem_type = h5t.py_create(X.dtype)
@@ -246,19 +274,19 @@ def _fill_uniprot_rows(f, path, names, X):
         try:
             dataset = h5d.open(root, name.encode("utf-8"))
         except KeyError as exc:  # a group, a named datatype or a broken link
-            _raise_if_invalid(f, path, name, names[0], cause=exc)
+            _raise_if_invalid(f, path, name, reference, cause=exc)
             raise
         file_space = dataset.get_space()
         if file_space.shape != expected_shape:
             # Never None here: the checks cover every shape but this one.
-            raise _uniprot_dataset_error(f, path, name, reference=names[0])
+            raise _uniprot_dataset_error(f, path, name, reference=reference)
         try:
             dataset.read(mem_space, file_space, X[i], mem_type)
         except (TypeError, OSError) as exc:
             # HDF5 refuses to convert strings and other non-numeric types to
             # float; an OSError that is not about the type is a real read
             # failure and propagates unchanged.
-            _raise_if_invalid(f, path, name, names[0], cause=exc)
+            _raise_if_invalid(f, path, name, reference, cause=exc)
             raise
 
 
@@ -317,18 +345,7 @@ def _uniprot_dataset_error(f, path, key, *, reference):
 
 def _read_matrix(f, path, wanted, dtype):
     """Read the ``embeddings`` and ``ids`` datasets of the matrix layout."""
-    embeddings = _matrix_embeddings_dataset(f, path)
-    file_ids = _matrix_ids(f, path)
-    if len(file_ids) != embeddings.shape[0]:
-        raise ValueError(
-            f"Embeddings file {path!r}: 'ids' has {len(file_ids)} entries but "
-            f"'embeddings' has {embeddings.shape[0]} rows."
-        )
-    duplicate = _first_duplicate(file_ids)
-    if duplicate is not None:
-        raise ValueError(
-            f"Embeddings file {path!r}: 'ids' holds {duplicate!r} more than once."
-        )
+    embeddings, file_ids = _matrix_datasets(f, path)
     if wanted is None:
         rows = np.arange(len(file_ids))
         X = np.empty(embeddings.shape, dtype=dtype)
@@ -346,6 +363,23 @@ def _read_matrix(f, path, wanted, dtype):
             f"{file_ids[row]!r}) contains NaN or infinite values."
         )
     return file_ids[rows], X
+
+
+def _matrix_datasets(f, path):
+    """Return the validated ``embeddings`` dataset and the ids of its rows."""
+    embeddings = _matrix_embeddings_dataset(f, path)
+    file_ids = _matrix_ids(f, path)
+    if len(file_ids) != embeddings.shape[0]:
+        raise ValueError(
+            f"Embeddings file {path!r}: 'ids' has {len(file_ids)} entries but "
+            f"'embeddings' has {embeddings.shape[0]} rows."
+        )
+    duplicate = _first_duplicate(file_ids)
+    if duplicate is not None:
+        raise ValueError(
+            f"Embeddings file {path!r}: 'ids' holds {duplicate!r} more than once."
+        )
+    return embeddings, file_ids
 
 
 def _matrix_embeddings_dataset(f, path):
@@ -518,6 +552,458 @@ def _check_embeddings_to_save(X, ids, dtype):
             "with a wider dtype such as np.float32."
         )
     return X_cast
+
+
+# --------------------------------------------------------------------------
+# Converting to the matrix layout
+# --------------------------------------------------------------------------
+
+# Target size of one chunk of a converted ``embeddings`` dataset. A chunk is
+# the smallest unit HDF5 reads, so it must fit the default 1 MiB chunk cache
+# of an open dataset, and every read of fewer rows than a chunk holds pays
+# for the whole chunk. On 50k x 1024 float16 (benchmarks/bench_convert.py),
+# random reads of 256-row blocks ran as fast from 32- to 256-row chunks,
+# while reads of 64-row blocks and of single rows ran 1.5 to 2.5 times
+# faster from 64-row chunks than from 256-row ones: 128 KiB it is.
+_CHUNK_BYTES = 128 * 1024
+# Rows read, checked and written at a time are sized so that the float32
+# buffer takes about this much memory, whatever the number of proteins.
+_BLOCK_BYTES = 32 * 1024 * 1024
+_COMPRESSIONS = (None, "gzip", "lzf")
+
+
+def convert_embeddings(src, dst, *, dtype=np.float16, compression=None, chunk_rows=None, progress=False):
+    """Convert an embeddings file to the chunked ``"matrix"`` layout.
+
+    UniProt's ``per-protein.h5`` stores one dataset per protein, and opening
+    an HDF5 object costs far more than reading its 1024 numbers, so random
+    reads of a few hundred proteins crawl. The ``"matrix"`` layout stores
+    one 2-D ``embeddings`` dataset, chunked along rows, beside an ``ids``
+    dataset: any block of rows is then one or two chunk reads, which is what
+    training from disk needs. Convert once, then read the result with
+    `load_embeddings` or slice its ``embeddings`` dataset with h5py.
+
+    Rows are read, checked and written in blocks of about 32 MB, so memory
+    does not grow with the size of the embeddings; only the list of ids (a
+    few dozen bytes per protein) is held whole. The file is written under a
+    temporary name beside ``dst`` and renamed into place when complete, so
+    ``dst`` is never left half-written, and ``dst`` may be ``src`` itself.
+
+    Parameters
+    ----------
+    src : str or os.PathLike
+        The file to convert, in either layout (see `load_embeddings`). A
+        ``"matrix"`` file is rewritten with the chunks, dtype and
+        compression asked for.
+    dst : str or os.PathLike
+        The file to write, in the ``"matrix"`` layout; its directory must
+        exist. An existing file is replaced.
+    dtype : {np.float16, np.float32, np.float64}, default=np.float16
+        Floating point dtype of the written ``embeddings``. float16 is what
+        UniProt distributes, so it loses nothing on UniProt's files.
+    compression : {None, "gzip", "lzf"}, default=None
+        HDF5 compression filter, applied with byte shuffling. Embeddings
+        compress poorly (the shipped float16 file by 15% with gzip, 2%
+        with lzf) and every read then pays for decompression, so the
+        default is none.
+    chunk_rows : int, default=None
+        Rows per chunk of ``embeddings``, the smallest unit HDF5 reads.
+        ``None`` picks the number of rows that fills 128 KiB, 64 rows of
+        1024 float16 values: far under HDF5's default 1 MiB chunk cache,
+        and small enough for reads of a few rows. Read blocks that start
+        at a multiple of it (``f["embeddings"].chunks[0]``) and span whole
+        chunks.
+    progress : bool, default=False
+        Show a tqdm progress bar, counted in proteins.
+
+    Returns
+    -------
+    dst : pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``src`` or the directory of ``dst`` does not exist.
+    ValueError
+        If ``src`` is not a valid embeddings file (as in `load_embeddings`,
+        and the message names the offending protein: a vector of the wrong
+        length, non-numeric or non-finite values), if a value overflows
+        ``dtype``, or if an option is invalid. ``dst`` is then left as it
+        was.
+
+    See Also
+    --------
+    load_embeddings : Read either layout into memory.
+    write_codes : Encode embeddings that do not fit in memory into a file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import h5py
+    >>> import numpy as np
+    >>> from sklearn_sae.datasets import convert_embeddings, load_embeddings, save_embeddings
+    >>> folder = tempfile.mkdtemp()
+    >>> src = save_embeddings(os.path.join(folder, "per-protein.h5"), ["P1", "P2", "P3"], np.eye(3))
+    >>> dst = convert_embeddings(src, os.path.join(folder, "per-protein.matrix.h5"))
+    >>> with h5py.File(dst) as f:
+    ...     f["embeddings"].shape, str(f["embeddings"].dtype), f["embeddings"].chunks
+    ((3, 3), 'float16', (3, 3))
+    >>> load_embeddings(dst)[0]
+    array(['P1', 'P2', 'P3'], dtype=object)
+    """
+    src = _check_readable_hdf5(src)
+    dtype = _check_float_dtype(dtype)
+    if compression not in _COMPRESSIONS:
+        raise ValueError(f"compression must be one of {_COMPRESSIONS}, got {compression!r}.")
+    if chunk_rows is not None and (not _is_int(chunk_rows) or chunk_rows < 1):
+        raise ValueError(f"chunk_rows must be a positive integer or None, got {chunk_rows!r}.")
+    dst = _check_writable_path(dst)
+    with h5py.File(src, "r") as source:
+        ids, n_features, fill_rows, describe_row = _row_source(source, src)
+        if chunk_rows is None:
+            chunk_rows = max(1, _CHUNK_BYTES // (n_features * dtype.itemsize))
+        chunk_rows = min(chunk_rows, len(ids))
+        with atomic_file(dst, suffix=".h5") as temporary, h5py.File(temporary, "w") as target:
+            embeddings = target.create_dataset(
+                "embeddings",
+                shape=(len(ids), n_features),
+                dtype=dtype,
+                chunks=(chunk_rows, n_features),
+                compression=compression,
+                shuffle=compression is not None,
+            )
+            _copy_rows(fill_rows, describe_row, embeddings, progress=progress)
+            target.create_dataset("ids", data=ids, dtype=h5py.string_dtype())
+    return dst
+
+
+def _check_writable_path(path):
+    """Return ``path`` as a Path after checking that its directory exists."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "Directory to write into does not exist", str(path.parent))
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a directory; give the path of the file to write.")
+    return path
+
+
+def _row_source(f, path):
+    """Describe the embeddings of the open file ``f`` for reading by rows.
+
+    Returns ``(ids, n_features, fill_rows, describe_row)``: ``fill_rows(start,
+    stop, out)`` reads rows ``start:stop`` into ``out[:stop - start]`` with
+    the same checks as `load_embeddings`, and ``describe_row(i)`` names row
+    ``i`` in error messages.
+    """
+    layout, names = _layout_of(f, path)
+    if layout == "matrix":
+        embeddings, ids = _matrix_datasets(f, path)
+
+        def fill_rows(start, stop, out):
+            embeddings.read_direct(out, np.s_[start:stop], np.s_[: stop - start])
+
+        def describe_row(row):
+            return f"Embeddings file {path!r}: 'embeddings' row {row} (id {ids[row]!r})"
+
+        return ids, embeddings.shape[1], fill_rows, describe_row
+
+    n_features = _uniprot_reference_length(f, path, names[0])
+
+    def fill_rows(start, stop, out):
+        _fill_uniprot_rows(f, path, names[start:stop], out[: stop - start], reference=names[0])
+
+    def describe_row(row):
+        return f"Embeddings file {path!r}: dataset {names[row]!r}"
+
+    return np.asarray(names, dtype=object), n_features, fill_rows, describe_row
+
+
+def _copy_rows(fill_rows, describe_row, target, *, progress):
+    """Copy every row into the 2-D dataset ``target``, one block at a time."""
+    n_rows, n_features = target.shape
+    chunk_rows = target.chunks[0]
+    # Whole chunks per block: a compressed chunk written in two pieces
+    # would be compressed, read back and compressed again.
+    block_rows = max(1, _BLOCK_BYTES // (4 * n_features * chunk_rows)) * chunk_rows
+    # Read in float32 (or wider) so that values that overflow the target
+    # dtype are caught after the cast, not stored as inf.
+    buffer = np.empty((min(block_rows, n_rows), n_features), dtype=np.promote_types(target.dtype, np.float32))
+    with _progress_bar(n_rows, enabled=progress) as bar:
+        for start in range(0, n_rows, block_rows):
+            stop = min(start + block_rows, n_rows)
+            block = buffer[: stop - start]
+            fill_rows(start, stop, block)
+            target[start:stop] = _cast_finite(block, target.dtype, start, describe_row)
+            bar.update(stop - start)
+
+
+def _cast_finite(block, dtype, start, describe_row):
+    """Return ``block`` cast to ``dtype``, after checking every value is finite there."""
+    with np.errstate(over="ignore"):
+        cast = block.astype(dtype, copy=False)
+    bad_row = _first_nonfinite_row(cast)
+    if bad_row is None:
+        return cast
+    where = describe_row(start + bad_row)
+    if np.isfinite(block[bad_row]).all():
+        raise ValueError(f"{where} overflows {dtype}; convert with a wider dtype such as np.float32.")
+    raise ValueError(f"{where} contains NaN or infinite values.")
+
+
+def _progress_bar(total, *, enabled):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="protein", unit_scale=True, disable=not enabled)
+
+
+# --------------------------------------------------------------------------
+# Codes on disk
+# --------------------------------------------------------------------------
+
+_CODES_KEYS = ("data", "indices", "indptr")
+_CODES_FORMAT = "csr"
+# Elements per chunk of the 1-D ``data`` and ``indices`` datasets: 1 MiB of
+# float32, so reading a few rows' codes touches one or two chunks.
+_CODES_CHUNK = 2**18
+# Default rows per block: about 2**24 float32 values (64 MB) for the larger
+# of the input block and a dense output block.
+_CODES_BLOCK_ELEMENTS = 2**24
+
+
+def write_codes(path, estimator, X, *, ids=None, block_rows=None, progress=False):
+    """Encode ``X`` block by block and write the codes to an HDF5 file.
+
+    For embeddings too large for memory, or codes too large to keep: rows
+    of ``X`` are sliced a block at a time (an h5py dataset or a
+    `numpy.memmap` is never read whole), passed to ``estimator.transform``,
+    and appended to the file in compressed sparse row (CSR) form. Memory is
+    bounded by the block size. The file is written under a temporary name
+    beside ``path`` and renamed into place when complete.
+
+    The file holds, at its root, the three arrays of a
+    `scipy.sparse.csr_array`: ``data`` (float32, the non-zero codes),
+    ``indices`` (int32 or int64, their latent index) and ``indptr`` (int64,
+    of length ``n_samples + 1``: row ``i``'s codes are
+    ``data[indptr[i]:indptr[i + 1]]``), plus, when given, ``ids`` (UTF-8
+    strings, one per row). The root attributes ``shape`` (``[n_samples,
+    n_latents]``) and ``format`` (``"csr"``) describe the matrix. Within a
+    row, latents are in increasing order; zeros are not stored. Read it
+    back with `load_codes`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write; its directory must exist. An existing file is
+        replaced.
+    estimator : fitted transformer
+        Typically a fitted `~sklearn_sae.SparseAutoencoderTransformer`;
+        any fitted transformer with ``transform`` and ``n_features_in_``
+        works. Dense output is made sparse block by block; with
+        ``sparse_output=True`` no dense block is built at all.
+    X : array-like, h5py.Dataset or numpy.memmap of shape (n_samples, n_features)
+        Rows to encode, e.g. ``h5py.File(...)["embeddings"]`` of a file
+        made by `convert_embeddings`.
+    ids : sequence of str of length n_samples, default=None
+        Unique, non-empty ids of the rows, stored beside the codes.
+    block_rows : int, default=None
+        Rows encoded at a time. ``None`` picks about 2**24 values (64 MB
+        of float32) for the larger of an input block and a dense output
+        block; for a chunked h5py dataset, a multiple of its chunk rows
+        reads fastest.
+    progress : bool, default=False
+        Show a tqdm progress bar, counted in rows.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` is not 2-D, has a number of columns other than
+        ``estimator.n_features_in_``, if ``ids`` are invalid or their
+        number differs from the rows of ``X``, or if ``block_rows`` is not
+        a positive integer. Errors raised by ``estimator.transform`` (e.g.
+        on non-finite rows) propagate; ``path`` is then left as it was.
+    sklearn.exceptions.NotFittedError
+        If ``estimator`` is not fitted.
+
+    See Also
+    --------
+    load_codes : Read the file back as a CSR matrix.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from sklearn.decomposition import PCA
+    >>> from sklearn_sae.datasets import load_codes, write_codes
+    >>> X = np.random.RandomState(0).normal(size=(50, 8))
+    >>> pca = PCA(n_components=3).fit(X)
+    >>> path = write_codes(os.path.join(tempfile.mkdtemp(), "codes.h5"), pca, X, block_rows=16)
+    >>> ids, codes = load_codes(path)
+    >>> codes.shape, ids is None
+    ((50, 3), True)
+    >>> bool(np.allclose(codes.toarray(), pca.transform(X), atol=1e-5))
+    True
+    """
+    check_is_fitted(estimator)
+    X = _check_rows_to_encode(X, estimator)
+    n_rows = X.shape[0]
+    if ids is not None:
+        ids = _check_ids(ids, what="ids")
+        if len(ids) != n_rows:
+            raise ValueError(f"X has {n_rows} rows but {len(ids)} ids were given.")
+    if block_rows is None:
+        widest = max(X.shape[1], getattr(estimator, "n_latents_", 0))
+        block_rows = max(1, _CODES_BLOCK_ELEMENTS // widest)
+    elif not _is_int(block_rows) or block_rows < 1:
+        raise ValueError(f"block_rows must be a positive integer or None, got {block_rows!r}.")
+    path = _check_writable_path(path)
+    with atomic_file(path, suffix=".h5") as temporary, h5py.File(temporary, "w") as f:
+        n_latents = _write_csr_blocks(f, estimator, X, int(block_rows), progress=progress)
+        f.attrs["format"] = _CODES_FORMAT
+        f.attrs["shape"] = np.array([n_rows, n_latents], dtype=np.int64)
+        if ids is not None:
+            f.create_dataset("ids", data=ids, dtype=h5py.string_dtype())
+    return path
+
+
+def _check_rows_to_encode(X, estimator):
+    """Return ``X`` as something sliceable by rows: an h5py dataset, a memmap or an ndarray."""
+    if not isinstance(X, (h5py.Dataset, np.ndarray)):
+        X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D, got shape {X.shape}.")
+    if X.shape[0] == 0:
+        raise ValueError("X has no rows.")
+    if X.shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )
+    return X
+
+
+def _write_csr_blocks(f, estimator, X, block_rows, *, progress):
+    """Encode ``X`` in blocks of rows into CSR datasets of ``f``; return the number of latents."""
+    n_rows = X.shape[0]
+    indptr = f.create_dataset("indptr", shape=(n_rows + 1,), dtype=np.int64)
+    indptr[0] = 0
+    data = indices = None
+    n_stored = 0
+    with _progress_bar(n_rows, enabled=progress) as bar:
+        for start in range(0, n_rows, block_rows):
+            stop = min(start + block_rows, n_rows)
+            codes = _csr_block(estimator.transform(X[start:stop]), stop - start)
+            if data is None:
+                n_latents = codes.shape[1]
+                data, indices = _create_csr_datasets(f, n_latents)
+            elif codes.shape[1] != n_latents:
+                raise ValueError(
+                    f"{type(estimator).__name__}.transform returned {codes.shape[1]} columns for rows "
+                    f"{start}:{stop} but {n_latents} before."
+                )
+            _append(data, codes.data, n_stored)
+            _append(indices, codes.indices, n_stored)
+            indptr[start + 1 : stop + 1] = n_stored + codes.indptr[1:]
+            n_stored += codes.nnz
+            bar.update(stop - start)
+    return n_latents
+
+
+def _csr_block(codes, n_rows):
+    """``codes`` as a canonical float32 CSR matrix without stored zeros."""
+    codes = codes.tocsr() if sp.issparse(codes) else sp.csr_matrix(np.asarray(codes))
+    if codes.shape[0] != n_rows:
+        raise ValueError(f"transform returned {codes.shape[0]} rows for a block of {n_rows}.")
+    codes = codes.astype(np.float32, copy=False)
+    codes.eliminate_zeros()
+    codes.sort_indices()
+    return codes
+
+
+def _create_csr_datasets(f, n_latents):
+    index_dtype = np.int32 if n_latents <= np.iinfo(np.int32).max else np.int64
+    growable = {"shape": (0,), "maxshape": (None,), "chunks": (_CODES_CHUNK,)}
+    return (
+        f.create_dataset("data", dtype=np.float32, **growable),
+        f.create_dataset("indices", dtype=index_dtype, **growable),
+    )
+
+
+def _append(dataset, values, n_stored):
+    dataset.resize((n_stored + len(values),))
+    dataset[n_stored:] = values
+
+
+def load_codes(path):
+    """Read codes written by `write_codes` as a CSR matrix.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by `write_codes`.
+
+    Returns
+    -------
+    ids : ndarray of shape (n_samples,), dtype=object, or None
+        The row ids as Python ``str``, or None if the file stores none.
+    codes : scipy.sparse.csr_matrix of shape (n_samples, n_latents)
+        The codes, float32.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is not HDF5 or not a consistent CSR matrix in the
+        layout `write_codes` documents; the message says which part.
+
+    Examples
+    --------
+    See `write_codes`.
+    """
+    path = _check_readable_hdf5(path)
+    with h5py.File(path, "r") as f:
+        shape = _codes_shape(f, path)
+        arrays = {}
+        for key in _CODES_KEYS:
+            if not isinstance(f.get(key), h5py.Dataset) or f[key].ndim != 1:
+                raise ValueError(f"Codes file {path!r} has no 1-D {key!r} dataset; write it with write_codes.")
+            arrays[key] = f[key][()]
+        ids = _matrix_ids(f, path) if "ids" in f else None
+    _check_csr_arrays(path, shape, ids, **arrays)
+    codes = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
+    return ids, codes
+
+
+def _codes_shape(f, path):
+    if f.attrs.get("format") != _CODES_FORMAT or "shape" not in f.attrs:
+        raise ValueError(
+            f"Codes file {path!r} lacks the attributes format='csr' and shape; write it with write_codes."
+        )
+    shape = tuple(int(size) for size in np.ravel(f.attrs["shape"]))
+    if len(shape) != 2 or min(shape) < 0:
+        raise ValueError(f"Codes file {path!r}: attribute shape must be two sizes, got {shape}.")
+    return shape
+
+
+def _check_csr_arrays(path, shape, ids, *, data, indices, indptr):
+    """Check that the arrays read from ``path`` form a valid CSR matrix of ``shape``."""
+    where = f"Codes file {path!r}"
+    if len(indptr) != shape[0] + 1:
+        raise ValueError(f"{where}: 'indptr' has {len(indptr)} entries, expected n_samples + 1 = {shape[0] + 1}.")
+    if indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] != len(data):
+        raise ValueError(f"{where}: 'indptr' must rise from 0 to the length of 'data' ({len(data)}).")
+    if len(indices) != len(data):
+        raise ValueError(f"{where}: 'indices' and 'data' differ in length ({len(indices)} and {len(data)}).")
+    if len(indices) and (indices.min() < 0 or indices.max() >= shape[1]):
+        raise ValueError(f"{where}: 'indices' must lie in [0, {shape[1]}).")
+    if ids is not None and len(ids) != shape[0]:
+        raise ValueError(f"{where}: 'ids' has {len(ids)} entries but the codes have {shape[0]} rows.")
 
 
 # --------------------------------------------------------------------------
