@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import re
 import warnings
@@ -17,6 +18,7 @@ from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import metrics
+from ._distributed import fit_data_parallel
 from ._activations import GUMBEL_CANDIDATES, GumbelTopK, TopK, TopKSelection, make_activation
 from ._training import build_net, release_training_state
 
@@ -181,6 +183,17 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         standard output is a terminal; best values are coloured only on a
         terminal, so log files stay plain text. 2 always shows the progress
         bar.
+    distributed : bool, default=False
+        Train data-parallel over the processes started by ``accelerate
+        launch`` or ``torchrun`` (through Hugging Face Accelerate; needs the
+        ``scale`` extra). Every process calls ``fit`` with the same ``X``;
+        each trains on its own share of the batches and the gradients are
+        averaged, so one step sees ``batch_size`` times the number of
+        processes rows (scale ``lr`` or ``batch_size`` accordingly). Every
+        process ends with the same ordinary fitted estimator; ``history_``
+        holds the epoch metrics over all processes. On CPUs, launch with
+        ``torchrun`` (``accelerate launch --cpu`` starts one process). Run
+        without a launcher, it is an ordinary single-process fit.
 
     Attributes
     ----------
@@ -253,6 +266,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         "sparse_output": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "distributed": ["boolean"],
     }
 
     def __init__(
@@ -285,6 +299,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         sparse_output=False,
         random_state=None,
         verbose=0,
+        distributed=False,
     ):
         self.n_latents = n_latents
         self.activation = activation
@@ -313,6 +328,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self.sparse_output = sparse_output
         self.random_state = random_state
         self.verbose = verbose
+        self.distributed = distributed
 
     # ------------------------------------------------------------------ fit
 
@@ -343,6 +359,15 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         device = resolve_device(self.device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         n_train = self._check_n_train(n_samples, n_latents)
+        if self.distributed:  # one model over the processes of a launch; the ranks are _distributed's business
+            net = fit_data_parallel(
+                functools.partial(self._build_net, n_features, n_latents, eval_tensors=self._validate_eval_sets(eval_sets)),
+                torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True)),
+                n_train=n_train, batch_size=self.batch_size, max_epochs=self.max_epochs, device=device, seed=seed,
+            )
+            self._set_fitted(net)
+            _warn_if_not_annealed(net.module_.activation, stacklevel=4)
+            return self
         net = self._build_net(
             n_features,
             n_latents,
