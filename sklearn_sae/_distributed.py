@@ -464,13 +464,14 @@ def _check_same_rows(X: torch.Tensor, accelerator) -> None:
         [X.shape[0], X.shape[1], values.sum(), values.square().sum()], dtype=torch.float64, device=accelerator.device
     )
     signatures = gather(signature.unsqueeze(0))
-    if not torch.equal(signatures, signatures[:1].expand_as(signatures)):
-        shapes = [tuple(int(n) for n in row[:2]) for row in signatures]
-        raise ValueError(
-            f"distributed=True needs the same X in every process, but they differ (shapes by process: {shapes}, "
-            "or the same shapes with different values). Load the same full data set in every process; each one "
-            "reads its own share of the batches."
-        )
+    if torch.equal(signatures, signatures[:1].expand_as(signatures)):
+        return
+    shapes = [tuple(int(n) for n in row[:2]) for row in signatures]
+    difference = f"shapes by process: {shapes}" if len(set(shapes)) > 1 else f"all of shape {shapes[0]}, different values"
+    raise ValueError(
+        f"distributed=True needs the same X in every process, but they differ ({difference}). Load the same full "
+        "data set in every process; each one reads its own share of the batches."
+    )
 
 
 def _single_process_net(net: DistributedSAENet) -> SAENet:
