@@ -109,14 +109,9 @@ def make_accelerator(device: str):
             "or 'auto'; each process then takes the GPU its launcher assigns it (its LOCAL_RANK)."
         )
     accelerate = _import_accelerate()
-    accelerator = accelerate.Accelerator(
-        cpu=device == "cpu",
-        device_placement=False,
-        mixed_precision="no",
-        # The only buffer that changes in training, the firing counts, is kept in sync by SyncFiringCounts;
-        # DDP's broadcast of rank 0's buffers before each forward pass would throw the other ranks' counts away.
-        kwargs_handlers=[accelerate.DistributedDataParallelKwargs(broadcast_buffers=False)],
-    )
+    # DDP still broadcasts rank 0's buffers before each training forward pass; SyncFiringCounts has made them
+    # equal by then, so that costs a small message and changes nothing (turning it off is deprecated in torch 2.13).
+    accelerator = accelerate.Accelerator(cpu=device == "cpu", device_placement=False, mixed_precision="no")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1 and accelerator.num_processes != world_size:
         raise ValueError(
@@ -292,6 +287,12 @@ class DistributedSAENet(AccelerateMixin, SAENet):
         return self
 
     def _unwrap_accelerator(self):
+        # module_ is never wrapped, so there is nothing to undo, and the mixin's save_params / load_params may
+        # call this in the middle of training (a checkpoint) without losing the DDP wrapper.
+        pass
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        super().on_train_end(net, X=X, y=y, **kwargs)  # waits for every process
         object.__setattr__(self, "_replica", None)
         self._wrapped_with_accelerator = False
 
@@ -340,27 +341,32 @@ class DistributedSAENet(AccelerateMixin, SAENet):
         )
 
 
-def _totals_vector(totals, n_features: int, n_latents: int, device) -> torch.Tensor:
-    """One float64 vector of a split's running sums (zeros for a process that saw no rows of it)."""
-    vector = torch.zeros(7 + n_features + n_latents, dtype=torch.float64, device=device)
-    if totals.sums is None:
-        return vector
-    sums = totals.sums
-    vector[0] = totals.n_rows
-    for position, key in enumerate(("loss", "nmse", "nmse_rows", "residual", "x_square_sum", "nonzeros"), start=1):
-        vector[position] = sums[key].to(device, torch.float64)
-    vector[7 : 7 + n_features] = sums["x_sum"].to(device, torch.float64)
-    vector[7 + n_features :] = sums["fired"].to(device, torch.float64)
-    return vector
+def _add_up_totals(totals, template: dict, device) -> None:
+    """Replace one split's running sums by their totals over all processes.
 
+    Every sum is added up in float64 (exact for counts below 2**53); boolean
+    masks (which latents fired) become "true in any process". A process
+    that saw no rows of the split contributes zeros shaped like ``template``
+    (the sums of a split it did see), so all processes send the same vector.
+    """
+    from accelerate.utils import reduce
 
-def _set_totals(totals, vector: torch.Tensor, n_features: int) -> None:
-    # float64 holds the counts exactly up to 2**53.
-    totals.n_rows = int(vector[0])
-    keys = ("loss", "nmse", "nmse_rows", "residual", "x_square_sum", "nonzeros")
-    totals.sums = {key: vector[position] for position, key in enumerate(keys, start=1)}
-    totals.sums["x_sum"] = vector[7 : 7 + n_features]
-    totals.sums["fired"] = vector[7 + n_features :] > 0
+    sums = totals.sums if totals.sums is not None else {key: torch.zeros_like(value) for key, value in template.items()}
+    keys = sorted(sums)
+    flat = torch.cat(
+        [torch.tensor([totals.n_rows], dtype=torch.float64, device=device)]
+        + [sums[key].to(device, torch.float64).reshape(-1) for key in keys]
+    )
+    flat = reduce(flat, reduction="sum")
+    totals.n_rows = int(flat[0])
+    offset = 1
+    added_up = {}
+    for key in keys:
+        like = sums[key]
+        value = flat[offset : offset + like.numel()].reshape(like.shape)
+        added_up[key] = value > 0 if like.dtype == torch.bool else value
+        offset += like.numel()
+    totals.sums = added_up
 
 
 class GlobalEpochMetrics(EpochMetrics):
@@ -380,12 +386,10 @@ class GlobalEpochMetrics(EpochMetrics):
         super().on_epoch_end(net, **kwargs)
 
     def _add_up_over_processes(self, net, accelerator) -> None:
-        from accelerate.utils import reduce
-
-        module = net.module_
+        # Training always has rows in every process (the shares are even); validation may not.
+        template = self.totals_["train"].sums
         for prefix, totals in self.totals_.items():
-            vector = _totals_vector(totals, module.n_features, module.n_latents, accelerator.device)
-            _set_totals(totals, reduce(vector, reduction="sum"), module.n_features)
+            _add_up_totals(totals, template, accelerator.device)
             if totals.n_rows:
                 _record_with_best(net.history, f"{prefix}_loss", totals.result()["loss"])
 

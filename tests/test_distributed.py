@@ -41,10 +41,11 @@ def _data(seed=0):
 
 
 def _estimator(**params):
-    return SparseAutoencoderTransformer(
+    defaults = dict(
         n_latents=N_LATENTS, k=4, batch_size=BATCH_SIZE, max_epochs=2, validation_fraction=0.2,
-        device="cpu", random_state=0, distributed=True, **params,
+        device="cpu", random_state=0, distributed=True,
     )
+    return SparseAutoencoderTransformer(**{**defaults, **params})
 
 
 def _fit_and_record(folder):
@@ -61,9 +62,16 @@ def _fit_and_record(folder):
         estimator = _estimator(aux_k=4, dead_window=64).fit(_data())
     finally:
         _distributed.DistributedSAENet.train_step = train_step
+    # 32 validation rows, one batch: the second process validates nothing and still records the same metrics.
+    one_valid_batch = _estimator(validation_fraction=0.05, max_epochs=1).fit(_data())
     rank = torch.distributed.get_rank()
     with open(folder / f"rank{rank}.pkl", "wb") as file:
-        pickle.dump({"estimator": estimator, "seen": seen, "is_main": _distributed.is_main_process()}, file)
+        pickle.dump({
+            "estimator": estimator,
+            "seen": seen,
+            "is_main": _distributed.is_main_process(),
+            "one_valid_batch": one_valid_batch.history_[-1],
+        }, file)
 
 
 def _fit_on_own_rows():
@@ -90,6 +98,12 @@ def test_two_processes_train_one_model_on_disjoint_shares(tmp_path):
     # Epoch metrics cover the rows of both processes, so they are the same on both.
     for key in ("train_loss", "train_nmse", "valid_loss", "valid_nmse", "valid_dead_fraction"):
         assert estimators[0].history_[:, key] == estimators[1].history_[:, key], key
+
+    one_valid_batch = [{key: value for key, value in result["one_valid_batch"].items() if key not in ("batches", "dur", "valid_batch_count")}
+                       for result in results]
+    assert one_valid_batch[0] == one_valid_batch[1]
+    assert np.isfinite(one_valid_batch[0]["valid_nmse"])
+    assert [len([b for b in result["one_valid_batch"]["batches"] if "valid_loss" in b]) for result in results] == [1, 0]
 
     # What a process returns is an ordinary fitted estimator: no accelerator state, usable here, where
     # there is no process group.
