@@ -471,7 +471,10 @@ def _check_same_rows(X: torch.Tensor, accelerator) -> None:
     if torch.equal(signatures, signatures[:1].expand_as(signatures)):
         return
     shapes = [tuple(int(n) for n in row[:2]) for row in signatures]
-    difference = f"shapes by process: {shapes}" if len(set(shapes)) > 1 else f"all of shape {shapes[0]}, different values"
+    if len(set(shapes)) > 1:
+        difference = f"shapes by process: {shapes}"
+    else:
+        difference = f"all of shape {shapes[0]}, different values"
     raise ValueError(
         f"distributed=True needs the same X in every process, but they differ ({difference}). Load the same full "
         "data set in every process; each one reads its own share of the batches."

@@ -18,8 +18,8 @@ from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import metrics
-from ._distributed import fit_data_parallel
 from ._activations import GUMBEL_CANDIDATES, GumbelTopK, TopK, TopKSelection, make_activation
+from ._distributed import fit_data_parallel
 from ._training import build_net, release_training_state
 
 __all__ = ["SparseAutoencoderTransformer"]
@@ -185,15 +185,20 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         bar.
     distributed : bool, default=False
         Train data-parallel over the processes started by ``accelerate
-        launch`` or ``torchrun`` (through Hugging Face Accelerate; needs the
-        ``scale`` extra). Every process calls ``fit`` with the same ``X``;
-        each trains on its own share of the batches and the gradients are
-        averaged, so one step sees ``batch_size`` times the number of
-        processes rows (scale ``lr`` or ``batch_size`` accordingly). Every
-        process ends with the same ordinary fitted estimator; ``history_``
-        holds the epoch metrics over all processes. On CPUs, launch with
-        ``torchrun`` (``accelerate launch --cpu`` starts one process). Run
-        without a launcher, it is an ordinary single-process fit.
+        launch`` or ``torchrun``, one per GPU (through Hugging Face
+        Accelerate: the ``scale`` extra). Every process calls ``fit`` with
+        the same ``X``; each trains on its own share of the batches and the
+        gradients are averaged, so one optimiser step sees ``batch_size``
+        rows per process: an effective batch of ``batch_size`` times the
+        number of processes, with proportionally fewer steps per epoch.
+        Divide ``batch_size`` by the number of processes to keep the
+        single-process optimisation. Every process ends with the same,
+        ordinary fitted estimator (weights on its own device); the epoch
+        metrics in ``history_`` cover the rows of all processes, the
+        per-batch entries are the process's own. ``device`` must be
+        ``"auto"``, ``"cuda"`` or ``"cpu"``. On CPUs, launch with
+        ``torchrun`` (``accelerate launch --cpu`` starts a single
+        process). Without a launcher it is an ordinary single-process fit.
 
     Attributes
     ----------
@@ -361,7 +366,9 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         n_train = self._check_n_train(n_samples, n_latents)
         if self.distributed:  # one model over the processes of a launch; the ranks are _distributed's business
             net = fit_data_parallel(
-                functools.partial(self._build_net, n_features, n_latents, eval_tensors=self._validate_eval_sets(eval_sets)),
+                functools.partial(
+                    self._build_net, n_features, n_latents, eval_tensors=self._validate_eval_sets(eval_sets)
+                ),
                 torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True)),
                 n_train=n_train, batch_size=self.batch_size, max_epochs=self.max_epochs, device=device, seed=seed,
             )

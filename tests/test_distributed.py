@@ -99,8 +99,10 @@ def test_two_processes_train_one_model_on_disjoint_shares(tmp_path):
     for key in ("train_loss", "train_nmse", "valid_loss", "valid_nmse", "valid_dead_fraction"):
         assert estimators[0].history_[:, key] == estimators[1].history_[:, key], key
 
-    one_valid_batch = [{key: value for key, value in result["one_valid_batch"].items() if key not in ("batches", "dur", "valid_batch_count")}
-                       for result in results]
+    per_process = ("batches", "dur", "valid_batch_count")
+    one_valid_batch = [
+        {key: value for key, value in result["one_valid_batch"].items() if key not in per_process} for result in results
+    ]
     assert one_valid_batch[0] == one_valid_batch[1]
     assert np.isfinite(one_valid_batch[0]["valid_nmse"])
     assert [len([b for b in result["one_valid_batch"]["batches"] if "valid_loss" in b]) for result in results] == [1, 0]
