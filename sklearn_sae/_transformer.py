@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import re
@@ -20,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import _interop, _persistence, metrics
 from ._activations import GUMBEL_CANDIDATES, GumbelTopK, TopK, TopKSelection, make_activation
 from ._checkpoint import open_checkpoint, training_fingerprint
+from ._distributed import fit_data_parallel
 from ._incremental import incremental_run, make_incremental, train_one_pass
 from ._training import InitPreBias, build_net, release_training_state
 
@@ -198,6 +200,22 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         ``ValueError``: use one directory per model. A checkpoint whose
         epochs are all done gives the finished model back without training.
         ``None`` writes nothing.
+    distributed : bool, default=False
+        Train data-parallel over the processes started by ``accelerate
+        launch`` or ``torchrun``, one per GPU (through Hugging Face
+        Accelerate: the ``scale`` extra). Every process calls ``fit`` with
+        the same ``X``; each trains on its own share of the batches and the
+        gradients are averaged, so one optimiser step sees ``batch_size``
+        rows per process: an effective batch of ``batch_size`` times the
+        number of processes, with proportionally fewer steps per epoch.
+        Divide ``batch_size`` by the number of processes to keep the
+        single-process optimisation. Every process ends with the same,
+        ordinary fitted estimator (weights on its own device); the epoch
+        metrics in ``history_`` cover the rows of all processes, the
+        per-batch entries are the process's own. ``device`` must be
+        ``"auto"``, ``"cuda"`` or ``"cpu"``. On CPUs, launch with
+        ``torchrun`` (``accelerate launch --cpu`` starts a single
+        process). Without a launcher it is an ordinary single-process fit.
 
     Attributes
     ----------
@@ -277,6 +295,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "checkpoint_dir": [str, os.PathLike, None],
+        "distributed": ["boolean"],
     }
 
     def __init__(
@@ -310,6 +329,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         random_state=None,
         verbose=0,
         checkpoint_dir=None,
+        distributed=False,
     ):
         self.n_latents = n_latents
         self.activation = activation
@@ -339,6 +359,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self.random_state = random_state
         self.verbose = verbose
         self.checkpoint_dir = checkpoint_dir
+        self.distributed = distributed
 
     # ------------------------------------------------------------------ fit
 
@@ -370,6 +391,20 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         n_train = self._check_n_train(n_samples, n_latents)
         eval_tensors = self._validate_eval_sets(eval_sets)
+        if self.distributed:  # one model over the processes of a launch; the ranks are _distributed's business
+            if self.checkpoint_dir is not None:
+                raise ValueError(
+                    "checkpoint_dir is not supported with distributed=True yet: the processes of a launch would "
+                    "each write and resume their own checkpoint. Set checkpoint_dir=None, or distributed=False."
+                )
+            net = fit_data_parallel(
+                functools.partial(self._build_net, n_features, n_latents, eval_tensors=eval_tensors),
+                torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True)),
+                n_train=n_train, batch_size=self.batch_size, max_epochs=self.max_epochs, device=device, seed=seed,
+            )
+            self._set_fitted(net)
+            _warn_if_not_annealed(net.module_.activation, stacklevel=4)
+            return self
         checkpoint, epochs_done = None, 0
         if self.checkpoint_dir is not None:
             fingerprint = training_fingerprint(self.get_params(deep=False), X, eval_tensors)
@@ -439,6 +474,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self : SparseAutoencoderTransformer
             The estimator, trained one pass further.
         """
+        if self.distributed:
+            raise ValueError(
+                "partial_fit does not train data-parallel: each process would continue on its own and the "
+                "models would drift apart. Use fit with distributed=True, or partial_fit with distributed=False."
+            )
         first_call = not hasattr(self, "net_")
         X = validate_data(self, X, dtype=np.float32, reset=first_call)
         device = resolve_device(self.device)

@@ -1,0 +1,558 @@
+"""Data-parallel fits through HF Accelerate: the only module that knows about processes and ranks.
+
+``SparseAutoencoderTransformer(distributed=True).fit(X)`` run by every
+process of ``accelerate launch`` or ``torchrun`` trains one model: each
+process reads its own share of the training batches, DistributedDataParallel
+averages the gradients, so the weights stay identical everywhere, and every
+process ends with the same plain, single-process estimator.
+
+How the pieces fit:
+
+- :class:`DistributedSAENet` is :class:`~sklearn_sae._training.SAENet` with
+  skorch's :class:`~skorch.hf.AccelerateMixin`. Two departures from the mixin:
+  the module stays unwrapped as ``module_`` (the callbacks call its methods)
+  and only the training forward pass goes through the DDP wrapper; and the
+  criterion is not prepared (it has no parameters, which DDP rejects on CPU,
+  and a loss needs no synchronising).
+- Batches come from a real :class:`torch.utils.data.DataLoader` over a
+  map-style dataset whose items are whole batches (:func:`batch_loader`), so
+  that ``accelerator.prepare`` shards it; skorch's usual iterator is not a
+  DataLoader and would give every process all the rows. Their order derives
+  from (seed, epoch) alone, so every process agrees on it.
+- Epoch metrics are sums over the batches; :class:`GlobalEpochMetrics` adds
+  them up over the processes before recording, so ``history_`` (and early
+  stopping, which reads it) is the same on every process.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+from skorch.dataset import Dataset as SkorchDataset
+from skorch.hf import AccelerateMixin
+from skorch.utils import noop, to_tensor
+from torch.utils.data import BatchSampler, DataLoader, Sampler, Subset
+from torch.utils.data import Dataset as TorchDataset
+
+from ._training import EpochMetrics, SAENet
+
+__all__ = [
+    "DistributedSAENet",
+    "GlobalEpochMetrics",
+    "BroadcastWeights",
+    "SyncFiringCounts",
+    "EpochOrder",
+    "InMemoryBatches",
+    "batch_loader",
+    "make_accelerator",
+    "fit_data_parallel",
+    "is_main_process",
+]
+
+_ACCELERATE_ATTRIBUTES = (
+    "accelerator",
+    "unwrap_after_train",
+    "_wrapped_with_accelerator",
+    "order_seed",
+    "_replica",
+    "callbacks__print_log__sink",  # the accelerator's print method, and so the accelerator
+)
+"""What :func:`_single_process_net` leaves behind: a pickled net holding them would still believe in the
+process group it was trained in."""
+
+
+def is_main_process() -> bool:
+    """Whether this process should write files: rank 0 of a process group, or a process without one.
+
+    Everything that writes during a fit (checkpoints, logs, saved models)
+    must ask this first, or every process of a data-parallel fit writes the
+    same file at once.
+    """
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or (
+        torch.distributed.get_rank() == 0
+    )
+
+
+def _import_accelerate():
+    try:
+        import accelerate
+    except ImportError as error:  # an optional dependency: say how to get it
+        raise ImportError(
+            "distributed=True trains through Hugging Face Accelerate, which is not installed. "
+            "Install it with `pip install sklearn-sae[scale]` (or `pip install accelerate`)."
+        ) from error
+    return accelerate
+
+
+def make_accelerator(device: str):
+    """The :class:`accelerate.Accelerator` for a fit on ``device`` (a resolved torch device string).
+
+    skorch places the module and the batches itself (``device_placement=False``),
+    so that ``net.device`` stays a plain device string the callbacks can use.
+    Mixed precision stays with the net's own ``amp``.
+
+    Raises
+    ------
+    ValueError
+        When ``device`` names one GPU (each process must use the GPU the
+        launcher gives it), or when the environment describes several
+        processes but Accelerate sees one, which would silently train a
+        separate model in each process.
+    """
+    if device.startswith("cuda:"):
+        raise ValueError(
+            f"device={device!r} with distributed=True: every process would use that one GPU. Use device='cuda' "
+            "or 'auto'; each process then takes the GPU its launcher assigns it (its LOCAL_RANK)."
+        )
+    accelerate = _import_accelerate()
+    # DDP still broadcasts rank 0's buffers before each training forward pass; SyncFiringCounts has made them
+    # equal by then, so that costs a small message and changes nothing (turning it off is deprecated in torch 2.13).
+    accelerator = accelerate.Accelerator(cpu=device == "cpu", device_placement=False, mixed_precision="no")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and accelerator.num_processes != world_size:
+        raise ValueError(
+            f"The launcher started {world_size} processes (WORLD_SIZE) but Accelerate sees "
+            f"{accelerator.num_processes}: each process would train its own model on all the rows. On CPUs, pass "
+            "device='cpu' or set ACCELERATE_USE_CPU=1 so that Accelerate joins the gloo process group."
+        )
+    return accelerator
+
+
+class EpochOrder(Sampler):
+    """The order of a data set's items in one epoch: a permutation drawn from ``(seed, epoch)`` alone.
+
+    Every process builds the same order without communicating, and an epoch's
+    order does not depend on what ran before it.
+
+    Parameters
+    ----------
+    n_items : int
+        Items in the data set.
+    shuffle : bool
+        Permute the items; otherwise they come in index order.
+    seed, epoch : int
+        Together they seed the permutation.
+    """
+
+    def __init__(self, n_items: int, *, shuffle: bool, seed: int, epoch: int):
+        self.n_items = n_items
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n_items
+
+    def __iter__(self):
+        if not self.shuffle:
+            return iter(range(self.n_items))
+        return iter(torch.randperm(self.n_items, generator=_generator(self.seed, self.epoch)).tolist())
+
+
+def _generator(seed: int, epoch: int) -> torch.Generator:
+    # One stream per (seed, epoch); the odd multiplier keeps nearby seeds' streams apart.
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(epoch)) % (2**63))
+
+
+class InMemoryBatches(TorchDataset):
+    """A map-style data set whose item ``i`` is the ``i``-th batch of rows of a tensor, as ``(X, None)``.
+
+    The rows are permuted once per epoch from ``(seed, epoch)``, then cut
+    into consecutive batches, so batches hold different rows every epoch.
+
+    Parameters
+    ----------
+    dataset : skorch.dataset.Dataset or torch.utils.data.Subset
+        What skorch hands its iterators: the input tensor as ``X``, or a
+        ``Subset`` of it after the validation split.
+    batch_size : int
+        Rows per batch; the last batch may be smaller.
+    shuffle : bool
+        Permute the rows.
+    seed, epoch : int
+        Seed the permutation.
+    """
+
+    def __init__(self, dataset, batch_size: int, *, shuffle: bool, seed: int, epoch: int):
+        if isinstance(dataset, Subset) and isinstance(dataset.dataset, SkorchDataset):
+            self.X = dataset.dataset.X
+            rows = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
+        elif isinstance(dataset, SkorchDataset):
+            self.X = dataset.X
+            rows = torch.arange(len(dataset.X))
+        else:
+            raise TypeError(
+                f"A data-parallel fit reads batches from a skorch Dataset (or a Subset of one) holding a tensor; "
+                f"got {type(dataset).__name__}."
+            )
+        if shuffle:
+            rows = rows[torch.randperm(len(rows), generator=_generator(seed, epoch))]
+        self.rows = rows
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.rows) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        start = index * self.batch_size
+        return self.X[self.rows[start : start + self.batch_size]], None
+
+
+class _ItemsByIndexList(TorchDataset):
+    """Fetch item ``ids[0]`` of ``batches`` for the one-element index lists a ``BatchSampler(..., 1)`` yields.
+
+    Accelerate shards a DataLoader through its batch sampler; one that makes
+    no batches of its own (``batch_size=None``) must be given a
+    ``BatchSampler`` as its sampler for that to happen.
+    """
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, ids):
+        (index,) = ids
+        return self.batches[index]
+
+
+def batch_loader(batches, *, shuffle: bool, seed: int, epoch: int) -> DataLoader:
+    """A DataLoader over ``batches`` that Accelerate can shard between processes.
+
+    This is the seam for every data source of a data-parallel fit: in-memory
+    rows (:class:`InMemoryBatches`) and on-disk data alike only need to be
+    a map-style data set whose item ``i`` is a whole batch ``(X_batch, None)``.
+
+    Parameters
+    ----------
+    batches : torch.utils.data.Dataset
+        Map-style data set of whole batches.
+    shuffle : bool
+        Visit the batches in an order drawn from ``(seed, epoch)``.
+    seed, epoch : int
+        Seed the order; equal on every process, so processes agree on it and
+        ``accelerator.prepare`` gives each a disjoint share.
+
+    Returns
+    -------
+    loader : torch.utils.data.DataLoader
+        Yields the batches, with no collation (``batch_size=None``).
+    """
+    order = EpochOrder(len(batches), shuffle=shuffle, seed=seed, epoch=epoch)
+    return DataLoader(
+        _ItemsByIndexList(batches), batch_size=None, sampler=BatchSampler(order, batch_size=1, drop_last=False)
+    )
+
+
+class DistributedSAENet(AccelerateMixin, SAENet):
+    """:class:`~sklearn_sae._training.SAENet` trained data-parallel by an :class:`accelerate.Accelerator`.
+
+    Build it with :func:`fit_data_parallel`, which turns it back into a plain
+    :class:`SAENet` after training.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As for :class:`SAENet` and :class:`skorch.hf.AccelerateMixin`;
+        ``device`` must be the accelerator's device.
+    order_seed : int, default=0
+        Seeds the order of the batches each epoch; must be equal on every process.
+    """
+
+    def __init__(self, *args, order_seed: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.order_seed = order_seed
+
+    @property
+    def _default_callbacks(self):
+        # The epoch table is the SAE's own EpochLog, run last; skorch's print log (which the mixin would point at
+        # the accelerator's printer) is not used.
+        return [(name, callback) for name, callback in super()._default_callbacks if name != "print_log"]
+
+    def _initialize_accelerator(self):
+        # Unlike the mixin: the criterion is left alone (no parameters: DDP refuses it on CPU, and the loss needs
+        # no syncing), and module_ stays the bare module the callbacks call methods of; the DDP wrapper sits beside
+        # it, in an attribute skorch does not track (it would otherwise be saved and moved as a second module).
+        if self._wrapped_with_accelerator:
+            return self
+        object.__setattr__(self, "_replica", self.accelerator.prepare(self.module_))
+        with self._current_init_context("optimizer"):
+            self.optimizer_ = self.accelerator.prepare(self.optimizer_)
+        self._wrapped_with_accelerator = True
+        return self
+
+    def _unwrap_accelerator(self):
+        # module_ is never wrapped, so there is nothing to undo, and the mixin's save_params / load_params may
+        # call this in the middle of training (a checkpoint) without losing the DDP wrapper.
+        pass
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        super().on_train_end(net, X=X, y=y, **kwargs)  # waits for every process
+        object.__setattr__(self, "_replica", None)
+        self._wrapped_with_accelerator = False
+
+    def infer(self, x, **fit_params):
+        replica = getattr(self, "_replica", None)
+        if replica is None or not self.module_.training:
+            return super().infer(x, **fit_params)  # evaluation needs no gradient sync
+        # SAENet.infer through the DDP wrapper, whose backward pass averages the gradients over the processes.
+        x = to_tensor(x, device=self.device)
+        with torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.amp):
+            output = replica(x, **fit_params)
+        aux = output.aux_residual_hat
+        return output._replace(x_hat=output.x_hat.float(), aux_residual_hat=None if aux is None else aux.float())
+
+    def evaluation_step(self, batch, training=False):
+        # The mixin gathers predictions from every process; the metrics are summed per process and added up at
+        # the end of the epoch instead (GlobalEpochMetrics), so each process keeps its own batch's output.
+        return super(AccelerateMixin, self).evaluation_step(batch, training=training)
+
+    def batches(self, dataset, *, training: bool, epoch: int):
+        """The map-style data set of whole batches for one epoch of ``dataset`` (see :func:`batch_loader`).
+
+        Override to read another kind of data: this is the only place that knows
+        how skorch's ``dataset`` becomes batches.
+        """
+        return InMemoryBatches(dataset, self.batch_size, shuffle=training, seed=self.order_seed, epoch=epoch)
+
+    def get_iterator(self, dataset, training=False):
+        epoch = len(self.history)  # skorch adds the epoch's row before asking for its batches
+        loader = batch_loader(self.batches(dataset, training=training, epoch=epoch), shuffle=training,
+                              seed=self.order_seed, epoch=epoch)
+        if self.accelerator.num_processes == 1:
+            # Nothing to share; and Accelerate 1.x cannot re-wrap a one-process loader of this shape (batch_size
+            # None with a BatchSampler as sampler: "multiple values for keyword argument 'batch_size'").
+            return loader
+        if training:
+            # Even shares: every process must take the same number of optimiser steps (each one syncs), so the
+            # shorter shares repeat a batch from the start of the epoch.
+            return self.accelerator.prepare(loader)
+        # Validation: disjoint shares without repeats, so the summed metrics count every row once.
+        from accelerate.data_loader import prepare_data_loader
+
+        state = self.accelerator.state
+        return prepare_data_loader(
+            loader, num_processes=state.num_processes, process_index=state.process_index, even_batches=False
+        )
+
+
+def _add_up_totals(totals, template: dict, device) -> None:
+    """Replace one split's running sums by their totals over all processes.
+
+    Every sum is added up in float64 (exact for counts below 2**53); boolean
+    masks (which latents fired) become "true in any process". A process
+    that saw no rows of the split contributes zeros shaped like ``template``
+    (the sums of a split it did see), so all processes send the same vector.
+    """
+    from accelerate.utils import reduce
+
+    sums = totals.sums if totals.sums is not None else {key: torch.zeros_like(value) for key, value in template.items()}
+    keys = sorted(sums)
+    flat = torch.cat(
+        [torch.tensor([totals.n_rows], dtype=torch.float64, device=device)]
+        + [sums[key].to(device, torch.float64).reshape(-1) for key in keys]
+    )
+    flat = reduce(flat, reduction="sum")
+    totals.n_rows = int(flat[0])
+    offset = 1
+    added_up = {}
+    for key in keys:
+        like = sums[key]
+        value = flat[offset : offset + like.numel()].reshape(like.shape)
+        added_up[key] = value > 0 if like.dtype == torch.bool else value
+        offset += like.numel()
+    totals.sums = added_up
+
+
+class GlobalEpochMetrics(EpochMetrics):
+    """:class:`~sklearn_sae._training.EpochMetrics` over the rows of all processes.
+
+    At the end of each epoch the per-process sums are added up across
+    processes, then recorded as usual; ``train_loss`` and ``valid_loss``
+    (which skorch records from the process's own batches) are replaced by
+    the loss over all processes, so early stopping decides the same
+    everywhere. Extra ``eval_sets`` are scored whole by every process.
+    Without a process group it is :class:`EpochMetrics`.
+    """
+
+    def on_epoch_end(self, net, **kwargs):
+        if _is_distributed(net):
+            self._add_up_over_processes(net, net.accelerator)
+        super().on_epoch_end(net, **kwargs)
+
+    def _add_up_over_processes(self, net, accelerator) -> None:
+        # Training always has rows in every process (the shares are even); validation may not.
+        template = self.totals_["train"].sums
+        for prefix, totals in self.totals_.items():
+            _add_up_totals(totals, template, accelerator.device)
+            if totals.n_rows:
+                _record_with_best(net.history, f"{prefix}_loss", totals.result()["loss"])
+
+
+def _record_with_best(history, key: str, value: float) -> None:
+    """Record ``key`` for the current epoch and whether it is the lowest so far, as skorch's scoring does."""
+    previous = [row[key] for row in history[:-1] if key in row]
+    history.record(key, value)
+    history.record(f"{key}_best", all(value <= earlier for earlier in previous))
+
+
+class BroadcastWeights(Callback):
+    """Copy rank 0's weights and buffers to every process once, after the start-of-training initialisation.
+
+    The module's random initialisation and ``pre_bias`` from the data are
+    seeded alike on every process already; this makes equal starting
+    weights a guarantee rather than a consequence.
+    """
+
+    def on_train_begin(self, net, **kwargs):
+        if not _is_distributed(net):
+            return
+        for tensor in net.module_.state_dict().values():
+            torch.distributed.broadcast(tensor.data, src=0)
+
+
+class SyncFiringCounts(Callback):
+    """Keep the module's count of rows since each latent fired global, as one process would count it.
+
+    After each training step every process has added its own rows and zeroed
+    the latents that fired in its own batch. The global count is zero where
+    a latent fired in any process, and otherwise the count before the step
+    plus the rows of all processes. Dead latents (``dead_window``, AuxK)
+    are then the same everywhere and mean the same as in a single-process fit.
+    """
+
+    def on_batch_begin(self, net, training=False, **kwargs):
+        if training and _is_distributed(net):
+            self.before_ = net.module_.rows_since_fired.clone()
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs):
+        if not (training and _is_distributed(net)):
+            return
+        counts = net.module_.rows_since_fired
+        fired_and_rows = torch.cat([(counts == 0).long(), counts.new_tensor([len(batch[0])])])
+        torch.distributed.all_reduce(fired_and_rows)
+        fired_anywhere, n_rows = fired_and_rows[:-1] > 0, fired_and_rows[-1]
+        counts.copy_(torch.where(fired_anywhere, 0, self.before_ + n_rows))
+
+    def on_train_end(self, net, **kwargs):
+        self.before_ = None
+
+
+def _is_distributed(net) -> bool:
+    accelerator = getattr(net, "accelerator", None)
+    return accelerator is not None and accelerator.num_processes > 1
+
+
+def _broadcast_seed(seed: int) -> int:
+    from accelerate.utils import broadcast_object_list
+
+    return int(broadcast_object_list([seed], from_process=0)[0])
+
+
+def _check_same_rows(X: torch.Tensor, accelerator) -> None:
+    """Raise on every process when the processes were not given the same rows.
+
+    Each process reads its share of the batches from its own copy of ``X``;
+    different copies would train on an unknown mixture. Compared: the
+    shape and two sums over all the values.
+    """
+    from accelerate.utils import gather
+
+    values = X.to(torch.float64)
+    signature = torch.tensor(
+        [X.shape[0], X.shape[1], values.sum(), values.square().sum()], dtype=torch.float64, device=accelerator.device
+    )
+    signatures = gather(signature.unsqueeze(0))
+    if torch.equal(signatures, signatures[:1].expand_as(signatures)):
+        return
+    shapes = [tuple(int(n) for n in row[:2]) for row in signatures]
+    if len(set(shapes)) > 1:
+        difference = f"shapes by process: {shapes}"
+    else:
+        difference = f"all of shape {shapes[0]}, different values"
+    raise ValueError(
+        f"distributed=True needs the same X in every process, but they differ ({difference}). Load the same full "
+        "data set in every process; each one reads its own share of the batches."
+    )
+
+
+def _single_process_net(net: DistributedSAENet) -> SAENet:
+    """A plain :class:`SAENet` with the trained net's state, minus everything about the accelerator."""
+    plain = SAENet.__new__(SAENet)
+    plain.__dict__.update({key: value for key, value in vars(net).items() if key not in _ACCELERATE_ATTRIBUTES})
+    plain._params_to_validate = net._params_to_validate - set(_ACCELERATE_ATTRIBUTES)
+    return plain
+
+
+def fit_data_parallel(build_net, X: torch.Tensor, *, n_train: int, batch_size: int, max_epochs: int, device: str,
+                      seed: int) -> SAENet:
+    """Train data-parallel over the processes of the current launch and return a plain, trained net.
+
+    Parameters
+    ----------
+    build_net : callable
+        ``build_net(total_steps=..., device=..., seed=...)`` returns the
+        :class:`SAENet` a single-process fit would train; it is trained here
+        as a :class:`DistributedSAENet` with the same settings.
+    X : torch.Tensor
+        All the rows, the same in every process.
+    n_train : int
+        Rows left for training after the validation split.
+    batch_size, max_epochs : int
+        Rows per batch in each process, and passes over the data.
+    device : str
+        The resolved device: ``"cpu"`` or ``"cuda"``.
+    seed : int
+        This process's seed; process 0's is used everywhere.
+
+    Returns
+    -------
+    net : SAENet
+        Trained, on this process's device, identical on every process, and
+        free of accelerator state (picklable, usable in a plain process).
+    """
+    accelerator = make_accelerator(device)
+    seed = _broadcast_seed(seed)
+    _check_same_rows(X, accelerator)
+    # The LR schedule and the annealing count this process's optimiser steps: its share of the batches, rounded
+    # up because the shorter shares repeat a batch (see DistributedSAENet.get_iterator).
+    steps_per_epoch = math.ceil(math.ceil(n_train / batch_size) / accelerator.num_processes)
+    # Accelerate names the CPU "cpu:0", a location torch cannot map a pickled tensor back to: say "cpu".
+    net_device = "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)
+    template = build_net(total_steps=steps_per_epoch * max_epochs, device=net_device, seed=seed)
+    net = _distributed_twin(template, accelerator, seed)
+    cuda_devices = [accelerator.device.index or 0] if accelerator.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):  # the caller's RNG is left as it was, as in a plain fit
+        torch.manual_seed(seed)
+        net.fit(X)
+    return _single_process_net(net)
+
+
+def _distributed_twin(net: SAENet, accelerator, seed: int) -> DistributedSAENet:
+    """A :class:`DistributedSAENet` with ``net``'s settings, metrics over all processes, printing on process 0 only."""
+    params = {
+        key: value
+        for key, value in net.get_params(deep=False).items()
+        if not key.startswith("_") and key != "callbacks__print_log"  # see DistributedSAENet._default_callbacks
+    }
+    callbacks = []
+    for name, callback in params.pop("callbacks"):
+        if isinstance(callback, EpochMetrics):
+            callback = GlobalEpochMetrics(callback.eval_sets, batch_size=callback.batch_size)
+        if not accelerator.is_main_process:
+            if name == "progress_bar":
+                continue
+            if hasattr(callback, "sink"):  # the epoch table, early stopping's message
+                callback.sink = noop
+        callbacks.append((name, callback))
+        if name == "init_pre_bias":
+            callbacks.append(("broadcast_weights", BroadcastWeights()))
+            callbacks.append(("sync_firing_counts", SyncFiringCounts()))
+    return DistributedSAENet(
+        callbacks=callbacks, accelerator=accelerator, order_seed=seed, **params
+    )
