@@ -16,7 +16,7 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import metrics
+from . import _streaming, metrics
 from ._activations import GUMBEL_CANDIDATES, GumbelTopK, TopK, TopKSelection, make_activation
 from ._training import build_net, release_training_state
 
@@ -337,6 +337,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self : SparseAutoencoderTransformer
             The fitted estimator.
         """
+        if _streaming.is_on_disk(X):
+            return self._fit_on_disk(X, eval_sets)
         X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
         n_samples, n_features = X.shape
         n_latents = self._resolve_n_latents(n_features)
@@ -358,6 +360,41 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self._set_fitted(net)
         _warn_if_not_annealed(net.module_.activation, stacklevel=4)  # fit's caller
         return self
+
+    def _fit_on_disk(self, X, eval_sets):
+        """``fit`` on an h5py dataset or memmap: rows are read in shuffled blocks, never loaded whole."""
+        rows = _streaming.OnDiskRows(X)
+        self.n_features_in_ = rows.n_features
+        if hasattr(self, "feature_names_in_"):  # as validate_data(reset=True) does for unnamed columns
+            del self.feature_names_in_
+        n_latents = self._resolve_n_latents(rows.n_features)
+        device = resolve_device(self.device)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        n_train, n_batches = _streaming.n_train_batches(
+            rows, validation_fraction=self.validation_fraction, seed=seed, batch_size=self.batch_size
+        )
+        self._check_n_train(n_train, n_latents)
+        net = self._build_net(
+            rows.n_features,
+            n_latents,
+            total_steps=n_batches * self.max_epochs,
+            device=device,
+            seed=seed,
+            eval_tensors=self._validate_eval_sets(eval_sets),
+        )
+        _streaming.configure_net(
+            net, rows, validation_fraction=self.validation_fraction, seed=seed, pre_bias_init=self.pre_bias_init
+        )
+        with _seeded_torch(device, seed):
+            net.fit(rows)
+        self._set_fitted(net)
+        _warn_if_not_annealed(net.module_.activation, stacklevel=5)  # fit's caller
+        return self
+
+    def _on_disk_blocks(self, X):
+        """Checked float32 blocks of an on-disk ``X`` of the fitted width, sized as inference blocks."""
+        block_rows = max(1, ENCODE_BLOCK_ELEMENTS // max(self.n_latents_, self.n_features_in_))
+        return _streaming.row_blocks(X, n_features=self.n_features_in_, block_rows=block_rows)
 
     def _resolve_n_latents(self, n_features: int) -> int:
         """``n_latents``, its default filled in, checked against ``k`` and ``aux_k``."""
@@ -572,6 +609,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             activations. CSR when ``sparse_output=True``.
         """
         check_is_fitted(self)
+        if _streaming.is_on_disk(X):
+            return _streaming.collect_blocks(map(self._encode, self._on_disk_blocks(X)), X.shape[0])
         X = validate_data(self, X, dtype=np.float32, reset=False)
         return self._encode(X)
 
@@ -613,6 +652,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         X_hat : ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
+        if _streaming.is_on_disk(X):
+            return _streaming.collect_blocks(map(self._reconstruct, self._on_disk_blocks(X)), X.shape[0])
         return self._reconstruct(validate_data(self, X, dtype=np.float32, reset=False))
 
     @torch.no_grad()
@@ -644,6 +685,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             1 for a perfect reconstruction, 0 for one no better than the mean row.
         """
         check_is_fitted(self)
+        if _streaming.is_on_disk(X):
+            return 1.0 - _streaming.streaming_fvu((block, self._reconstruct(block)) for block in self._on_disk_blocks(X))
         X = validate_data(self, X, dtype=np.float32, reset=False)
         return 1.0 - metrics.fvu(X, self._reconstruct(X))
 
