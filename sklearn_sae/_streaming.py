@@ -308,7 +308,8 @@ class BlockBatches(torch.utils.data.Dataset):
     def _load_window(self, window: int) -> None:
         blocks = self._windows[window]
         if self._buffer is None:
-            capacity = self.blocks_per_window * self.rows.block_rows
+            largest_blocks = np.sort(self.rows.block_sizes(self.blocks))[::-1][: self.blocks_per_window]
+            capacity = int(largest_blocks.sum())  # no larger than the rows served, for small inputs
             self._buffer = np.empty((capacity, self.rows.n_features), dtype=self.rows.dtype)
         n_rows = 0
         for block in np.sort(blocks):  # file order within a window: sequential reads
