@@ -385,11 +385,10 @@ def configure_net(net, rows: OnDiskRows, *, validation_fraction: float, seed: in
     )
 
 
-def n_train_batches(rows: OnDiskRows, *, validation_fraction: float, seed: int, batch_size: int) -> tuple[int, int]:
-    """Training rows and training batches per epoch (the first epoch's; later ones differ by a batch at most)."""
+def train_batches_per_epoch(rows: OnDiskRows, *, validation_fraction: float, seed: int, batch_size: int) -> int:
+    """Training batches of the first epoch, for the LR schedule (later epochs differ by a batch at most)."""
     train, _ = BlockSplit(validation_fraction, seed).blocks(rows)
-    batches = BlockBatches(rows, train, batch_size, shuffle=True, seed=seed)
-    return int(rows.block_sizes(train).sum()), len(batches)
+    return len(BlockBatches(rows, train, batch_size, shuffle=True, seed=seed))
 
 
 def row_blocks(X, *, n_features, block_rows, estimator_name="SparseAutoencoderTransformer"):

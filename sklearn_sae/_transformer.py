@@ -323,7 +323,10 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training rows, at least 2; converted to float32.
+            Training rows, at least 2; converted to float32. An
+            ``h5py.Dataset`` or a ``numpy.memmap`` stays on disk: each epoch
+            reads it once in chunk-aligned blocks, shuffled within a buffer
+            of about 128 MiB, and whole blocks are held out for validation.
         y : None
             Ignored; present for API consistency.
         eval_sets : dict of str to array-like, default=None
@@ -370,10 +373,10 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         n_latents = self._resolve_n_latents(rows.n_features)
         device = resolve_device(self.device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        n_train, n_batches = _streaming.n_train_batches(
+        self._check_n_train(rows.n_rows, n_latents)  # whole blocks are held out: the row count is close
+        n_batches = _streaming.train_batches_per_epoch(
             rows, validation_fraction=self.validation_fraction, seed=seed, batch_size=self.batch_size
         )
-        self._check_n_train(n_train, n_latents)
         net = self._build_net(
             rows.n_features,
             n_latents,
@@ -600,7 +603,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Rows to encode.
+            Rows to encode. An ``h5py.Dataset`` or a ``numpy.memmap`` is read
+            block by block (the codes are built block by block too).
 
         Returns
         -------

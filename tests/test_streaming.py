@@ -197,9 +197,9 @@ def test_wrong_width_is_refused_at_inference(tmp_path, signals):
 
 
 def test_validation_fraction_too_large_for_the_blocks(tmp_path, signals):
-    X_disk = _memmap(tmp_path / "X.npy", signals[:4])
-    with pytest.raises(ValueError, match="holds out all"):
-        SparseAutoencoderTransformer(**{**SMALL, "validation_fraction": 0.9}).fit(X_disk)
+    X_disk = _memmap(tmp_path / "X.npy", signals[:200])  # 50 blocks of 4 rows
+    with pytest.raises(ValueError, match="holds out all 50 blocks"), pytest.warns(UserWarning, match="training rows"):
+        SparseAutoencoderTransformer(**{**SMALL, "validation_fraction": 0.99}).fit(X_disk)
 
 
 def test_no_validation_fit_and_pickle(tmp_path, signals):
