@@ -68,9 +68,11 @@ def bench_speed(args, tmp):
     n_seen = args.rows  # one epoch: training and validation rows are both read once
     rates = {name: n_seen / min(values) for name, values in times.items()}
     print(f"speed: {args.rows} rows x {args.width} (float16 on disk), n_latents={sae.n_latents_}, k=32, "
-          f"batch_size={args.batch_size}, 1 epoch, device={args.device}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+          f"batch_size={args.batch_size}, 1 epoch, device={args.device}, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     for name, values in times.items():
-        print(f"  {name:10s} best {min(values):7.2f} s of {[round(v, 2) for v in values]}  -> {rates[name]:9.0f} rows/s")
+        tries = [round(v, 2) for v in values]
+        print(f"  {name:10s} best {min(values):7.2f} s of {tries}  -> {rates[name]:9.0f} rows/s")
     print(f"  streaming / in-memory rows per second: {rates['streaming'] / rates['in-memory']:.2f}")
 
 
@@ -128,12 +130,14 @@ def bench_quality(args, tmp):
     print(f"quality: make_sparse_signals 20k x 64 (256 atoms, 4 active, noise 0.05), n_latents=256, k=4, 5 epochs, "
           f"held-out score on 5k rows, seeds 0..{args.seeds - 1}")
     for name, values in scores.items():
-        print(f"  {name:10s} mean {np.mean(values):.4f} sd {np.std(values, ddof=1):.4f}  {np.round(values, 4).tolist()}")
+        spread = np.std(values, ddof=1)
+        print(f"  {name:10s} mean {np.mean(values):.4f} sd {spread:.4f}  {np.round(values, 4).tolist()}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", nargs="*", default=["speed", "memory", "quality"], choices=["speed", "memory", "quality"])
+    kinds = ["speed", "memory", "quality"]
+    parser.add_argument("what", nargs="*", help=f"any of {', '.join(kinds)} (default: all)")
     parser.add_argument("--rows", type=int, default=20_000, help="rows of the speed file")
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -145,8 +149,11 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tmp", default=None, help="folder for the files (default: a temporary one)")
     args = parser.parse_args()
+    unknown = set(args.what) - set(kinds)
+    if unknown:
+        parser.error(f"unknown measurement(s) {sorted(unknown)}; choose from {kinds}")
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-        for what in args.what:
+        for what in args.what or kinds:
             globals()[f"bench_{what}"](args, tmp)
 
 

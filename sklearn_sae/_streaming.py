@@ -99,7 +99,9 @@ def check_on_disk(X, *, n_features=None, min_rows=1, estimator_name="SparseAutoe
         )
     n_rows, width = (int(size) for size in X.shape)
     if n_rows < min_rows:
-        raise ValueError(f"Found array with {n_rows} sample(s) (shape={tuple(X.shape)}) while a minimum of {min_rows} is required.")
+        raise ValueError(
+            f"Found array with {n_rows} sample(s) (shape={tuple(X.shape)}) while a minimum of {min_rows} is required."
+        )
     if width < 1:
         raise ValueError(f"Found array with 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is required.")
     if n_features is not None and width != n_features:

@@ -690,7 +690,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         """
         check_is_fitted(self)
         if _streaming.is_on_disk(X):
-            return 1.0 - _streaming.streaming_fvu((block, self._reconstruct(block)) for block in self._on_disk_blocks(X))
+            pairs = ((block, self._reconstruct(block)) for block in self._on_disk_blocks(X))
+            return 1.0 - _streaming.streaming_fvu(pairs)
         X = validate_data(self, X, dtype=np.float32, reset=False)
         return 1.0 - metrics.fvu(X, self._reconstruct(X))
 
