@@ -117,8 +117,8 @@ def bench_memory(args, tmp):
 
 
 def bench_quality(args, tmp):
-    X, *_ = make_sparse_signals(n_samples=20_000, n_features=64, n_atoms=256, n_active=4, noise=0.05, random_state=0)
-    X_test = make_sparse_signals(n_samples=5_000, n_features=64, n_atoms=256, n_active=4, noise=0.05, random_state=1)[0]
+    rows = make_sparse_signals(n_samples=25_000, n_features=64, n_atoms=256, n_active=4, noise=0.05, random_state=0)[0]
+    X, X_test = rows[:20_000], rows[20_000:]  # one draw of the dictionary; the last 5k rows are held out
     path = Path(tmp) / "quality.npy"
     np.save(path, X)
     X_disk = np.load(path, mmap_mode="r")

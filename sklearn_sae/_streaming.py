@@ -2,8 +2,9 @@
 
 An on-disk input is never loaded whole. Its rows are cut into contiguous
 *blocks* of :attr:`OnDiskRows.block_rows` rows, aligned to the HDF5 chunks
-(about 1 MiB each), because whole chunks read in one call are an order of
-magnitude faster than scattered rows. Each training epoch:
+(about 1 MiB each; small inputs get at least 64 blocks, aligned or not),
+because whole chunks read in one call are an order of magnitude faster than
+scattered rows. Each training epoch:
 
 1. the training blocks are put in an order drawn from ``(seed, epoch)``;
 2. consecutive blocks of that order fill a *window* (the shuffle buffer, at
@@ -27,9 +28,9 @@ item ``i`` is the ``i``-th batch of the current epoch: a CPU tensor of shape
 of the current epoch and ``set_epoch(epoch)`` draws that epoch's order, so it
 can be served by ``DataLoader(batches, batch_size=None)`` with a sequential
 sampler (and ``pin_memory=True`` on CUDA). The batches of one window are
-consecutive ids and the dataset keeps one window loaded, so a sampler that
-hands each rank whole runs of ids (whole windows) reads every row once over
-all ranks; one that deals ids out in turn makes every rank read every window.
+consecutive ids (:meth:`BlockBatches.window_batches`) and the dataset keeps
+one window loaded, so a sampler that hands each rank whole windows reads
+every row once over all ranks; one that deals ids out in turn makes every rank read every window.
 h5py datasets do not pickle: use no DataLoader workers, or reopen the file in
 each worker (on two cores, workers were slower than none).
 :class:`StreamingBatches` is the single-process iterator that skorch drives:
@@ -293,6 +294,10 @@ class BlockBatches(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return int(self._first_batch[-1])
+
+    def window_batches(self) -> list[range]:
+        """The batch ids of each window of the current epoch: the units to shard over ranks."""
+        return [range(int(a), int(b)) for a, b in zip(self._first_batch[:-1], self._first_batch[1:])]
 
     def __getitem__(self, index: int) -> torch.Tensor:
         if not 0 <= index < len(self):
