@@ -9,6 +9,8 @@ Three measurements (each can be run alone):
   fresh child process) of a one-epoch streaming fit on an HDF5 file of ``--memory-gib``
   GiB of float32 rows. An HDF5 file, not a memmap: the pages a memmap maps count in RSS
   although the kernel can drop them at will, which would measure the page cache.
+* ``read``: rows per second of the batch iterators alone (no training), streaming from a warm
+  float16 HDF5 file against slicing an in-memory float32 tensor: the ceiling a fast GPU sees.
 * ``quality``: held-out ``score`` of streaming and in-memory fits of the same synthetic
   rows over several seeds.
 
@@ -76,8 +78,37 @@ def bench_speed(args, tmp):
     print(f"  streaming / in-memory rows per second: {rates['streaming'] / rates['in-memory']:.2f}")
 
 
-def _peak_growth_child(path, n_latents, batch_size, device):
-    """Run in a fresh process: one-epoch fit on the file; print RSS before and peak after, in MiB."""
+def bench_read(args, tmp):
+    import torch
+
+    from sklearn_sae import _streaming
+    from sklearn_sae._training import TensorBatches
+
+    n_rows = 5 * args.rows
+    path = Path(tmp) / "read.h5"
+    _write_h5(path, n_rows, args.width, np.float16)
+    _warm(path)
+    with h5py.File(path, "r") as f:
+        rows = _streaming.OnDiskRows(f["X"])
+        streaming = _streaming.StreamingBatches(
+            _streaming.BlockSubset(rows, np.arange(rows.n_blocks), seed=0), args.batch_size, shuffle=True
+        )
+        X = torch.from_numpy(f["X"][:].astype(np.float32))
+    in_memory = TensorBatches(type("Rows", (), {"X": X})(), args.batch_size, shuffle=True)
+    with h5py.File(path, "r") as f:
+        streaming.batches.rows.source = f["X"]
+        for name, iterator in (("in-memory", in_memory), ("streaming", streaming)):
+            start = time.perf_counter()
+            n_seen = sum(len(x) for x, _ in iterator)
+            seconds = time.perf_counter() - start
+            print(f"read: {name:10s} {n_seen} rows x {args.width} in {seconds:.2f} s -> {n_seen / seconds:9.0f} rows/s")
+
+
+def _peak_growth_child(path, n_latents, batch_size, device, in_memory=False):
+    """Run in a fresh process: one-epoch fit on the file; print RSS before and peak after, in MiB.
+
+    ``in_memory=True`` loads the rows first (inside the measured span), as a fit of an array would.
+    """
 
     def status(key):
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -91,7 +122,7 @@ def _peak_growth_child(path, n_latents, batch_size, device):
         )
         before = status("VmRSS")
         start = time.perf_counter()
-        sae.fit(X)
+        sae.fit(X[:] if in_memory else X)
         seconds = time.perf_counter() - start
         print(f"{before:.0f} {status('VmHWM'):.0f} {seconds:.1f} {sae.score(X[:10_000]):.4f}")
 
@@ -106,12 +137,13 @@ def bench_memory(args, tmp):
           f"in {time.perf_counter() - start:.0f} s")
     code = (
         "import sys; sys.path.insert(0, {here!r}); from bench_streaming import _peak_growth_child as run; "
-        "run({path!r}, {n_latents}, {batch_size}, {device!r})"
+        "run({path!r}, {n_latents}, {batch_size}, {device!r}, {in_memory})"
     ).format(here=str(Path(__file__).parent), path=str(path), n_latents=args.memory_latents,
-             batch_size=args.memory_batch_size, device=args.device)
+             batch_size=args.memory_batch_size, device=args.device, in_memory=args.memory_in_memory)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
     before, peak, seconds, score = float(out[0]), float(out[1]), float(out[2]), float(out[3])
-    print(f"  one epoch, n_latents={args.memory_latents}, k=8, batch_size={args.memory_batch_size}: {seconds:.0f} s "
+    arm = "in-memory (X[:] loaded)" if args.memory_in_memory else "streaming"
+    print(f"  {arm}, one epoch, n_latents={args.memory_latents}, k=8, batch_size={args.memory_batch_size}: {seconds:.0f} s "
           f"({n_rows / seconds:.0f} rows/s); RSS before fit {before:.0f} MiB, peak {peak:.0f} MiB, "
           f"growth {peak - before:.0f} MiB; score on 10k rows {score:.3f}")
 
@@ -136,7 +168,7 @@ def bench_quality(args, tmp):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    kinds = ["speed", "memory", "quality"]
+    kinds = ["speed", "read", "memory", "quality"]
     parser.add_argument("what", nargs="*", help=f"any of {', '.join(kinds)} (default: all)")
     parser.add_argument("--rows", type=int, default=20_000, help="rows of the speed file")
     parser.add_argument("--width", type=int, default=1024)
@@ -145,6 +177,7 @@ def main():
     parser.add_argument("--memory-gib", type=float, default=4.0)
     parser.add_argument("--memory-latents", type=int, default=256)
     parser.add_argument("--memory-batch-size", type=int, default=4096)
+    parser.add_argument("--memory-in-memory", action="store_true", help="measure the in-memory fit instead")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tmp", default=None, help="folder for the files (default: a temporary one)")
