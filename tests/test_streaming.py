@@ -147,6 +147,9 @@ def test_batches_cover_every_training_row_once_in_a_new_order_each_epoch(tmp_pat
     assert max(len(batches[i]) for i in range(len(batches))) == 32
     windows = batches.window_batches()
     assert len(windows) == math.ceil(len(train) / 20) and windows[-1].stop == len(batches)
+    # Windows draw their blocks from the whole file, not from consecutive runs of it.
+    first_window_blocks = set(torch.cat([batches[i] for i in windows[0]])[:, 0].numpy() // 2 // 10)
+    assert len(first_window_blocks) == 20 and first_window_blocks != set(train[:20])
 
 
 def test_batches_are_served_by_a_dataloader(tmp_path, signals):
