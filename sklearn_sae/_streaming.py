@@ -90,6 +90,11 @@ def is_on_disk(X) -> bool:
 def check_on_disk(X, *, n_features=None, min_rows=1, estimator_name="SparseAutoencoderTransformer"):
     """Check an on-disk array's shape and dtype without reading it; return ``(n_rows, n_features)``."""
     kind = type(X).__name__
+    if hasattr(X, "id") and not X.id.valid:
+        raise ValueError(
+            "The h5py dataset belongs to a file that is closed. Keep the file open while the estimator reads it, "
+            "e.g. inside `with h5py.File(path) as f: sae.fit(f['X'])`."
+        )
     if len(X.shape) != 2:
         raise ValueError(f"Expected a 2-D {kind} of shape (n_samples, n_features), got shape {tuple(X.shape)}.")
     dtype = np.dtype(X.dtype)

@@ -203,6 +203,13 @@ def test_bad_on_disk_inputs_are_refused_before_reading(tmp_path, make, error, ma
         SparseAutoencoderTransformer(**SMALL).fit(make(tmp_path))
 
 
+def test_closed_file_is_reported(tmp_path, signals):
+    X_disk = _h5(tmp_path / "X.h5", signals)
+    X_disk.file.close()
+    with pytest.raises(ValueError, match="file that is closed"):
+        SparseAutoencoderTransformer(**SMALL).fit(X_disk)
+
+
 def test_wrong_width_is_refused_at_inference(tmp_path, signals):
     sae = SparseAutoencoderTransformer(**{**SMALL, "max_epochs": 1}).fit(signals)
     X_disk = _memmap(tmp_path / "X.npy", signals[:, :8])
