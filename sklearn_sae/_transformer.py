@@ -18,7 +18,7 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _interop, _persistence, metrics
+from . import _interop, _persistence, _streaming, metrics
 from ._activations import GUMBEL_CANDIDATES, GumbelTopK, TopK, TopKSelection, make_activation
 from ._checkpoint import open_checkpoint, training_fingerprint
 from ._distributed import fit_data_parallel
@@ -370,7 +370,10 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training rows, at least 2; converted to float32.
+            Training rows, at least 2; converted to float32. An
+            ``h5py.Dataset`` or a ``numpy.memmap`` stays on disk: each epoch
+            reads it once in chunk-aligned blocks, shuffled within a buffer
+            of about 128 MiB, and whole blocks are held out for validation.
         y : None
             Ignored; present for API consistency.
         eval_sets : dict of str to array-like, default=None
@@ -384,6 +387,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self : SparseAutoencoderTransformer
             The fitted estimator.
         """
+        if _streaming.is_on_disk(X):
+            return self._fit_on_disk(X, eval_sets)
         X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
         n_samples, n_features = X.shape
         n_latents = self._resolve_n_latents(n_features)
@@ -392,11 +397,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         n_train = self._check_n_train(n_samples, n_latents)
         eval_tensors = self._validate_eval_sets(eval_sets)
         if self.distributed:  # one model over the processes of a launch; the ranks are _distributed's business
-            if self.checkpoint_dir is not None:
-                raise ValueError(
-                    "checkpoint_dir is not supported with distributed=True yet: the processes of a launch would "
-                    "each write and resume their own checkpoint. Set checkpoint_dir=None, or distributed=False."
-                )
+            self._open_checkpoint(X, eval_tensors, seed)  # refuses a checkpoint_dir
             net = fit_data_parallel(
                 functools.partial(self._build_net, n_features, n_latents, eval_tensors=eval_tensors),
                 torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True)),
@@ -405,11 +406,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             self._set_fitted(net)
             _warn_if_not_annealed(net.module_.activation, stacklevel=4)
             return self
-        checkpoint, epochs_done = None, 0
-        if self.checkpoint_dir is not None:
-            fingerprint = training_fingerprint(self.get_params(deep=False), X, eval_tensors)
-            checkpoint = open_checkpoint(self.checkpoint_dir, fingerprint, seed=seed)
-            seed, epochs_done = checkpoint.seed, checkpoint.epochs_done  # a resumed fit keeps its validation split
+        checkpoint, seed, epochs_done = self._open_checkpoint(X, eval_tensors, seed)
         net = self._build_net(
             n_features,
             n_latents,
@@ -520,6 +517,73 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             net.history = fitted_net.history
         return net
 
+    def _open_checkpoint(self, X, eval_tensors, seed):
+        """The checkpoint callback of this fit, the seed it runs with and the epochs already done.
+
+        Without ``checkpoint_dir`` that is ``(None, seed, 0)``. A fit that
+        resumes takes the seed of the fit it continues, so its validation split
+        and batch order are those of the interrupted fit.
+        """
+        if self.checkpoint_dir is None:
+            return None, seed, 0
+        if self.distributed:
+            raise ValueError(
+                "checkpoint_dir is not supported with distributed=True yet: the processes of a launch would "
+                "each write and resume their own checkpoint. Set checkpoint_dir=None, or distributed=False."
+            )
+        fingerprint = training_fingerprint(self.get_params(deep=False), X, eval_tensors)
+        checkpoint = open_checkpoint(self.checkpoint_dir, fingerprint, seed=seed)
+        return checkpoint, checkpoint.seed, checkpoint.epochs_done
+
+    def _fit_on_disk(self, X, eval_sets):
+        """``fit`` on an h5py dataset or memmap: rows are read in shuffled blocks, never loaded whole."""
+        rows = _streaming.OnDiskRows(X)
+        self.n_features_in_ = rows.n_features
+        if hasattr(self, "feature_names_in_"):  # as validate_data(reset=True) does for unnamed columns
+            del self.feature_names_in_
+        n_latents = self._resolve_n_latents(rows.n_features)
+        device = resolve_device(self.device)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        # whole blocks are held out: the row count is close; the warning points past _fit_on_disk to fit's caller
+        self._check_n_train(rows.n_rows, n_latents, stacklevel=5)
+        if self.distributed:
+            raise ValueError(
+                "distributed=True trains on in-memory arrays only for now; load the rows into memory "
+                "(X[:] for an h5py dataset, np.asarray for a memmap), or fit this on-disk X with distributed=False."
+            )
+        eval_tensors = self._validate_eval_sets(eval_sets)
+        checkpoint, seed, epochs_done = self._open_checkpoint(X, eval_tensors, seed)
+        n_batches = _streaming.train_batches_per_epoch(
+            rows, validation_fraction=self.validation_fraction, seed=seed, batch_size=self.batch_size
+        )
+        net = self._build_net(
+            rows.n_features,
+            n_latents,
+            total_steps=n_batches * self.max_epochs,
+            device=device,
+            seed=seed,
+            eval_tensors=eval_tensors,
+            checkpoint=checkpoint,
+        )
+        _streaming.configure_net(
+            net,
+            rows,
+            validation_fraction=self.validation_fraction,
+            seed=seed,
+            pre_bias_init=self.pre_bias_init,
+            first_epoch=epochs_done,
+        )
+        with _seeded_torch(device, seed):
+            net.fit(rows, epochs=self.max_epochs - epochs_done)
+        self._set_fitted(net)
+        _warn_if_not_annealed(net.module_.activation, stacklevel=5)  # fit's caller
+        return self
+
+    def _on_disk_blocks(self, X):
+        """Checked float32 blocks of an on-disk ``X`` of the fitted width, sized as inference blocks."""
+        block_rows = max(1, ENCODE_BLOCK_ELEMENTS // max(self.n_latents_, self.n_features_in_))
+        return _streaming.row_blocks(X, n_features=self.n_features_in_, block_rows=block_rows)
+
     def _resolve_n_latents(self, n_features: int) -> int:
         """``n_latents``, its default filled in, checked against ``k`` and ``aux_k``."""
         n_latents = self.n_latents
@@ -534,7 +598,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             raise ValueError("aux_k applies to the top-k activations only; set aux_k=None for activation='relu'.")
         return n_latents
 
-    def _check_n_train(self, n_samples: int, n_latents: int) -> int:
+    def _check_n_train(self, n_samples: int, n_latents: int, *, stacklevel: int = 4) -> int:
         """Training rows left after the validation split; warns when there are fewer than latents."""
         n_valid = math.ceil(self.validation_fraction * n_samples)
         if n_samples - n_valid < 1:
@@ -548,7 +612,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                 "cannot be learned from the data (most latents see too few rows to mean anything). Give more rows, "
                 "or lower n_latents (it defaults to 4 x n_features).",
                 UserWarning,
-                stacklevel=4,  # the caller of fit, past fit and sklearn's _fit_context wrapper
+                stacklevel=stacklevel,  # the caller of fit, past fit and sklearn's _fit_context wrapper
             )
         return n_train
 
@@ -730,7 +794,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Rows to encode.
+            Rows to encode. An ``h5py.Dataset`` or a ``numpy.memmap`` is read
+            block by block (the codes are built block by block too).
 
         Returns
         -------
@@ -739,6 +804,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             activations. CSR when ``sparse_output=True``.
         """
         check_is_fitted(self)
+        if _streaming.is_on_disk(X):
+            return _streaming.collect_blocks(map(self._encode, self._on_disk_blocks(X)), X.shape[0])
         X = validate_data(self, X, dtype=np.float32, reset=False)
         return self._encode(X)
 
@@ -780,6 +847,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         X_hat : ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
+        if _streaming.is_on_disk(X):
+            return _streaming.collect_blocks(map(self._reconstruct, self._on_disk_blocks(X)), X.shape[0])
         return self._reconstruct(validate_data(self, X, dtype=np.float32, reset=False))
 
     @torch.no_grad()
@@ -811,6 +880,9 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             1 for a perfect reconstruction, 0 for one no better than the mean row.
         """
         check_is_fitted(self)
+        if _streaming.is_on_disk(X):
+            pairs = ((block, self._reconstruct(block)) for block in self._on_disk_blocks(X))
+            return 1.0 - _streaming.streaming_fvu(pairs)
         X = validate_data(self, X, dtype=np.float32, reset=False)
         return 1.0 - metrics.fvu(X, self._reconstruct(X))
 
