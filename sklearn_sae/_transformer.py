@@ -338,6 +338,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             The fitted estimator.
         """
         X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
+        _check_magnitude(X)
         n_samples, n_features = X.shape
         n_latents = self._resolve_n_latents(n_features)
         device = resolve_device(self.device)
@@ -494,7 +495,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                 raise ValueError(
                     f"eval_sets name {name!r} is not allowed: use an identifier other than 'train' and 'valid'."
                 )
-            X_eval = validate_data(self, X_eval, dtype=np.float32, reset=False)
+            X_eval = _check_magnitude(validate_data(self, X_eval, dtype=np.float32, reset=False), name=f"eval_sets[{name!r}]")
             tensors[name] = torch.from_numpy(np.array(X_eval, dtype=np.float32, order="C", copy=True))
         return tensors
 
@@ -572,7 +573,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             activations. CSR when ``sparse_output=True``.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float32, reset=False)
+        X = _check_magnitude(validate_data(self, X, dtype=np.float32, reset=False))
         return self._encode(X)
 
     def inverse_transform(self, X):
@@ -597,7 +598,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         codes = check_array(X, accept_sparse="csr", dtype=np.float32, input_name="codes")
         if codes.shape[1] != self.n_latents_:
             raise ValueError(f"codes have {codes.shape[1]} columns but this model has n_latents_={self.n_latents_}.")
-        return self._decode(codes)
+        return self._decode(_check_magnitude(codes, name="codes"))
 
     @torch.no_grad()
     def reconstruct(self, X):
@@ -613,7 +614,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         X_hat : ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
-        return self._reconstruct(validate_data(self, X, dtype=np.float32, reset=False))
+        return self._reconstruct(_check_magnitude(validate_data(self, X, dtype=np.float32, reset=False)))
 
     @torch.no_grad()
     def _reconstruct(self, X):
@@ -644,7 +645,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             1 for a perfect reconstruction, 0 for one no better than the mean row.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float32, reset=False)
+        X = _check_magnitude(validate_data(self, X, dtype=np.float32, reset=False))
         return 1.0 - metrics.fvu(X, self._reconstruct(X))
 
     # ------------------------------------------------------ sklearn plumbing
@@ -673,6 +674,25 @@ def _as_tensor(block: np.ndarray) -> torch.Tensor:
     warning, so they are copied, one block at a time.
     """
     return torch.from_numpy(block if block.flags.writeable else block.copy())
+
+
+def _check_magnitude(X, *, name="X"):
+    """Return ``X`` (validated float32, dense or sparse) after checking its values are small enough.
+
+    The model squares and sums each row in float32 (the row standardisation,
+    the loss), which overflows to inf, and then gives NaN or meaningless
+    codes, once a value passes ``sqrt(float32 max / n_features) / 2``
+    (about 2.9e17 for 1,024 features).
+    """
+    values = X.data if sp.issparse(X) else X
+    largest = float(np.abs(values).max()) if values.size else 0.0
+    limit = math.sqrt(np.finfo(np.float32).max / max(X.shape[1], 1)) / 2
+    if largest > limit:
+        raise ValueError(
+            f"{name} holds a value of magnitude {largest:.3g}, above {limit:.3g}: float32 computations on rows of "
+            f"{X.shape[1]} such values overflow. Rescale {name} (embeddings are usually of order 1)."
+        )
+    return X
 
 
 def _resolve_steps(value, total_steps: int, *, minimum: int) -> int:

@@ -23,6 +23,8 @@ from h5py import h5, h5d, h5s, h5t
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 
+from ._atomic import atomic_file
+
 __all__ = ["load_embeddings", "load_protein_labels", "save_embeddings", "train_val_test_split", "make_sparse_signals"]
 
 _LAYOUTS = ("uniprot", "matrix")
@@ -424,7 +426,8 @@ def save_embeddings(path, ids, X, *, layout="uniprot", dtype=np.float16):
     Parameters
     ----------
     path : str or os.PathLike
-        The file to write. An existing file is overwritten.
+        The file to write. An existing file is replaced only once the new
+        one is complete: an interrupted save leaves it as it was.
     ids : sequence of str of length n_proteins
         Unique, non-empty protein accessions. With ``layout="uniprot"`` they
         become dataset names, so they may not contain ``"/"`` or be ``"."``.
@@ -468,7 +471,9 @@ def save_embeddings(path, ids, X, *, layout="uniprot", dtype=np.float16):
         _check_dataset_names(ids)
     X = _check_embeddings_to_save(X, ids, dtype)
     path = Path(path)
-    with h5py.File(path, "w") as f:
+    # Written beside path and renamed over it once complete: an interrupted
+    # save never leaves a truncated file, nor damages the one already there.
+    with atomic_file(path, suffix=".h5") as temporary, h5py.File(temporary, "w") as f:
         if layout == "uniprot":
             for acc, row in zip(ids, X):
                 f.create_dataset(acc, data=row)
