@@ -78,9 +78,10 @@ def load_embeddings(path, *, ids=None, dtype=np.float32):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is not HDF5, holds no embeddings, or holds anything the
-        layout does not allow: a group or a 2-D dataset among the vectors of
-        the ``"uniprot"`` layout, vectors of different lengths, non-numeric
+        If the file is not HDF5 or is damaged (HDF5 cannot read it), holds
+        no embeddings, or holds anything the layout does not allow: a group
+        or a 2-D dataset among the vectors of the ``"uniprot"`` layout,
+        vectors of different lengths, non-numeric
         or non-finite values, duplicate ids, or an ``ids`` dataset whose
         length differs from the number of ``embeddings`` rows. Also if some
         of the requested ``ids`` are not in the file. Each message names the
@@ -106,20 +107,38 @@ def load_embeddings(path, *, ids=None, dtype=np.float32):
     path = _check_readable_hdf5(path)
     dtype = _check_float_dtype(dtype)
     wanted = None if ids is None else _check_ids(ids, what="ids")
-    with h5py.File(path, "r") as f:
-        names = _root_names(f)
-        if not names:
-            raise ValueError(f"Embeddings file {path!r} contains no datasets.")
-        present = [key for key in _MATRIX_KEYS if key in names]
-        if len(present) == len(_MATRIX_KEYS):
-            return _read_matrix(f, path, wanted, dtype)
-        if present:
-            missing = next(key for key in _MATRIX_KEYS if key not in names)
-            raise ValueError(
-                f"Embeddings file {path!r} has a {present[0]!r} dataset but no "
-                f"{missing!r} dataset; the matrix layout needs both."
-            )
-        return _read_uniprot(f, path, names, wanted, dtype)
+    try:
+        with h5py.File(path, "r") as f:
+            return _read_layout(f, path, wanted, dtype)
+    except (FileNotFoundError, PermissionError):
+        raise
+    except (OSError, KeyError, RuntimeError) as exc:
+        # HDF5 reports a truncated or overwritten file from wherever it
+        # noticed: an OSError when opening the file or reading data, a
+        # KeyError when an object the file lists cannot be opened, a
+        # RuntimeError when the list of objects itself is unreadable.
+        detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise ValueError(
+            f"Embeddings file {path!r} could not be read; it is probably "
+            f"damaged or truncated (HDF5 said: {detail})."
+        ) from exc
+
+
+def _read_layout(f, path, wanted, dtype):
+    """Detect the layout of the open file ``f`` and read it."""
+    names = _root_names(f)
+    if not names:
+        raise ValueError(f"Embeddings file {path!r} contains no datasets.")
+    present = [key for key in _MATRIX_KEYS if key in names]
+    if len(present) == len(_MATRIX_KEYS):
+        return _read_matrix(f, path, wanted, dtype)
+    if present:
+        missing = next(key for key in _MATRIX_KEYS if key not in names)
+        raise ValueError(
+            f"Embeddings file {path!r} has a {present[0]!r} dataset but no "
+            f"{missing!r} dataset; the matrix layout needs both."
+        )
+    return _read_uniprot(f, path, names, wanted, dtype)
 
 
 def _check_readable_hdf5(path):

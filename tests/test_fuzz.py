@@ -8,6 +8,7 @@ midway to check that no half-written file is ever left at the destination.
 ``derandomize=True`` makes every run draw the same examples, so CI is reproducible.
 """
 
+import io
 import os
 import warnings
 
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from sklearn.utils._param_validation import InvalidParameterError
@@ -24,13 +25,13 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn_sae import SparseAutoencoderTransformer
 from sklearn_sae import datasets
 from sklearn_sae._atomic import TEMPORARY_PREFIX
-from sklearn_sae.interpret import write_atlas
+from sklearn_sae.interpret import _atlas, write_atlas
 
 N_FEATURES = 3
 N_LATENTS = 4
 
 FAST = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-FITS = settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+FITS = settings(max_examples=20, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
 def tiny(**params):
@@ -136,6 +137,7 @@ def assert_rows(result, n_rows, n_columns, *, sparse=False):
 def test_transform_and_reconstruct_any_input(fitted, X, sparse_output):
     model = fitted[sparse_output]
     codes = call(model.transform, X)
+    event("encoded" if codes is not None else "refused")
     if codes is not None:
         assert_rows(codes, n_rows_of(X), N_LATENTS, sparse=sparse_output)
         assert (codes.data if sparse_output else codes).min(initial=0) >= 0
@@ -162,6 +164,7 @@ def test_inverse_transform_any_input(fitted, codes):
 @given(X=inputs())
 def test_fit_any_input(X):
     model = call(tiny().fit, X)
+    event("fitted" if model is not None else "refused")
     if model is not None:
         assert model.n_features_in_ == N_FEATURES
         assert_rows(model.transform(X), n_rows_of(X), N_LATENTS)
@@ -169,46 +172,58 @@ def test_fit_any_input(X):
 
 # ---------------------------------------------------------------- parameters
 
-# Each parameter: values that are valid, and values of wrong types or out of range.
+# Each parameter: (values that are valid, values of wrong types or out of range).
 PARAMETERS = {
-    "n_latents": [None, 2, 8, 0, -1, 2.5, "4"],
-    "activation": ["topk", "gumbel_topk", "relu", "TopK", None, 1],
-    "k": [1, 2, 4, 5, 0, 1.5, None],
-    "l1_coef": [None, 0.0, 1e-3, -1.0, "0", np.nan],
-    "normalize": [True, False, 1, "yes"],
-    "tied": [True, False, None],
-    "pre_bias_init": ["geometric_median", "mean", "zeros", "median", None],
-    "unit_norm_decoder": [True, False, 0.5],
-    "aux_k": [None, 1, 3, 0, 2.0],
-    "aux_coef": [0.0, 1 / 32, -1.0, np.inf],
-    "dead_window": [1, 10_000, 0, 1.5],
-    "tau_start": [1.0, 1e-3, 0.0, -1.0, np.nan],
-    "tau_end": [1e-8, 1.0, 0.0],
-    "anneal_steps": [0.5, 1, 3, 1.0, 0.0, 1.5, 0, -1],
-    "gumbel_candidates": ["positive", "all", "none"],
-    "lr": [1e-2, 1.0, 0.0, -1e-3, np.inf, np.nan],
-    "batch_size": [1, 4, 1000, 0, 2.0],
-    "max_epochs": [1, 2, 0, 1.0],
-    "warmup_steps": [0, 1, 0.5, 0.0, 1.0, -1, 2.5],
-    "grad_clip": [None, 1.0, 1e-6, 0.0, -1.0],
-    "validation_fraction": [0.0, 0.25, 0.9, 1.0, -0.1, None],
-    "n_iter_no_change": [None, 1, 0, 1.5],
-    "amp": [False, True, "no"],
-    "device": ["cpu", "CPU", "tpu", "cuda:x", 0],
-    "sparse_output": [False, True, None],
-    "random_state": [0, None, np.random.RandomState(0), -1, "seed"],
-    "verbose": [0, False, -1, "loud"],
+    "n_latents": ([None, 2, 8], [0, -1, 2.5, "4"]),
+    "activation": (["topk", "gumbel_topk", "relu"], ["TopK", None, 1]),
+    "k": ([1, 2, 4, 5], [0, 1.5, None]),
+    "l1_coef": ([None, 0.0, 1e-3], [-1.0, "0", np.nan]),
+    "normalize": ([True, False], [1.5, "yes"]),
+    "tied": ([True, False], [None]),
+    "pre_bias_init": (["geometric_median", "mean", "zeros"], ["median", None]),
+    "unit_norm_decoder": ([True, False], [0.5]),
+    "aux_k": ([None, 1, 3], [0, 2.0]),
+    "aux_coef": ([0.0, 1 / 32], [-1.0]),
+    "dead_window": ([1, 10_000], [0, 1.5]),
+    "tau_start": ([1.0, 1e-3], [0.0, -1.0, np.nan]),
+    "tau_end": ([1e-8, 1.0], [0.0]),
+    "anneal_steps": ([0.5, 1, 3, 1.0], [0.0, 1.5, 0, -1]),
+    "gumbel_candidates": (["positive", "all"], ["none"]),
+    "lr": ([1e-2, 1.0], [0.0, -1e-3, np.nan]),
+    "batch_size": ([1, 4, 1000], [0, 2.0]),
+    "max_epochs": ([1, 2], [0, 1.0]),
+    "warmup_steps": ([0, 1, 0.5, 0.0], [1.0, -1, 2.5]),
+    "grad_clip": ([None, 1.0, 1e-6], [0.0, -1.0]),
+    "validation_fraction": ([0.0, 0.25, 0.5], [1.0, -0.1, None]),
+    "n_iter_no_change": ([None, 1], [0, 1.5]),
+    "amp": ([False, True], ["no"]),
+    "device": (["cpu"], ["CPU", "tpu", "cuda:x", 0]),
+    "sparse_output": ([False, True], [None]),
+    "random_state": ([0, None, np.random.RandomState(0)], [-1, "seed"]),
+    "verbose": ([0, False], [-1, "loud"]),
 }
 
 
+@st.composite
+def parameters(draw):
+    """Valid values for a few parameters, and half the time one invalid value."""
+    names = draw(st.lists(st.sampled_from(sorted(PARAMETERS)), max_size=6, unique=True))
+    params = {name: draw(st.sampled_from(PARAMETERS[name][0])) for name in names}
+    if draw(st.booleans()):
+        name = draw(st.sampled_from(sorted(PARAMETERS)))
+        params[name] = draw(st.sampled_from(PARAMETERS[name][1]))
+    return params
+
+
 @FITS
-@given(params=st.fixed_dictionaries({}, optional={name: st.sampled_from(values) for name, values in PARAMETERS.items()}))
+@given(params=parameters())
 def test_any_parameters(params):
     X = np.random.default_rng(0).normal(size=(8, N_FEATURES)).astype(np.float32)
     model = tiny(**params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # few rows for the latents, an unfinished Gumbel anneal
         fitted = call(model.fit, X)
+    event("fitted" if fitted is not None else "refused")
     if fitted is None:
         return
     codes = fitted.transform(X)
@@ -243,3 +258,258 @@ def test_codes_too_large_are_refused(fitted):
 def test_large_but_safe_values_give_finite_reconstructions(fitted):
     X = np.random.default_rng(1).normal(size=(8, N_FEATURES)).astype(np.float32) * np.float32(1e17)
     assert np.isfinite(fitted[False].reconstruct(X)).all()
+
+
+# ---------------------------------------------------------------- HDF5 loader
+
+# Any text HDF5 takes as a link name: no "/" (a path separator) or NUL, and not "." (the group itself).
+ACCESSIONS = st.text(st.characters(codec="utf-8", exclude_characters="/\x00"), min_size=1, max_size=6).filter(lambda name: name != ".")
+
+
+def _values(draw, shape, *, broken):
+    dtype = draw(st.sampled_from(["<f2", "<f4", ">f8", "<i4", "u1", "?"] + (["<c8", "S4", "str"] if broken else [])))
+    values = draw(hnp.arrays(np.float64, shape, elements=st.floats(-10, 10)))
+    if broken and values.size and draw(st.booleans()):  # one NaN or inf, somewhere
+        values.flat[draw(st.integers(0, values.size - 1))] = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    if dtype == "str":
+        return values.astype(str).astype(object), h5py.string_dtype()
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return values.astype(dtype), None
+
+
+@st.composite
+def hdf5_layouts(draw):
+    """A random HDF5 layout: half the time a valid one, otherwise one with something wrong."""
+    broken = draw(st.booleans())
+    layout = draw(st.sampled_from(["uniprot", "matrix"] + (["half-matrix", "empty"] if broken else [])))
+    n_features = draw(st.sampled_from([1, 3] + ([0, 1, 3] if broken else [])))
+    entries = []
+    if layout == "uniprot":
+        kinds = ["vector"] + (["vector", "other-width", "matrix", "scalar", "group", "broken-link"] if broken else [])
+        for name in draw(st.lists(ACCESSIONS, min_size=1, max_size=4, unique=True)):
+            what = draw(st.sampled_from(kinds))
+            shape = {"vector": (n_features,), "other-width": (n_features + 1,), "matrix": (2, n_features), "scalar": ()}.get(what)
+            entries.append((name, what, None if shape is None else _values(draw, shape, broken=broken)))
+    elif layout in ("matrix", "half-matrix"):
+        n_rows = draw(st.sampled_from([1, 3] + ([0, 1, 3] if broken else [])))
+        shapes = [(n_rows, n_features)] + ([(n_rows,), (n_rows, n_features, 1)] if broken else [])
+        what = draw(st.sampled_from(["dataset"] + (["dataset", "group"] if broken else [])))
+        entries.append(("embeddings", what, _values(draw, draw(st.sampled_from(shapes)), broken=broken)))
+        n_ids = n_rows + (draw(st.sampled_from([-1, 0, 1])) if broken else 0)
+        ids = draw(st.lists(ACCESSIONS, min_size=max(n_ids, 0), max_size=max(n_ids, 0), unique=not broken))
+        id_kind = draw(st.sampled_from(["str", "bytes", "fixed-bytes"] + (["numbers", "2-D"] if broken else [])))
+        if layout == "matrix":
+            entries.append(("ids", id_kind, ids))
+    return layout, entries
+
+
+def write_layout(path, layout):
+    _, entries = layout
+    with h5py.File(path, "w") as f:
+        for name, what, content in entries:
+            if what == "group":
+                f.create_group(name)
+            elif what == "broken-link":
+                f[name] = h5py.SoftLink("/nowhere")
+            elif name == "ids":
+                if what == "str":
+                    f.create_dataset("ids", data=content, dtype=h5py.string_dtype())
+                elif what == "bytes":
+                    f.create_dataset("ids", data=[s.encode() for s in content], dtype=h5py.string_dtype("ascii"))
+                elif what == "fixed-bytes":
+                    f.create_dataset("ids", data=np.array([s.encode() for s in content], dtype="S32"))
+                elif what == "numbers":
+                    f.create_dataset("ids", data=np.arange(len(content)))
+                else:
+                    f.create_dataset("ids", data=np.array([content, content], dtype=h5py.string_dtype()))
+            else:
+                values, dtype = content
+                f.create_dataset(name, data=values, dtype=dtype)
+
+
+def assert_loaded(result):
+    ids, X = result
+    assert isinstance(ids, np.ndarray) and ids.dtype == object and ids.ndim == 1
+    assert all(isinstance(acc, str) and acc for acc in ids)
+    assert len(set(ids)) == len(ids)
+    assert isinstance(X, np.ndarray) and X.dtype == np.float32 and X.ndim == 2 and X.flags.c_contiguous
+    assert X.shape[0] == len(ids) >= 1 and X.shape[1] >= 1
+    assert np.isfinite(X).all()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("fuzz")
+
+
+@FAST
+@given(layout=hdf5_layouts(), subset=st.booleans())
+def test_load_embeddings_any_layout(folder, layout, subset):
+    path = folder / "layout.h5"
+    write_layout(path, layout)
+    result = call(datasets.load_embeddings, path)
+    event("loaded" if result is not None else "refused")
+    if result is not None:
+        assert_loaded(result)
+        if subset:  # the rows asked for, in the order asked
+            wanted = list(result[0][::-1])
+            ids, X = datasets.load_embeddings(path, ids=wanted)
+            assert list(ids) == wanted
+            np.testing.assert_array_equal(X, result[1][::-1])
+
+
+@st.composite
+def damages(draw):
+    """How to damage a file: truncate it, overwrite some bytes, or replace it by random bytes."""
+    how = draw(st.sampled_from(["truncate", "overwrite", "overwrite", "random"]))
+    position = draw(st.floats(0, 1, exclude_max=True))
+    payload = draw(st.binary(min_size=1, max_size=64))
+    return how, position, payload
+
+
+def damage(path, how, position, payload):
+    data = bytearray(path.read_bytes())
+    at = int(position * len(data))
+    if how == "truncate":
+        data = data[:at]
+    elif how == "overwrite":
+        data[at : at + len(payload)] = payload
+    else:
+        data = bytearray(payload)
+    path.write_bytes(bytes(data))
+
+
+@FAST
+@given(layout=st.sampled_from(["uniprot", "matrix"]), damage_=damages())
+# Damage that h5py reported as an OSError, a KeyError and a RuntimeError before the loader caught them.
+@example(layout="uniprot", damage_=("truncate", 0.5, b"\x00"))
+@example(layout="matrix", damage_=("overwrite", 0.140625, b"\x00"))
+@example(layout="uniprot", damage_=("overwrite", 0.265625, b"\x00"))
+def test_load_embeddings_damaged_file(folder, layout, damage_):
+    path = folder / "damaged.h5"
+    X = np.arange(12, dtype=np.float32).reshape(4, 3)
+    datasets.save_embeddings(path, ["P1", "P2", "Q3", "Q4"], X, layout=layout)
+    damage(path, *damage_)
+    result = call(datasets.load_embeddings, path)
+    if result is not None:
+        assert_loaded(result)
+        assert result[1].shape[1] == 3
+
+
+def test_truncated_file_is_a_value_error_naming_it(folder):
+    path = folder / "truncated.h5"
+    datasets.save_embeddings(path, ["P1", "P2"], np.eye(2))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match="truncated.h5.*damaged or truncated"):
+        datasets.load_embeddings(path)
+
+
+# ---------------------------------------------------------------- interrupted writes
+
+
+class Interrupted(Exception):
+    """Stands for a crash, a full disk or a Ctrl-C in the middle of a write."""
+
+
+def interrupt_after(monkeypatch, owner, name, n_calls):
+    """Make ``owner.name`` raise Interrupted on its call number ``n_calls`` (counting from 0)."""
+    original = getattr(owner, name)
+    calls = iter(range(10**6))
+
+    def wrapper(*args, **kwargs):
+        if next(calls) == n_calls:
+            raise Interrupted
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapper)
+
+
+def leftovers(folder):
+    return sorted(entry.name for entry in folder.iterdir() if entry.name.startswith(TEMPORARY_PREFIX))
+
+
+WRITES = settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+
+
+@WRITES
+@given(
+    layout=st.sampled_from(["uniprot", "matrix"]),
+    n_rows=st.integers(1, 5),
+    existing=st.booleans(),
+    where=st.sampled_from(["create_dataset", "fsync", "replace"]),
+    n_calls=st.integers(0, 5),
+)
+def test_interrupted_save_embeddings_leaves_no_half_written_file(folder, layout, n_rows, existing, where, n_calls):
+    """Wherever the save stops, the destination holds the old file (or nothing) or the complete new one."""
+    path = folder / "saved.h5"
+    path.unlink(missing_ok=True)
+    if existing:
+        datasets.save_embeddings(path, ["OLD"], np.ones((1, 2)))
+    before = path.read_bytes() if existing else None
+    ids = [f"P{i}" for i in range(n_rows)]
+    X = np.arange(n_rows * 3, dtype=np.float32).reshape(n_rows, 3)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        interrupt_after(monkeypatch, h5py.Group if where == "create_dataset" else os, where, n_calls)
+        try:
+            datasets.save_embeddings(path, ids, X, layout=layout)
+        except Interrupted:
+            pass
+    assert leftovers(folder) == []
+    after = path.read_bytes() if path.exists() else None
+    if after != before:  # only ever the complete new file (an interruption after the rename keeps it)
+        loaded_ids, loaded = datasets.load_embeddings(path)
+        assert list(loaded_ids) == ids
+        np.testing.assert_array_equal(loaded, X)
+
+
+def test_save_embeddings_interrupted_midway_keeps_the_old_file(tmp_path, monkeypatch):
+    """Regression: save_embeddings opened the destination itself, truncating it before the new content was written."""
+    path = tmp_path / "embeddings.h5"
+    datasets.save_embeddings(path, ["OLD"], np.ones((1, 2)))
+    before = path.read_bytes()
+    interrupt_after(monkeypatch, h5py.Group, "create_dataset", 1)
+    with pytest.raises(Interrupted):
+        datasets.save_embeddings(path, ["P1", "P2"], np.eye(2))
+    assert path.read_bytes() == before
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("where", ["write", "fsync", "replace"])
+def test_interrupted_write_atlas_leaves_no_half_written_file(tmp_path, monkeypatch, where):
+    path = tmp_path / "atlas.html"
+    codes = np.array([[0.0, 1.0], [2.0, 0.0], [3.0, 0.5]])
+    path.write_text("the previous atlas")
+    if where == "write":
+        # The built-in open's file objects cannot be patched: the module's open gives one that fails halfway.
+        monkeypatch.setattr(_atlas, "open", lambda *args, **kwargs: _HalfWriter(io.open(*args, **kwargs)), raising=False)
+    else:
+        interrupt_after(monkeypatch, os, where, 0)
+    with pytest.raises(Interrupted):
+        write_atlas(path, codes)
+    assert path.read_text() == "the previous atlas"
+    assert leftovers(tmp_path) == []
+
+
+class _HalfWriter:
+    """A text file that writes half of what it is given, then fails."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stream.close()
+
+    def write(self, text):
+        self.stream.write(text[: len(text) // 2])
+        self.stream.flush()
+        raise Interrupted
+
+
+def test_write_atlas_is_readable_by_others(tmp_path):
+    """The atlas is meant to be shared: the private mode of the temporary file must not stick."""
+    path = write_atlas(tmp_path / "atlas.html", np.array([[0.0, 1.0], [2.0, 0.0]]))
+    assert path.stat().st_mode & 0o044 == 0o044
