@@ -456,7 +456,8 @@ def save_embeddings(path, ids, X, *, layout="uniprot", dtype=np.float16):
         ``"uniprot"`` writes one root-level dataset per protein, like
         UniProt's ``per-protein.h5``. ``"matrix"`` writes one ``embeddings``
         dataset of shape ``(n_proteins, n_features)`` and one ``ids``
-        dataset of UTF-8 strings, which is much faster to read.
+        dataset of UTF-8 strings, which is much faster to read. Either way
+        `load_embeddings` returns the proteins in the order of ``ids``.
     dtype : {np.float16, np.float32, np.float64}, default=np.float16
         Floating point dtype stored in the file. float16 halves the size of
         float32 and is what UniProt distributes.
@@ -490,15 +491,22 @@ def save_embeddings(path, ids, X, *, layout="uniprot", dtype=np.float16):
         _check_dataset_names(ids)
     X = _check_embeddings_to_save(X, ids, dtype)
     path = Path(path)
+    # The temporary file is private; a dataset is meant to be shared, or
+    # keeps the mode it had.
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     # Written beside path and renamed over it once complete: an interrupted
     # save never leaves a truncated file, nor damages the one already there.
-    with atomic_file(path, suffix=".h5") as temporary, h5py.File(temporary, "w") as f:
-        if layout == "uniprot":
-            for acc, row in zip(ids, X):
-                f.create_dataset(acc, data=row)
-        else:
-            f.create_dataset("embeddings", data=X)
-            f.create_dataset("ids", data=ids, dtype=h5py.string_dtype())
+    with atomic_file(path, suffix=".h5") as temporary:
+        # track_order: load_embeddings then lists the proteins in the order
+        # given here rather than sorted by name.
+        with h5py.File(temporary, "w", track_order=True) as f:
+            if layout == "uniprot":
+                for acc, row in zip(ids, X):
+                    f.create_dataset(acc, data=row)
+            else:
+                f.create_dataset("embeddings", data=X)
+                f.create_dataset("ids", data=ids, dtype=h5py.string_dtype())
+        os.chmod(temporary, mode)
     return path
 
 

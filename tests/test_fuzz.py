@@ -103,10 +103,10 @@ def assert_explained_failure(error):
     assert str(error).strip(), f"{type(error).__name__} without a message"
 
 
-def call(method, *args):
-    """``method(*args)``, or None after checking that its failure is explained."""
+def call(method, *args, **kwargs):
+    """``method(*args, **kwargs)``, or None after checking that its failure is explained."""
     try:
-        return method(*args)
+        return method(*args, **kwargs)
     except Exception as error:  # noqa: BLE001 - every exception is examined
         assert_explained_failure(error)
         return None
@@ -163,7 +163,9 @@ def test_inverse_transform_any_input(fitted, codes):
 @FITS
 @given(X=inputs())
 def test_fit_any_input(X):
-    model = call(tiny().fit, X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # fewer training rows than latents
+        model = call(tiny().fit, X)
     event("fitted" if model is not None else "refused")
     if model is not None:
         assert model.n_features_in_ == N_FEATURES
@@ -405,6 +407,49 @@ def test_truncated_file_is_a_value_error_naming_it(folder):
         datasets.load_embeddings(path)
 
 
+@FAST
+@given(
+    X=numeric_arrays() | hnp.arrays(st.sampled_from([np.float32, np.float64, np.int16]), st.tuples(st.integers(1, 4), st.integers(1, 3)), elements=st.integers(-1000, 1000)),
+    extra_ids=st.sampled_from([0, 0, 0, 0, 1, -1]),
+    data=st.data(),
+    layout=st.sampled_from(["uniprot", "matrix", "uniprot", "matrix", "rows"]),
+    dtype=st.sampled_from([np.float16, np.float32, np.float64, "float32", np.int32]),
+)
+def test_save_embeddings_any_input_round_trips(folder, X, extra_ids, data, layout, dtype):
+    """What save_embeddings accepts, load_embeddings gives back; what it refuses, it explains."""
+    n_ids = max(0, (X.shape[0] if X.ndim else 1) + extra_ids)
+    ids = data.draw(st.lists(ACCESSIONS, min_size=n_ids, max_size=n_ids, unique=data.draw(st.integers(0, 3)) > 0), label="ids")
+    if ids and data.draw(st.integers(0, 2)) == 0:
+        ids[data.draw(st.integers(0, n_ids - 1))] = data.draw(st.sampled_from(["", "a/b", ".", b"P1", 7, None]), label="bad id")
+    path = folder / "round-trip.h5"
+    written = call(datasets.save_embeddings, path, ids, X, layout=layout, dtype=dtype)
+    event("saved" if written is not None else "refused")
+    if written is None:
+        return
+    loaded_ids, loaded = datasets.load_embeddings(path, dtype=np.float64)
+    assert list(loaded_ids) == list(ids)
+    np.testing.assert_array_equal(loaded, np.asarray(X, dtype=dtype).astype(np.float64))
+
+
+LABEL_FIELDS = st.sampled_from(["accession", "location", "split", "length", "tm_class", "P1", "P2", "", "NA", "1.5", '"', "a,b"])
+
+
+@FAST
+@given(
+    rows=st.lists(st.lists(LABEL_FIELDS, min_size=1, max_size=4), max_size=5),
+    garbage=st.sampled_from([b"", b"", b"\xff\xfe\x00", b"\r\n\r\n", b"\x00"]),
+)
+def test_load_protein_labels_any_table(folder, rows, garbage):
+    path = folder / "labels.csv"
+    path.write_bytes("\n".join(",".join(row) for row in rows).encode() + garbage)
+    labels = call(datasets.load_protein_labels, path)
+    event("loaded" if labels is not None else "refused")
+    if labels is not None:
+        assert isinstance(labels, pd.DataFrame)
+        assert labels.index.name == "accession" and labels.index.is_unique
+        assert labels.index.notna().all()
+
+
 # ---------------------------------------------------------------- interrupted writes
 
 
@@ -509,7 +554,10 @@ class _HalfWriter:
         raise Interrupted
 
 
-def test_write_atlas_is_readable_by_others(tmp_path):
-    """The atlas is meant to be shared: the private mode of the temporary file must not stick."""
-    path = write_atlas(tmp_path / "atlas.html", np.array([[0.0, 1.0], [2.0, 0.0]]))
-    assert path.stat().st_mode & 0o044 == 0o044
+def test_written_files_are_readable_by_others(tmp_path):
+    """Files are written as private temporary files; that mode must not stick to a file meant to be shared."""
+    atlas = write_atlas(tmp_path / "atlas.html", np.array([[0.0, 1.0], [2.0, 0.0]]))
+    saved = datasets.save_embeddings(tmp_path / "embeddings.h5", ["P1"], np.ones((1, 2)))
+    assert atlas.stat().st_mode & 0o044 == 0o044
+    assert saved.stat().st_mode & 0o044 == 0o044
+
