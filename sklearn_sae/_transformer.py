@@ -495,7 +495,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                 raise ValueError(
                     f"eval_sets name {name!r} is not allowed: use an identifier other than 'train' and 'valid'."
                 )
-            X_eval = _check_magnitude(validate_data(self, X_eval, dtype=np.float32, reset=False), name=f"eval_sets[{name!r}]")
+            X_eval = validate_data(self, X_eval, dtype=np.float32, reset=False)
+            _check_magnitude(X_eval, name=f"eval_sets[{name!r}]")
             tensors[name] = torch.from_numpy(np.array(X_eval, dtype=np.float32, order="C", copy=True))
         return tensors
 

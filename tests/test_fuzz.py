@@ -87,6 +87,8 @@ def inputs(draw, n_columns=N_FEATURES):
         frame = pd.DataFrame(X, columns=names)
         if draw(st.booleans()) and X.shape[1]:
             frame[frame.columns[0]] = frame[frame.columns[0]].astype(object)  # a mixed-dtype frame
+        if draw(st.booleans()) and X.dtype.kind == "f":
+            frame = frame.astype("Float64")  # pandas' nullable floats: NaN becomes pd.NA
         if draw(st.booleans()) and X.shape[1]:
             frame[frame.columns[-1]] = draw(st.sampled_from(["a", "1.5", pd.NA, None]))
         return frame
@@ -168,7 +170,7 @@ def test_fit_any_input(X):
         model = call(tiny().fit, X)
     event("fitted" if model is not None else "refused")
     if model is not None:
-        assert model.n_features_in_ == N_FEATURES
+        assert model.n_features_in_ == (len(X[0]) if isinstance(X, list) else X.shape[1])
         assert_rows(model.transform(X), n_rows_of(X), N_LATENTS)
 
 
@@ -265,7 +267,9 @@ def test_large_but_safe_values_give_finite_reconstructions(fitted):
 # ---------------------------------------------------------------- HDF5 loader
 
 # Any text HDF5 takes as a link name: no "/" (a path separator) or NUL, and not "." (the group itself).
-ACCESSIONS = st.text(st.characters(codec="utf-8", exclude_characters="/\x00"), min_size=1, max_size=6).filter(lambda name: name != ".")
+ACCESSIONS = st.text(st.characters(codec="utf-8", exclude_characters="/\x00"), min_size=1, max_size=6).filter(
+    lambda name: name != "."
+)
 
 
 def _values(draw, shape, *, broken):
@@ -291,11 +295,15 @@ def hdf5_layouts(draw):
         kinds = ["vector"] + (["vector", "other-width", "matrix", "scalar", "group", "broken-link"] if broken else [])
         for name in draw(st.lists(ACCESSIONS, min_size=1, max_size=4, unique=True)):
             what = draw(st.sampled_from(kinds))
-            shape = {"vector": (n_features,), "other-width": (n_features + 1,), "matrix": (2, n_features), "scalar": ()}.get(what)
+            shape = {
+                "vector": (n_features,), "other-width": (n_features + 1,), "matrix": (2, n_features), "scalar": ()
+            }.get(what)
             entries.append((name, what, None if shape is None else _values(draw, shape, broken=broken)))
     elif layout in ("matrix", "half-matrix"):
         n_rows = draw(st.sampled_from([1, 3] + ([0, 1, 3] if broken else [])))
-        shapes = [(n_rows, n_features)] + ([(n_rows,), (n_rows, n_features, 1)] if broken else [])
+        shapes = [(n_rows, n_features)]
+        if broken:
+            shapes += [(n_rows,), (n_rows, n_features, 1)]
         what = draw(st.sampled_from(["dataset"] + (["dataset", "group"] if broken else [])))
         entries.append(("embeddings", what, _values(draw, draw(st.sampled_from(shapes)), broken=broken)))
         n_ids = n_rows + (draw(st.sampled_from([-1, 0, 1])) if broken else 0)
@@ -409,7 +417,11 @@ def test_truncated_file_is_a_value_error_naming_it(folder):
 
 @FAST
 @given(
-    X=numeric_arrays() | hnp.arrays(st.sampled_from([np.float32, np.float64, np.int16]), st.tuples(st.integers(1, 4), st.integers(1, 3)), elements=st.integers(-1000, 1000)),
+    X=numeric_arrays() | hnp.arrays(
+        st.sampled_from([np.float32, np.float64, np.int16]),
+        st.tuples(st.integers(1, 4), st.integers(1, 3)),
+        elements=st.integers(-1000, 1000),
+    ),
     extra_ids=st.sampled_from([0, 0, 0, 0, 1, -1]),
     data=st.data(),
     layout=st.sampled_from(["uniprot", "matrix", "uniprot", "matrix", "rows"]),
@@ -418,9 +430,11 @@ def test_truncated_file_is_a_value_error_naming_it(folder):
 def test_save_embeddings_any_input_round_trips(folder, X, extra_ids, data, layout, dtype):
     """What save_embeddings accepts, load_embeddings gives back; what it refuses, it explains."""
     n_ids = max(0, (X.shape[0] if X.ndim else 1) + extra_ids)
-    ids = data.draw(st.lists(ACCESSIONS, min_size=n_ids, max_size=n_ids, unique=data.draw(st.integers(0, 3)) > 0), label="ids")
+    unique = data.draw(st.integers(0, 3)) > 0
+    ids = data.draw(st.lists(ACCESSIONS, min_size=n_ids, max_size=n_ids, unique=unique), label="ids")
     if ids and data.draw(st.integers(0, 2)) == 0:
-        ids[data.draw(st.integers(0, n_ids - 1))] = data.draw(st.sampled_from(["", "a/b", ".", b"P1", 7, None]), label="bad id")
+        bad_id = data.draw(st.sampled_from(["", "a/b", ".", b"P1", 7, None]), label="bad id")
+        ids[data.draw(st.integers(0, n_ids - 1))] = bad_id
     path = folder / "round-trip.h5"
     written = call(datasets.save_embeddings, path, ids, X, layout=layout, dtype=dtype)
     event("saved" if written is not None else "refused")
@@ -431,7 +445,9 @@ def test_save_embeddings_any_input_round_trips(folder, X, extra_ids, data, layou
     np.testing.assert_array_equal(loaded, np.asarray(X, dtype=dtype).astype(np.float64))
 
 
-LABEL_FIELDS = st.sampled_from(["accession", "location", "split", "length", "tm_class", "P1", "P2", "", "NA", "1.5", '"', "a,b"])
+LABEL_FIELDS = st.sampled_from(
+    ["accession", "location", "split", "length", "tm_class", "P1", "P2", "", "NA", "1.5", '"', "a,b"]
+)
 
 
 @FAST
@@ -527,7 +543,8 @@ def test_interrupted_write_atlas_leaves_no_half_written_file(tmp_path, monkeypat
     path.write_text("the previous atlas")
     if where == "write":
         # The built-in open's file objects cannot be patched: the module's open gives one that fails halfway.
-        monkeypatch.setattr(_atlas, "open", lambda *args, **kwargs: _HalfWriter(io.open(*args, **kwargs)), raising=False)
+        half_writer = lambda *args, **kwargs: _HalfWriter(io.open(*args, **kwargs))  # noqa: E731
+        monkeypatch.setattr(_atlas, "open", half_writer, raising=False)
     else:
         interrupt_after(monkeypatch, os, where, 0)
     with pytest.raises(Interrupted):
