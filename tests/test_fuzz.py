@@ -115,7 +115,10 @@ def call(method, *args, **kwargs):
 
 
 def n_rows_of(X):
-    return len(X) if isinstance(X, list) else X.shape[0]
+    if isinstance(X, list):
+        return len(X)
+    shape = getattr(X, "shape", ())
+    return shape[0] if shape else 1  # a scalar counts as one row, of which there is no valid one
 
 
 def assert_rows(result, n_rows, n_columns, *, sparse=False):
@@ -464,6 +467,53 @@ def test_load_protein_labels_any_table(folder, rows, garbage):
         assert isinstance(labels, pd.DataFrame)
         assert labels.index.name == "accession" and labels.index.is_unique
         assert labels.index.notna().all()
+
+
+@FAST
+@given(
+    codes=inputs(),
+    ids=st.sampled_from([None, "short", "repeated", "numbers"]),
+    labels=st.sampled_from([None, "strings", "with-missing", "frame", "short"]),
+    components=st.sampled_from([None, "ok", "wrong-shape", "nan"]),
+    absolute=st.booleans(),
+)
+def test_write_atlas_any_input(folder, codes, ids, labels, components, absolute):
+    """An atlas of any codes: written in full, or a refusal that explains itself."""
+    if absolute and (sp.issparse(codes) or isinstance(codes, np.ndarray) and codes.dtype.kind in "fiu"):
+        codes = abs(codes)  # activations are non-negative: give the atlas a chance to be written
+    n_rows = n_rows_of(codes)
+    n_latents = N_FEATURES
+    ids = {None: None, "short": ["P1"], "repeated": ["P1"] * n_rows, "numbers": list(range(n_rows))}[ids]
+    kinds = ["x", "y", None, "x", "y", "x"][:n_rows]
+    labels = {
+        None: None,
+        "strings": [str(kind) for kind in kinds],
+        "with-missing": kinds,
+        "frame": pd.DataFrame({"location": [str(kind) for kind in kinds], "split": ["train"] * n_rows}),
+        "short": ["x"],
+    }[labels]
+    components = {
+        None: None,
+        "ok": np.eye(n_latents, 5),
+        "wrong-shape": np.eye(n_latents + 1, 5),
+        "nan": np.full((n_latents, 5), np.nan),
+    }[components]
+    path = folder / "atlas.html"
+    path.unlink(missing_ok=True)
+    written = call(write_atlas, path, codes, ids=ids, labels=labels, components=components)
+    event("written" if written is not None else "refused")
+    if written is None:
+        assert not path.exists()
+    else:
+        assert path.read_text(encoding="utf-8").rstrip().endswith("</html>")
+
+
+def test_write_atlas_refuses_codes_too_large_for_its_statistics(tmp_path):
+    """Regression: codes near the float64 maximum overflowed the latent statistics (a RuntimeWarning, then inf)."""
+    codes = np.array([[1e308, 0.0], [0.0, 1.0], [1e308, 1.0]])
+    with pytest.raises(ValueError, match="too large"):
+        write_atlas(tmp_path / "atlas.html", codes)
+    assert not (tmp_path / "atlas.html").exists()
 
 
 # ---------------------------------------------------------------- interrupted writes
