@@ -5,7 +5,8 @@ its constructor parameters, and the HDF5 loader (random layouts, damaged files).
 a result of the wrong shape or dtype, or a non-finite result is a bug. The writers are interrupted
 midway to check that no half-written file is ever left at the destination.
 
-``derandomize=True`` makes every run draw the same examples, so CI is reproducible.
+Every run draws the same examples (``derandomize=True``), so CI is reproducible; to search harder
+locally, raise ``max_examples`` and drop ``derandomize``.
 """
 
 import io
@@ -30,8 +31,10 @@ from sklearn_sae.interpret import _atlas, write_atlas
 N_FEATURES = 3
 N_LATENTS = 4
 
-FAST = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-FITS = settings(max_examples=20, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+# The same examples on every run (derandomize) and no saved failures replayed (database=None): reproducible in CI.
+REPRODUCIBLE = settings(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(REPRODUCIBLE, max_examples=40)
+FITS = settings(REPRODUCIBLE, max_examples=20)
 
 
 def tiny(**params):
@@ -255,6 +258,12 @@ def test_values_too_large_for_float32_rows_are_refused(fitted, method):
     target = tiny() if method == "fit" else fitted[False]
     with pytest.raises(ValueError, match="Rescale X"):
         getattr(target, method)(X)
+
+
+def test_eval_set_too_large_is_refused():
+    X = np.random.default_rng(0).normal(size=(8, N_FEATURES)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"Rescale eval_sets\['test'\]"):
+        tiny().fit(X, eval_sets={"test": X * np.float32(1e20)})
 
 
 def test_codes_too_large_are_refused(fitted):
@@ -540,7 +549,7 @@ def leftovers(folder):
     return sorted(entry.name for entry in folder.iterdir() if entry.name.startswith(TEMPORARY_PREFIX))
 
 
-WRITES = settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+WRITES = settings(REPRODUCIBLE, max_examples=12)  # each write syncs to disk
 
 
 @WRITES
