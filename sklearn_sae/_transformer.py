@@ -686,7 +686,8 @@ def _check_magnitude(X, *, name="X"):
     (about 2.9e17 for 1,024 features).
     """
     values = X.data if sp.issparse(X) else X
-    largest = float(np.abs(values).max()) if values.size else 0.0
+    # max and min rather than abs: no temporary copy of a large X.
+    largest = max(float(values.max()), -float(values.min())) if values.size else 0.0
     limit = math.sqrt(np.finfo(np.float32).max / max(X.shape[1], 1)) / 2
     if largest > limit:
         raise ValueError(
