@@ -21,6 +21,17 @@ TEMPORARY_PREFIX = ".tmp-"
 """Names of work in progress start with this, followed by the destination's name."""
 
 
+def _default_mode(*, directory: bool) -> int:
+    """The mode ``open`` or ``mkdir`` would give a new entry (0o666 or 0o777 less the umask).
+
+    ``mkstemp`` and ``mkdtemp`` create private entries (0o600, 0o700); what the package writes is
+    meant to be read by others as an ordinary file would be.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 def _fsync_directory(path: Path) -> None:
     """Persist a directory's entries (a rename is durable only once its directory is synced)."""
     if os.name != "posix":  # directories cannot be opened for fsync on Windows
@@ -46,7 +57,8 @@ def atomic_file(path, *, suffix: str = ""):
 
     The caller writes the whole file at the yielded path (by name, so any
     library can write it). If the block raises, the temporary file is
-    removed and ``path`` is left as it was.
+    removed and ``path`` is left as it was. The new file keeps the mode of the
+    file it replaces, or gets the one a plain ``open`` would give.
 
     Parameters
     ----------
@@ -56,11 +68,13 @@ def atomic_file(path, *, suffix: str = ""):
         Ending of the temporary name, for libraries that look at extensions.
     """
     path = Path(path)
+    mode = path.stat().st_mode & 0o777 if path.exists() else _default_mode(directory=False)
     fd, temporary = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{path.name}-", suffix=suffix, dir=path.parent)
     os.close(fd)
     temporary = Path(temporary)
     try:
         yield temporary
+        os.chmod(temporary, mode)  # a library may have recreated the file: set the mode after writing
         with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -115,6 +129,10 @@ def atomic_directory(path):
     temporary = Path(tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{path.name}-", dir=path.parent))
     try:
         yield temporary
+        os.chmod(temporary, _default_mode(directory=True))
+        for entry in temporary.rglob("*"):  # files written through tempfile would be private otherwise
+            if entry.is_file() and entry.stat().st_mode & 0o777 == 0o600:
+                os.chmod(entry, _default_mode(directory=False))
         _fsync_tree(temporary)
         if path.exists():
             retired = Path(tempfile.mkdtemp(prefix=_retired_prefix(path), dir=path.parent))

@@ -390,6 +390,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         if _streaming.is_on_disk(X):
             return self._fit_on_disk(X, eval_sets)
         X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
+        _check_magnitude(X)
         n_samples, n_features = X.shape
         n_latents = self._resolve_n_latents(n_features)
         device = resolve_device(self.device)
@@ -726,6 +727,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                     f"eval_sets name {name!r} is not allowed: use an identifier other than 'train' and 'valid'."
                 )
             X_eval = validate_data(self, X_eval, dtype=np.float32, reset=False)
+            _check_magnitude(X_eval, name=f"eval_sets[{name!r}]")
             tensors[name] = torch.from_numpy(np.array(X_eval, dtype=np.float32, order="C", copy=True))
         return tensors
 
@@ -805,8 +807,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         """
         check_is_fitted(self)
         if _streaming.is_on_disk(X):
-            return _streaming.collect_blocks(map(self._encode, self._on_disk_blocks(X)), X.shape[0])
-        X = validate_data(self, X, dtype=np.float32, reset=False)
+            return _streaming.collect_blocks(map(self._encode, map(_check_magnitude, self._on_disk_blocks(X))), X.shape[0])
+        X = _check_magnitude(validate_data(self, X, dtype=np.float32, reset=False))
         return self._encode(X)
 
     def inverse_transform(self, X):
@@ -831,7 +833,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         codes = check_array(X, accept_sparse="csr", dtype=np.float32, input_name="codes")
         if codes.shape[1] != self.n_latents_:
             raise ValueError(f"codes have {codes.shape[1]} columns but this model has n_latents_={self.n_latents_}.")
-        return self._decode(codes)
+        return self._decode(_check_magnitude(codes, name="codes"))
 
     @torch.no_grad()
     def reconstruct(self, X):
@@ -848,8 +850,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         """
         check_is_fitted(self)
         if _streaming.is_on_disk(X):
-            return _streaming.collect_blocks(map(self._reconstruct, self._on_disk_blocks(X)), X.shape[0])
-        return self._reconstruct(validate_data(self, X, dtype=np.float32, reset=False))
+            return _streaming.collect_blocks(map(self._reconstruct, map(_check_magnitude, self._on_disk_blocks(X))), X.shape[0])
+        return self._reconstruct(_check_magnitude(validate_data(self, X, dtype=np.float32, reset=False)))
 
     @torch.no_grad()
     def _reconstruct(self, X):
@@ -881,9 +883,9 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         """
         check_is_fitted(self)
         if _streaming.is_on_disk(X):
-            pairs = ((block, self._reconstruct(block)) for block in self._on_disk_blocks(X))
+            pairs = ((block, self._reconstruct(block)) for block in map(_check_magnitude, self._on_disk_blocks(X)))
             return 1.0 - _streaming.streaming_fvu(pairs)
-        X = validate_data(self, X, dtype=np.float32, reset=False)
+        X = _check_magnitude(validate_data(self, X, dtype=np.float32, reset=False))
         return 1.0 - metrics.fvu(X, self._reconstruct(X))
 
     # ------------------------------------------------------ sklearn plumbing
@@ -1073,6 +1075,26 @@ def _as_tensor(block: np.ndarray) -> torch.Tensor:
     warning, so they are copied, one block at a time.
     """
     return torch.from_numpy(block if block.flags.writeable else block.copy())
+
+
+def _check_magnitude(X, *, name="X"):
+    """Return ``X`` (validated float32, dense or sparse) after checking its values are small enough.
+
+    The model squares and sums each row in float32 (the row standardisation,
+    the loss), which overflows to inf, and then gives NaN or meaningless
+    codes, once a value passes ``sqrt(float32 max / n_features) / 2``
+    (about 2.9e17 for 1,024 features).
+    """
+    values = X.data if sp.issparse(X) else X
+    # max and min rather than abs: no temporary copy of a large X.
+    largest = max(float(values.max()), -float(values.min())) if values.size else 0.0
+    limit = math.sqrt(np.finfo(np.float32).max / max(X.shape[1], 1)) / 2
+    if largest > limit:
+        raise ValueError(
+            f"{name} holds a value of magnitude {largest:.3g}, above {limit:.3g}: float32 computations on rows of "
+            f"{X.shape[1]} such values overflow. Rescale {name} (embeddings are usually of order 1)."
+        )
+    return X
 
 
 def _resolve_steps(value, total_steps: int, *, minimum: int) -> int:

@@ -92,9 +92,10 @@ def load_embeddings(path, *, ids=None, dtype=np.float32):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is not HDF5, holds no embeddings, or holds anything the
-        layout does not allow: a group or a 2-D dataset among the vectors of
-        the ``"uniprot"`` layout, vectors of different lengths, non-numeric
+        If the file is not HDF5 or is damaged (HDF5 cannot read it), holds
+        no embeddings, or holds anything the layout does not allow: a group
+        or a 2-D dataset among the vectors of the ``"uniprot"`` layout,
+        vectors of different lengths, non-numeric
         or non-finite values, duplicate ids, or an ``ids`` dataset whose
         length differs from the number of ``embeddings`` rows. Also if some
         of the requested ``ids`` are not in the file. Each message names the
@@ -120,11 +121,29 @@ def load_embeddings(path, *, ids=None, dtype=np.float32):
     path = _check_readable_hdf5(path)
     dtype = _check_float_dtype(dtype)
     wanted = None if ids is None else _check_ids(ids, what="ids")
-    with h5py.File(path, "r") as f:
-        layout, names = _layout_of(f, path)
-        if layout == "matrix":
-            return _read_matrix(f, path, wanted, dtype)
-        return _read_uniprot(f, path, names, wanted, dtype)
+    try:
+        with h5py.File(path, "r") as f:
+            return _read_layout(f, path, wanted, dtype)
+    except (FileNotFoundError, PermissionError):
+        raise
+    except (OSError, KeyError, RuntimeError) as exc:
+        # HDF5 reports a truncated or overwritten file from wherever it
+        # noticed: an OSError when opening the file or reading data, a
+        # KeyError when an object the file lists cannot be opened, a
+        # RuntimeError when the list of objects itself is unreadable.
+        detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise ValueError(
+            f"Embeddings file {path!r} could not be read; it is probably "
+            f"damaged or truncated (HDF5 said: {detail})."
+        ) from exc
+
+
+def _read_layout(f, path, wanted, dtype):
+    """Detect the layout of the open file ``f`` and read it."""
+    layout, names = _layout_of(f, path)
+    if layout == "matrix":
+        return _read_matrix(f, path, wanted, dtype)
+    return _read_uniprot(f, path, names, wanted, dtype)
 
 
 def _layout_of(f, path):
@@ -458,7 +477,8 @@ def save_embeddings(path, ids, X, *, layout="uniprot", dtype=np.float16):
     Parameters
     ----------
     path : str or os.PathLike
-        The file to write. An existing file is overwritten.
+        The file to write. An existing file is replaced only once the new
+        one is complete: an interrupted save leaves it as it was.
     ids : sequence of str of length n_proteins
         Unique, non-empty protein accessions. With ``layout="uniprot"`` they
         become dataset names, so they may not contain ``"/"`` or be ``"."``.
@@ -468,7 +488,8 @@ def save_embeddings(path, ids, X, *, layout="uniprot", dtype=np.float16):
         ``"uniprot"`` writes one root-level dataset per protein, like
         UniProt's ``per-protein.h5``. ``"matrix"`` writes one ``embeddings``
         dataset of shape ``(n_proteins, n_features)`` and one ``ids``
-        dataset of UTF-8 strings, which is much faster to read.
+        dataset of UTF-8 strings, which is much faster to read. Either way
+        `load_embeddings` returns the proteins in the order of ``ids``.
     dtype : {np.float16, np.float32, np.float64}, default=np.float16
         Floating point dtype stored in the file. float16 halves the size of
         float32 and is what UniProt distributes.
@@ -502,13 +523,18 @@ def save_embeddings(path, ids, X, *, layout="uniprot", dtype=np.float16):
         _check_dataset_names(ids)
     X = _check_embeddings_to_save(X, ids, dtype)
     path = Path(path)
-    with h5py.File(path, "w") as f:
-        if layout == "uniprot":
-            for acc, row in zip(ids, X):
-                f.create_dataset(acc, data=row)
-        else:
-            f.create_dataset("embeddings", data=X)
-            f.create_dataset("ids", data=ids, dtype=h5py.string_dtype())
+    # Written beside path and renamed over it once complete: an interrupted
+    # save never leaves a truncated file, nor damages the one already there.
+    with atomic_file(path, suffix=".h5") as temporary:
+        # track_order: load_embeddings then lists the proteins in the order
+        # given here rather than sorted by name.
+        with h5py.File(temporary, "w", track_order=True) as f:
+            if layout == "uniprot":
+                for acc, row in zip(ids, X):
+                    f.create_dataset(acc, data=row)
+            else:
+                f.create_dataset("embeddings", data=X)
+                f.create_dataset("ids", data=ids, dtype=h5py.string_dtype())
     return path
 
 

@@ -70,3 +70,26 @@ def test_a_replacement_killed_between_its_renames_can_be_recovered(tmp_path, mon
     assert recover_replaced_directory(target)
     assert (target / "a.json").read_text() == "old"
     assert not recover_replaced_directory(target)
+
+
+def test_written_entries_get_ordinary_modes_and_keep_a_replaced_files_mode(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        new_file = tmp_path / "new.txt"
+        with atomic_file(new_file) as temporary:
+            temporary.write_text("x")
+        assert new_file.stat().st_mode & 0o777 == 0o644
+        new_file.chmod(0o640)
+        with atomic_file(new_file) as temporary:
+            temporary.write_text("y")
+        assert new_file.stat().st_mode & 0o777 == 0o640
+        directory = tmp_path / "model"
+        with atomic_directory(directory) as temporary:
+            with atomic_file(temporary / "weights.bin") as inner:
+                inner.write_bytes(b"w")
+        assert directory.stat().st_mode & 0o777 == 0o755
+        assert (directory / "weights.bin").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(umask)

@@ -19,11 +19,11 @@ import json
 import math
 import os
 import pathlib
-import tempfile
 
 import numpy as np
 import pandas as pd
 
+from .._atomic import atomic_file
 from ._atlas_template import render_page
 from ._cards import CardSource, _check_count, _json_scalar
 
@@ -406,16 +406,9 @@ def _write_atomically(path, text):
 
     Readers never see half a page, and a failure leaves any earlier atlas intact.
     """
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
+    with atomic_file(path, suffix=".html") as temporary:  # keeps the mode of an atlas it replaces
+        with open(temporary, "w", encoding="utf-8", newline="\n") as stream:
             stream.write(text)
-        # mkstemp makes the file private; an atlas is meant to be shared, or keeps the mode it had.
-        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _version():

@@ -8,6 +8,8 @@ and never densified.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -189,7 +191,7 @@ def _check_codes(codes) -> sp.csc_matrix:
         csc = _dense_to_csc(array, dtype)
     if csc.shape[0] == 0:
         raise ValueError("codes has no rows; there is nothing to summarise.")
-    _check_code_values(csc.data)
+    _check_code_values(csc.data, csc.shape[0])
     return csc
 
 
@@ -216,7 +218,7 @@ def _dense_to_csc(array, dtype) -> sp.csc_matrix:
     return csc
 
 
-def _check_code_values(data) -> None:
+def _check_code_values(data, n_rows) -> None:
     if data.size == 0:
         return
     if np.isnan(data).any():
@@ -229,6 +231,14 @@ def _check_code_values(data) -> None:
             f"codes must be non-negative activations, but it contains {smallest.item()!r}. "
             "Raw embedding dimensions take both signs: split each into its positive and negative "
             "part with sklearn_sae.interpret.split_signs(X) first."
+        )
+    # The statistics sum squared activations over all rows in float64; past this they overflow to inf.
+    limit = math.sqrt(np.finfo(np.float64).max / n_rows) / 2
+    largest = float(data.max())
+    if largest > limit:
+        raise ValueError(
+            f"codes contains {largest:.3g}, too large for statistics over {n_rows} rows (at most "
+            f"{limit:.3g}); rescale the codes."
         )
 
 
