@@ -13,7 +13,6 @@ import torch
 
 pytest.importorskip("accelerate")
 from accelerate import debug_launcher  # noqa: E402
-from accelerate.data_loader import prepare_data_loader  # noqa: E402
 from accelerate.state import AcceleratorState  # noqa: E402
 from skorch.dataset import Dataset  # noqa: E402
 from torch.utils.data import Subset  # noqa: E402
@@ -140,8 +139,8 @@ def test_one_gpu_for_every_process_is_refused():
         _distributed.make_accelerator("cuda:1")
 
 
-@pytest.mark.parametrize("even_batches", [True, False])
-def test_batch_loader_shares_are_disjoint_and_agree_on_order(even_batches):
+@pytest.mark.parametrize("even", [True, False])
+def test_in_memory_shares_are_disjoint_and_agree_on_order(even):
     X = torch.arange(50, dtype=torch.float32)[:, None].repeat(1, 3)
     training_rows = list(range(5, 50))  # as after a validation split: a Subset of skorch's Dataset
 
@@ -149,9 +148,10 @@ def test_batch_loader_shares_are_disjoint_and_agree_on_order(even_batches):
         batches = _distributed.InMemoryBatches(
             Subset(Dataset(X), training_rows), 8, shuffle=True, seed=3, epoch=epoch
         )
-        loader = _distributed.batch_loader(batches, shuffle=True, seed=3, epoch=epoch)
-        shard = prepare_data_loader(loader, num_processes=2, process_index=process_index, even_batches=even_batches)
-        return [batch[0][:, 0].long().tolist() for batch in shard]
+        ids = _distributed.share_batches(
+            batches.window_batches(), num_processes=2, process_index=process_index, even=even
+        )
+        return [batches[index][0][:, 0].long().tolist() for index in ids]
 
     shares = [share(0, epoch=1), share(1, epoch=1)]
     rows = [[row for batch in batches for row in batch] for batches in shares]
@@ -162,16 +162,15 @@ def test_batch_loader_shares_are_disjoint_and_agree_on_order(even_batches):
     assert share(0, epoch=2) != shares[0]
 
 
-def test_batch_loader_pads_the_shorter_share_only_for_training():
-    X = torch.arange(40, dtype=torch.float32)[:, None]
-    loader = _distributed.batch_loader(
-        _distributed.InMemoryBatches(Dataset(X), 8, shuffle=False, seed=0, epoch=1), shuffle=False, seed=0, epoch=1
-    )
-    # 5 batches for 2 processes: with even shares the second repeats the epoch's first batch.
-    padded = prepare_data_loader(loader, num_processes=2, process_index=1, even_batches=True)
-    assert [batch[0][0, 0].item() for batch in padded] == [8, 24, 0]
-    exact = prepare_data_loader(loader, num_processes=2, process_index=1, even_batches=False)
-    assert [batch[0][0, 0].item() for batch in exact] == [8, 24]
+def test_shares_deal_out_whole_units_and_pad_only_for_training():
+    units = [range(0, 3), range(3, 5), range(5, 8)]  # e.g. the batches of three windows
+    assert _distributed.share_batches(units, num_processes=2, process_index=0, even=False) == [0, 1, 2, 5, 6, 7]
+    assert _distributed.share_batches(units, num_processes=2, process_index=1, even=False) == [3, 4]
+    # Padded from its own last batches, last first: for on-disk data, the window still loaded.
+    assert _distributed.share_batches(units, num_processes=2, process_index=1, even=True) == [3, 4, 4, 3, 4, 3]
+    # More processes than units: the one without a unit repeats the epoch's last batches.
+    assert _distributed.share_batches(units[:1], num_processes=2, process_index=1, even=True) == [2, 1, 0]
+    assert _distributed.share_batches(units[:1], num_processes=2, process_index=1, even=False) == []
 
 
 def test_in_memory_batches_refuse_other_datasets():
