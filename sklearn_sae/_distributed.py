@@ -14,11 +14,27 @@ How the pieces fit:
   and only the training forward pass goes through the DDP wrapper; and the
   criterion is not prepared (it has no parameters, which DDP rejects on CPU,
   and a loss needs no synchronising).
-- Batches come from a real :class:`torch.utils.data.DataLoader` over a
-  map-style dataset whose items are whole batches (:func:`batch_loader`), so
-  that ``accelerator.prepare`` shards it; skorch's usual iterator is not a
-  DataLoader and would give every process all the rows. Their order derives
-  from (seed, epoch) alone, so every process agrees on it.
+- Each process builds the loader of its own share of every epoch
+  (:class:`EpochShares`); Accelerate does not shard it. The seam
+  :meth:`DistributedSAENet.batches` turns skorch's data set into a map-style
+  data set of whole batches grouped into units read together: single
+  batches of in-memory rows (:class:`InMemoryBatches`), windows of on-disk
+  blocks (:class:`OnDiskBatches`, the shuffle buffer of
+  :mod:`sklearn_sae._streaming`). Every process lays out the same units from
+  (seed, epoch) alone and takes every ``num_processes``-th
+  (:func:`share_batches`), so the shares are disjoint without any
+  communication, and on-disk data is read once over all processes.
+  Accelerate's sharding would deal out single batches, making every process
+  read every window. Training shares are padded to equal length with the
+  process's own last batches (each optimiser step synchronises; a process
+  that ran out first would leave the others waiting); validation shares are
+  not, so every row counts once.
+- On-disk data (h5py datasets, memmaps): every process opens the file
+  itself and passes the same array to ``fit`` (h5py objects do not pickle,
+  and an HDF5 file opened before a fork must not be read from both sides of
+  it); the processes check that they see the same shape
+  and the same pre-bias sample. Validation blocks and the pre-bias sample
+  derive from process 0's seed, so they are the same everywhere.
 - Epoch metrics are sums over the batches; :class:`GlobalEpochMetrics` adds
   them up over the processes before recording, so ``history_`` (and early
   stopping, which reads it) is the same on every process.
