@@ -14,11 +14,27 @@ How the pieces fit:
   and only the training forward pass goes through the DDP wrapper; and the
   criterion is not prepared (it has no parameters, which DDP rejects on CPU,
   and a loss needs no synchronising).
-- Batches come from a real :class:`torch.utils.data.DataLoader` over a
-  map-style dataset whose items are whole batches (:func:`batch_loader`), so
-  that ``accelerator.prepare`` shards it; skorch's usual iterator is not a
-  DataLoader and would give every process all the rows. Their order derives
-  from (seed, epoch) alone, so every process agrees on it.
+- Each process builds the loader of its own share of every epoch
+  (:class:`EpochShares`); Accelerate does not shard it. The seam
+  :meth:`DistributedSAENet.batches` turns skorch's data set into a map-style
+  data set of whole batches grouped into units read together: single
+  batches of in-memory rows (:class:`InMemoryBatches`), windows of on-disk
+  blocks (:class:`OnDiskBatches`, the shuffle buffer of
+  :mod:`sklearn_sae._streaming`). Every process lays out the same units from
+  (seed, epoch) alone and takes every ``num_processes``-th
+  (:func:`share_batches`), so the shares are disjoint without any
+  communication, and on-disk data is read once over all processes.
+  Accelerate's sharding would deal out single batches, making every process
+  read every window. Training shares are padded to equal length with the
+  process's own last batches (each optimiser step synchronises; a process
+  that ran out first would leave the others waiting); validation shares are
+  not, so every row counts once.
+- On-disk data (h5py datasets, memmaps): every process opens the file
+  itself and passes the same array to ``fit`` (h5py objects do not pickle,
+  and an HDF5 file opened before a fork must not be read from both sides of
+  it); the processes check that they see the same shape
+  and the same pre-bias sample. Validation blocks and the pre-bias sample
+  derive from process 0's seed, so they are the same everywhere.
 - Epoch metrics are sums over the batches; :class:`GlobalEpochMetrics` adds
   them up over the processes before recording, so ``history_`` (and early
   stopping, which reads it) is the same on every process.
@@ -35,7 +51,7 @@ from skorch.callbacks import Callback
 from skorch.dataset import Dataset as SkorchDataset
 from skorch.hf import AccelerateMixin
 from skorch.utils import noop, to_tensor
-from torch.utils.data import BatchSampler, DataLoader, Sampler, Subset
+from torch.utils.data import DataLoader, Subset
 from torch.utils.data import Dataset as TorchDataset
 
 from ._training import EpochMetrics, SAENet
@@ -45,11 +61,13 @@ __all__ = [
     "GlobalEpochMetrics",
     "BroadcastWeights",
     "SyncFiringCounts",
-    "EpochOrder",
     "InMemoryBatches",
-    "batch_loader",
+    "OnDiskBatches",
+    "share_batches",
+    "EpochShares",
     "make_accelerator",
     "fit_data_parallel",
+    "fit_on_disk_data_parallel",
     "is_main_process",
 ]
 
@@ -122,37 +140,6 @@ def make_accelerator(device: str):
     return accelerator
 
 
-class EpochOrder(Sampler):
-    """The order of a data set's items in one epoch: a permutation drawn from ``(seed, epoch)`` alone.
-
-    Every process builds the same order without communicating, and an epoch's
-    order does not depend on what ran before it.
-
-    Parameters
-    ----------
-    n_items : int
-        Items in the data set.
-    shuffle : bool
-        Permute the items; otherwise they come in index order.
-    seed, epoch : int
-        Together they seed the permutation.
-    """
-
-    def __init__(self, n_items: int, *, shuffle: bool, seed: int, epoch: int):
-        self.n_items = n_items
-        self.shuffle = shuffle
-        self.seed = seed
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.n_items
-
-    def __iter__(self):
-        if not self.shuffle:
-            return iter(range(self.n_items))
-        return iter(torch.randperm(self.n_items, generator=_generator(self.seed, self.epoch)).tolist())
-
-
 def _generator(seed: int, epoch: int) -> torch.Generator:
     # One stream per (seed, epoch); the odd multiplier keeps nearby seeds' streams apart.
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(epoch)) % (2**63))
@@ -163,6 +150,7 @@ class InMemoryBatches(TorchDataset):
 
     The rows are permuted once per epoch from ``(seed, epoch)``, then cut
     into consecutive batches, so batches hold different rows every epoch.
+    Each batch is a unit of its own for sharing out (:meth:`window_batches`).
 
     Parameters
     ----------
@@ -201,52 +189,97 @@ class InMemoryBatches(TorchDataset):
         start = index * self.batch_size
         return self.X[self.rows[start : start + self.batch_size]], None
 
+    def window_batches(self) -> list[range]:
+        """Every batch on its own: rows in memory cost nothing to spread over the processes."""
+        return [range(index, index + 1) for index in range(len(self))]
 
-class _ItemsByIndexList(TorchDataset):
-    """Fetch item ``ids[0]`` of ``batches`` for the one-element index lists a ``BatchSampler(..., 1)`` yields.
 
-    Accelerate shards a DataLoader through its batch sampler; one that makes
-    no batches of its own (``batch_size=None``) must be given a
-    ``BatchSampler`` as its sampler for that to happen.
+class OnDiskBatches(TorchDataset):
+    """The batches of one epoch of on-disk blocks, as ``(X, None)`` in float32, in windows sized to share out.
+
+    A :class:`~sklearn_sae._streaming.BlockBatches` whose shuffle buffer is
+    cut down, where needed, so that the epoch has a multiple of
+    ``num_processes`` windows of nearly equal size: each process then gets
+    the same number of windows and reads only those from disk. A window
+    never grows past the single-process buffer, so one process reads the
+    windows a single-process fit would.
+
+    Parameters
+    ----------
+    rows : OnDiskRows
+        The on-disk input.
+    blocks : array-like of int
+        The blocks to serve (training or validation).
+    batch_size : int
+        Rows per batch; a window's last batch may be shorter.
+    shuffle : bool
+        Block order and row order within windows from ``(seed, epoch)``, as in
+        a single-process fit; otherwise file order.
+    seed, epoch : int
+        Seed the order.
+    num_processes : int
+        Processes the windows are shared between.
     """
 
-    def __init__(self, batches):
-        self.batches = batches
+    def __init__(self, rows, blocks, batch_size: int, *, shuffle: bool, seed: int, epoch: int, num_processes: int):
+        from ._streaming import BlockBatches
+
+        blocks = np.asarray(blocks, dtype=np.int64)
+        widest = BlockBatches(rows, blocks, batch_size, shuffle=False).blocks_per_window
+        n_windows = num_processes * max(1, math.ceil(len(blocks) / (num_processes * widest)))
+        blocks_per_window = max(1, math.ceil(len(blocks) / n_windows))
+        row_bytes = rows.n_features * rows.dtype.itemsize
+        self.batches = BlockBatches(
+            rows, blocks, batch_size, shuffle=shuffle, seed=seed,
+            buffer_bytes=blocks_per_window * rows.block_rows * row_bytes,
+        )
+        self.batches.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __getitem__(self, ids):
-        (index,) = ids
-        return self.batches[index]
+    def __getitem__(self, index: int):
+        return self.batches[index].float(), None
+
+    def window_batches(self) -> list[range]:
+        """The batch ids of each window: what :func:`share_batches` deals out."""
+        return self.batches.window_batches()
 
 
-def batch_loader(batches, *, shuffle: bool, seed: int, epoch: int) -> DataLoader:
-    """A DataLoader over ``batches`` that Accelerate can shard between processes.
+def share_batches(units, *, num_processes: int, process_index: int, even: bool) -> list[int]:
+    """The batch ids one process reads in an epoch: every ``num_processes``-th unit, starting at its index.
 
-    This is the seam for every data source of a data-parallel fit: in-memory
-    rows (:class:`InMemoryBatches`) and on-disk data alike only need to be
-    a map-style data set whose item ``i`` is a whole batch ``(X_batch, None)``.
+    A unit is a run of consecutive batch ids read together (a window of
+    on-disk blocks, or a single in-memory batch). Every process lays out the
+    same units from ``(seed, epoch)`` and takes its own, so the shares are
+    disjoint and together hold every batch once, without any communication.
 
     Parameters
     ----------
-    batches : torch.utils.data.Dataset
-        Map-style data set of whole batches.
-    shuffle : bool
-        Visit the batches in an order drawn from ``(seed, epoch)``.
-    seed, epoch : int
-        Seed the order; equal on every process, so processes agree on it and
-        ``accelerator.prepare`` gives each a disjoint share.
+    units : list of range
+        The epoch's batch ids, grouped into units, in order.
+    num_processes, process_index : int
+        The launch's size and this process's rank.
+    even : bool
+        Pad every share to the length of the longest, as training needs:
+        each optimiser step synchronises the gradients, so a process that ran
+        out of batches first would leave the others waiting forever. A
+        shorter share repeats its own last batches, last first (for on-disk
+        data, rows of the window still loaded: no extra reads); a process with
+        no unit of its own repeats the epoch's last batches. Validation
+        passes ``even=False``: shares may differ, and every row counts once.
 
     Returns
     -------
-    loader : torch.utils.data.DataLoader
-        Yields the batches, with no collation (``batch_size=None``).
+    ids : list of int
     """
-    order = EpochOrder(len(batches), shuffle=shuffle, seed=seed, epoch=epoch)
-    return DataLoader(
-        _ItemsByIndexList(batches), batch_size=None, sampler=BatchSampler(order, batch_size=1, drop_last=False)
-    )
+    shares = [[index for unit in units[rank::num_processes] for index in unit] for rank in range(num_processes)]
+    own = shares[process_index]
+    if not even:
+        return own
+    longest = max(len(share) for share in shares)
+    pool = own or [index for unit in units for index in unit]
+    return own + [pool[-1 - j % len(pool)] for j in range(longest - len(own))]
 
 
 class DistributedSAENet(AccelerateMixin, SAENet):
@@ -313,32 +346,72 @@ class DistributedSAENet(AccelerateMixin, SAENet):
         return super(AccelerateMixin, self).evaluation_step(batch, training=training)
 
     def batches(self, dataset, *, training: bool, epoch: int):
-        """The map-style data set of whole batches for one epoch of ``dataset`` (see :func:`batch_loader`).
+        """The map-style data set of whole batches for one epoch of ``dataset``, with ``window_batches()``.
 
-        Override to read another kind of data: this is the only place that knows
-        how skorch's ``dataset`` becomes batches.
+        This is the only place that knows how skorch's ``dataset`` becomes
+        batches: in-memory rows (a skorch ``Dataset`` or a ``Subset`` of one)
+        become :class:`InMemoryBatches`, on-disk blocks (what
+        :class:`~sklearn_sae._streaming.BlockSplit` hands out)
+        :class:`OnDiskBatches`. ``epoch`` counts from 1.
         """
+        from ._streaming import BlockSubset, OnDiskRows
+
+        if isinstance(dataset, OnDiskRows):  # no validation split: every block trains
+            dataset = BlockSubset(dataset, np.arange(dataset.n_blocks), self.order_seed)
+        if isinstance(dataset, BlockSubset):
+            # Epochs 0, 1, ... as a single-process streaming fit draws them, so one process reads the same batches.
+            return OnDiskBatches(
+                dataset.rows, dataset.blocks, self.batch_size, shuffle=training, seed=self.order_seed,
+                epoch=epoch - 1, num_processes=self.accelerator.num_processes,
+            )
         return InMemoryBatches(dataset, self.batch_size, shuffle=training, seed=self.order_seed, epoch=epoch)
 
     def get_iterator(self, dataset, training=False):
-        epoch = len(self.history)  # skorch adds the epoch's row before asking for its batches
-        loader = batch_loader(self.batches(dataset, training=training, epoch=epoch), shuffle=training,
-                              seed=self.order_seed, epoch=epoch)
-        if self.accelerator.num_processes == 1:
-            # Nothing to share; and Accelerate 1.x cannot re-wrap a one-process loader of this shape (batch_size
-            # None with a BatchSampler as sampler: "multiple values for keyword argument 'batch_size'").
-            return loader
-        if training:
-            # Even shares: every process must take the same number of optimiser steps (each one syncs), so the
-            # shorter shares repeat a batch from the start of the epoch.
-            return self.accelerator.prepare(loader)
-        # Validation: disjoint shares without repeats, so the summed metrics count every row once.
-        from accelerate.data_loader import prepare_data_loader
+        # skorch asks once per fit and loops over the answer every epoch: the batches are laid out anew at each pass.
+        return EpochShares(self, dataset, training=training)
 
-        state = self.accelerator.state
-        return prepare_data_loader(
-            loader, num_processes=state.num_processes, process_index=state.process_index, even_batches=False
+
+class EpochShares:
+    """What a :class:`DistributedSAENet` iterates over: at each pass, this process's batches of the current epoch.
+
+    Each process builds the loader of its own share; Accelerate does not
+    prepare it. Its sharding deals out single batches in turn, which for
+    on-disk data would make every process read every window; here the units
+    of :meth:`DistributedSAENet.batches` (windows, or single in-memory
+    batches) are dealt out instead (:func:`share_batches`), disjoint by
+    construction, and the loader needs nothing else from Accelerate: skorch
+    moves each batch to the device itself. The epoch is read from the net's
+    history when a pass starts (skorch has added its row by then).
+
+    Parameters
+    ----------
+    net : DistributedSAENet
+    dataset
+        What skorch's split hands the iterator.
+    training : bool
+        Training shares are padded to equal length (every optimiser step
+        synchronises); validation shares are not (every row counts once).
+    """
+
+    def __init__(self, net, dataset, *, training: bool):
+        self.net = net
+        self.dataset = dataset
+        self.training = training
+
+    def _loader(self) -> DataLoader:
+        batches = self.net.batches(self.dataset, training=self.training, epoch=max(len(self.net.history), 1))
+        state = self.net.accelerator.state
+        ids = share_batches(
+            batches.window_batches(), num_processes=state.num_processes, process_index=state.process_index,
+            even=self.training,
         )
+        return DataLoader(batches, batch_size=None, sampler=ids)
+
+    def __len__(self) -> int:
+        return len(self._loader())
+
+    def __iter__(self):
+        return iter(self._loader())
 
 
 def _add_up_totals(totals, template: dict, device) -> None:
@@ -461,12 +534,18 @@ def _check_same_rows(X: torch.Tensor, accelerator) -> None:
     different copies would train on an unknown mixture. Compared: the
     shape and two sums over all the values.
     """
+    values = X.to(torch.float64)
+    _check_same_everywhere(
+        [X.shape[0], X.shape[1], values.sum(), values.square().sum()], accelerator,
+        remedy="Load the same full data set in every process; each one reads its own share of the batches.",
+    )
+
+
+def _check_same_everywhere(signature, accelerator, *, remedy: str) -> None:
+    """Raise on every process unless ``signature`` (rows, features, then any numbers) is equal on all of them."""
     from accelerate.utils import gather
 
-    values = X.to(torch.float64)
-    signature = torch.tensor(
-        [X.shape[0], X.shape[1], values.sum(), values.square().sum()], dtype=torch.float64, device=accelerator.device
-    )
+    signature = torch.tensor([float(value) for value in signature], dtype=torch.float64, device=accelerator.device)
     signatures = gather(signature.unsqueeze(0))
     if torch.equal(signatures, signatures[:1].expand_as(signatures)):
         return
@@ -475,10 +554,7 @@ def _check_same_rows(X: torch.Tensor, accelerator) -> None:
         difference = f"shapes by process: {shapes}"
     else:
         difference = f"all of shape {shapes[0]}, different values"
-    raise ValueError(
-        f"distributed=True needs the same X in every process, but they differ ({difference}). Load the same full "
-        "data set in every process; each one reads its own share of the batches."
-    )
+    raise ValueError(f"distributed=True needs the same X in every process, but they differ ({difference}). {remedy}")
 
 
 def _single_process_net(net: DistributedSAENet) -> SAENet:
@@ -520,11 +596,76 @@ def fit_data_parallel(build_net, X: torch.Tensor, *, n_train: int, batch_size: i
     seed = _broadcast_seed(seed)
     _check_same_rows(X, accelerator)
     # The LR schedule and the annealing count this process's optimiser steps: its share of the batches, rounded
-    # up because the shorter shares repeat a batch (see DistributedSAENet.get_iterator).
+    # up because the shorter shares repeat a batch (see share_batches).
     steps_per_epoch = math.ceil(math.ceil(n_train / batch_size) / accelerator.num_processes)
+    template = build_net(total_steps=steps_per_epoch * max_epochs, device=_net_device(accelerator), seed=seed)
+    return _train(template, X, accelerator, seed)
+
+
+def fit_on_disk_data_parallel(build_net, rows, *, validation_fraction: float, pre_bias_init: str, batch_size: int,
+                              max_epochs: int, device: str, seed: int) -> SAENet:
+    """:func:`fit_data_parallel` for rows that stay on disk: each process reads only its own windows of blocks.
+
+    Every process opens the on-disk array itself (h5py datasets do not pickle
+    or survive a fork) and passes the same array. With process 0's seed,
+    every process then draws the same validation blocks
+    (:class:`~sklearn_sae._streaming.BlockSplit`), the same pre-bias sample
+    and, each epoch, the same windows, of which it reads every
+    ``num_processes``-th (:meth:`DistributedSAENet.batches`,
+    :func:`share_batches`). A training share shorter than the longest repeats
+    its own last batches. Validation windows are shared out too, and the
+    metrics added up over the processes.
+
+    Parameters
+    ----------
+    build_net : callable
+        As for :func:`fit_data_parallel`.
+    rows : OnDiskRows
+        The on-disk input, the same in every process.
+    validation_fraction : float
+        Share of the blocks held out.
+    pre_bias_init : str
+        How ``pre_bias`` starts from the sample of rows.
+    batch_size, max_epochs, device, seed
+        As for :func:`fit_data_parallel`.
+
+    Returns
+    -------
+    net : SAENet
+        As for :func:`fit_data_parallel`.
+    """
+    from ._streaming import BlockSplit, configure_net
+
+    accelerator = make_accelerator(device)
+    seed = _broadcast_seed(seed)
+    train_blocks, _ = BlockSplit(validation_fraction, seed).blocks(rows)
+    first_epoch = OnDiskBatches(
+        rows, train_blocks, batch_size, shuffle=True, seed=seed, epoch=0, num_processes=accelerator.num_processes
+    )
+    # As for the streaming fit, the schedule is laid out over the first epoch's steps (later ones differ by one
+    # at most); every process takes as many as the longest share.
+    steps_per_epoch = len(share_batches(
+        first_epoch.window_batches(), num_processes=accelerator.num_processes,
+        process_index=accelerator.process_index, even=True,
+    ))
+    template = build_net(total_steps=steps_per_epoch * max_epochs, device=_net_device(accelerator), seed=seed)
+    configure_net(template, rows, validation_fraction=validation_fraction, seed=seed, pre_bias_init=pre_bias_init)
+    # The same file in every process shows as equal shapes, blocks and pre-bias samples (drawn from the same blocks).
+    sample = dict(template.callbacks)["init_pre_bias"].sample.to(torch.float64)
+    _check_same_everywhere(
+        [rows.n_rows, rows.n_features, rows.block_rows, sample.sum(), sample.square().sum()], accelerator,
+        remedy="Open the same on-disk array in every process; each one reads its own windows of blocks.",
+    )
+    return _train(template, rows, accelerator, seed)
+
+
+def _net_device(accelerator) -> str:
     # Accelerate names the CPU "cpu:0", a location torch cannot map a pickled tensor back to: say "cpu".
-    net_device = "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)
-    template = build_net(total_steps=steps_per_epoch * max_epochs, device=net_device, seed=seed)
+    return "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)
+
+
+def _train(template: SAENet, X, accelerator, seed: int) -> SAENet:
+    """Fit ``template``'s distributed twin on ``X`` from ``seed``; return it as a plain net."""
     net = _distributed_twin(template, accelerator, seed)
     cuda_devices = [accelerator.device.index or 0] if accelerator.device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices):  # the caller's RNG is left as it was, as in a plain fit

@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import _interop, _persistence, _streaming, metrics
 from ._activations import GUMBEL_CANDIDATES, GumbelTopK, TopK, TopKSelection, make_activation
 from ._checkpoint import open_checkpoint, training_fingerprint
-from ._distributed import fit_data_parallel
+from ._distributed import fit_data_parallel, fit_on_disk_data_parallel
 from ._incremental import incremental_run, make_incremental, train_one_pass
 from ._training import InitPreBias, build_net, release_training_state
 
@@ -216,6 +216,9 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         ``"auto"``, ``"cuda"`` or ``"cpu"``. On CPUs, launch with
         ``torchrun`` (``accelerate launch --cpu`` starts a single
         process). Without a launcher it is an ordinary single-process fit.
+        On-disk ``X`` (an h5py dataset or memmap) works too: every process
+        opens the file itself and passes the same array, and each reads only
+        its own windows of blocks from disk.
 
     Attributes
     ----------
@@ -547,12 +550,17 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         # whole blocks are held out: the row count is close; the warning points past _fit_on_disk to fit's caller
         self._check_n_train(rows.n_rows, n_latents, stacklevel=5)
-        if self.distributed:
-            raise ValueError(
-                "distributed=True trains on in-memory arrays only for now; load the rows into memory "
-                "(X[:] for an h5py dataset, np.asarray for a memmap), or fit this on-disk X with distributed=False."
-            )
         eval_tensors = self._validate_eval_sets(eval_sets)
+        if self.distributed:  # each process reads its own windows of blocks; see _distributed
+            self._open_checkpoint(X, eval_tensors, seed)  # refuses a checkpoint_dir
+            net = fit_on_disk_data_parallel(
+                functools.partial(self._build_net, rows.n_features, n_latents, eval_tensors=eval_tensors), rows,
+                validation_fraction=self.validation_fraction, pre_bias_init=self.pre_bias_init,
+                batch_size=self.batch_size, max_epochs=self.max_epochs, device=device, seed=seed,
+            )
+            self._set_fitted(net)
+            _warn_if_not_annealed(net.module_.activation, stacklevel=5)
+            return self
         checkpoint, seed, epochs_done = self._open_checkpoint(X, eval_tensors, seed)
         n_batches = _streaming.train_batches_per_epoch(
             rows, validation_fraction=self.validation_fraction, seed=seed, batch_size=self.batch_size

@@ -7,19 +7,19 @@ never joined the group: the place to check that the result works in a plain proc
 
 import pickle
 
+import h5py
 import numpy as np
 import pytest
 import torch
 
 pytest.importorskip("accelerate")
 from accelerate import debug_launcher  # noqa: E402
-from accelerate.data_loader import prepare_data_loader  # noqa: E402
 from accelerate.state import AcceleratorState  # noqa: E402
 from skorch.dataset import Dataset  # noqa: E402
 from torch.utils.data import Subset  # noqa: E402
 
 from sklearn_sae import SparseAutoencoderTransformer  # noqa: E402
-from sklearn_sae import _distributed  # noqa: E402
+from sklearn_sae import _distributed, _streaming  # noqa: E402
 from sklearn_sae._training import SAENet  # noqa: E402
 
 N_ROWS, N_FEATURES, N_LATENTS, BATCH_SIZE = 640, 12, 24, 32
@@ -46,6 +46,21 @@ def _estimator(**params):
         device="cpu", random_state=0, distributed=True,
     )
     return SparseAutoencoderTransformer(**{**defaults, **params})
+
+
+def _launch(function, *args):
+    """Run ``function(*args)`` in two forked processes, each on one thread.
+
+    OpenMP's thread pool does not survive a fork: once this process has run a
+    parallel region (any earlier test), a forked child that enters one waits
+    forever for threads it does not have.
+    """
+
+    def on_one_thread(*args):
+        torch.set_num_threads(1)
+        function(*args)
+
+    debug_launcher(on_one_thread, args=args, num_processes=2)
 
 
 def _fit_and_record(folder):
@@ -79,7 +94,7 @@ def _fit_on_own_rows():
 
 
 def test_two_processes_train_one_model_on_disjoint_shares(tmp_path):
-    debug_launcher(_fit_and_record, args=(tmp_path,), num_processes=2)
+    _launch(_fit_and_record, tmp_path)
     results = [pickle.loads((tmp_path / f"rank{rank}.pkl").read_bytes()) for rank in range(2)]
     assert [result["is_main"] for result in results] == [True, False]
 
@@ -89,6 +104,8 @@ def test_two_processes_train_one_model_on_disjoint_shares(tmp_path):
         assert not set(shares[0]) & set(shares[1])
         assert len(set(shares[0]) | set(shares[1])) == 512  # together, every training row once
     assert {tuple(rows) for _, rows in results[0]["seen"]} != {tuple(rows) for _, rows in results[1]["seen"]}
+    first, second = ([tuple(rows) for e, rows in results[0]["seen"] if e == epoch] for epoch in (1, 2))
+    assert first != second  # each epoch draws its own batches
 
     estimators = [result["estimator"] for result in results]
     weights = [estimator.net_.module_.state_dict() for estimator in estimators]
@@ -119,9 +136,120 @@ def test_two_processes_train_one_model_on_disjoint_shares(tmp_path):
     assert restored.reconstruct(X_new).shape == X_new.shape
 
 
+def _open_on_disk(path):
+    """What every launched process does with an on-disk input: open the file itself (h5py objects do not pickle)."""
+    if path.suffix == ".h5":
+        return h5py.File(path, "r")["X"]
+    return np.load(path, mmap_mode="r")
+
+
+def _fit_on_disk_and_record(folder, path):
+    """Run in each launched process: fit on the file, noting the rows of each training batch and the windows read."""
+    seen, windows = [], []
+    train_step = _distributed.DistributedSAENet.train_step
+    load_window = _streaming.BlockBatches._load_window
+
+    def recording_train_step(net, batch, **fit_params):
+        seen.append((len(net.history), batch[0][:, 0].long().tolist()))
+        return train_step(net, batch, **fit_params)
+
+    def recording_load_window(batches, window):
+        if batches.shuffle:  # training windows
+            windows.append((batches.epoch, batches._windows[window].tolist()))
+        return load_window(batches, window)
+
+    _distributed.DistributedSAENet.train_step = recording_train_step
+    _streaming.BlockBatches._load_window = recording_load_window
+    try:
+        estimator = _estimator().fit(_open_on_disk(path))
+    finally:
+        _distributed.DistributedSAENet.train_step = train_step
+        _streaming.BlockBatches._load_window = load_window
+    rank = torch.distributed.get_rank()
+    with open(folder / f"rank{rank}.pkl", "wb") as file:
+        pickle.dump({"estimator": estimator, "seen": seen, "windows": windows}, file)
+
+
+def _write_on_disk(path, X):
+    if path.suffix == ".h5":
+        with h5py.File(path, "w") as file:
+            file.create_dataset("X", data=X, chunks=(16, N_FEATURES))
+    else:
+        np.save(path, X)
+
+
+@pytest.mark.parametrize("name", ["X.h5", "X.npy"])
+def test_two_processes_read_disjoint_windows_of_an_on_disk_input(tmp_path, name):
+    path = tmp_path / name
+    _write_on_disk(path, _data())
+    _launch(_fit_on_disk_and_record, tmp_path, path)
+    results = [pickle.loads((tmp_path / f"rank{rank}.pkl").read_bytes()) for rank in range(2)]
+
+    rows = _streaming.OnDiskRows(_open_on_disk(path))
+    train_blocks, _ = results[0]["estimator"].net_.train_split.blocks(rows)  # the BlockSplit all processes used
+    n_train = int(rows.block_sizes(train_blocks).sum())
+    for epoch in (1, 2):
+        # Whole windows per process, each read once: together every training block, and no block twice.
+        read = [[block for e, blocks in result["windows"] if e == epoch - 1 for block in blocks] for result in results]
+        assert read[0] and read[1] and not set(read[0]) & set(read[1])
+        assert sorted(read[0] + read[1]) == train_blocks.tolist()
+        # The rows trained on: every training row once over the two processes, plus the shorter share's padding
+        # (a repeat of its own rows), so both take the same number of steps.
+        batches = [[rows for e, rows in result["seen"] if e == epoch] for result in results]
+        assert len(batches[0]) == len(batches[1])
+        shares = [{row for batch in share for row in batch} for share in batches]
+        assert not shares[0] & shares[1]
+        assert len(shares[0] | shares[1]) == n_train
+    epochs = [{block for e, blocks in results[0]["windows"] if e == epoch for block in blocks} for epoch in (0, 1)]
+    assert epochs[0] != epochs[1]  # windows are drawn anew each epoch
+
+    estimators = [result["estimator"] for result in results]
+    for name_, tensor in estimators[0].net_.module_.state_dict().items():
+        assert torch.equal(tensor, estimators[1].net_.module_.state_dict()[name_]), name_
+    assert estimators[0].history_[:, "valid_loss"] == estimators[1].history_[:, "valid_loss"]
+
+    # A plain process (this one: no process group) transforms with what a process returned, from disk too.
+    estimator = pickle.loads(pickle.dumps(estimators[0]))
+    assert type(estimator.net_) is SAENet
+    X = _open_on_disk(path)
+    assert estimator.transform(X).shape == (N_ROWS, N_LATENTS)
+    np.testing.assert_allclose(estimator.transform(X), estimator.transform(_data()), rtol=1e-6)
+
+
+def _fit_signals_on_disk(folder, path):
+    estimator = _estimator(n_latents=32, max_epochs=3).fit(_open_on_disk(path))
+    if torch.distributed.get_rank() == 0:
+        (folder / "fitted.pkl").write_bytes(pickle.dumps(estimator))
+
+
+def test_two_processes_on_disk_train_as_well_as_one(tmp_path):
+    from sklearn_sae.datasets import make_sparse_signals
+
+    X = make_sparse_signals(n_samples=1000, n_features=N_FEATURES, n_atoms=32, n_active=3, random_state=0)[0]
+    train, held_out = X[:800].astype(np.float32), X[800:]
+    _write_on_disk(tmp_path / "X.h5", train)
+    _launch(_fit_signals_on_disk, tmp_path, tmp_path / "X.h5")
+    distributed = pickle.loads((tmp_path / "fitted.pkl").read_bytes())
+    # One process with the same rows per optimiser step (2 x 32), reading the same file.
+    with h5py.File(tmp_path / "X.h5", "r") as file:
+        single = _estimator(n_latents=32, max_epochs=3, batch_size=2 * BATCH_SIZE, distributed=False).fit(file["X"])
+    assert distributed.score(held_out) > single.score(held_out) - 0.05
+
+
 def test_processes_given_different_rows_refuse_to_train():
     with pytest.raises(Exception, match="needs the same X in every process"):
-        debug_launcher(_fit_on_own_rows, num_processes=2)
+        _launch(_fit_on_own_rows)
+
+
+def _fit_on_own_file(folder):
+    _estimator().fit(_open_on_disk(folder / f"X{torch.distributed.get_rank()}.npy"))
+
+
+def test_processes_given_different_files_refuse_to_train(tmp_path):
+    for rank in range(2):
+        _write_on_disk(tmp_path / f"X{rank}.npy", _data(seed=rank))
+    with pytest.raises(Exception, match="Open the same on-disk array in every process"):
+        _launch(_fit_on_own_file, tmp_path)
 
 
 def test_distributed_without_a_launcher_is_a_single_process_fit():
@@ -140,8 +268,8 @@ def test_one_gpu_for_every_process_is_refused():
         _distributed.make_accelerator("cuda:1")
 
 
-@pytest.mark.parametrize("even_batches", [True, False])
-def test_batch_loader_shares_are_disjoint_and_agree_on_order(even_batches):
+@pytest.mark.parametrize("even", [True, False])
+def test_in_memory_shares_are_disjoint_and_agree_on_order(even):
     X = torch.arange(50, dtype=torch.float32)[:, None].repeat(1, 3)
     training_rows = list(range(5, 50))  # as after a validation split: a Subset of skorch's Dataset
 
@@ -149,9 +277,10 @@ def test_batch_loader_shares_are_disjoint_and_agree_on_order(even_batches):
         batches = _distributed.InMemoryBatches(
             Subset(Dataset(X), training_rows), 8, shuffle=True, seed=3, epoch=epoch
         )
-        loader = _distributed.batch_loader(batches, shuffle=True, seed=3, epoch=epoch)
-        shard = prepare_data_loader(loader, num_processes=2, process_index=process_index, even_batches=even_batches)
-        return [batch[0][:, 0].long().tolist() for batch in shard]
+        ids = _distributed.share_batches(
+            batches.window_batches(), num_processes=2, process_index=process_index, even=even
+        )
+        return [batches[index][0][:, 0].long().tolist() for index in ids]
 
     shares = [share(0, epoch=1), share(1, epoch=1)]
     rows = [[row for batch in batches for row in batch] for batches in shares]
@@ -162,16 +291,15 @@ def test_batch_loader_shares_are_disjoint_and_agree_on_order(even_batches):
     assert share(0, epoch=2) != shares[0]
 
 
-def test_batch_loader_pads_the_shorter_share_only_for_training():
-    X = torch.arange(40, dtype=torch.float32)[:, None]
-    loader = _distributed.batch_loader(
-        _distributed.InMemoryBatches(Dataset(X), 8, shuffle=False, seed=0, epoch=1), shuffle=False, seed=0, epoch=1
-    )
-    # 5 batches for 2 processes: with even shares the second repeats the epoch's first batch.
-    padded = prepare_data_loader(loader, num_processes=2, process_index=1, even_batches=True)
-    assert [batch[0][0, 0].item() for batch in padded] == [8, 24, 0]
-    exact = prepare_data_loader(loader, num_processes=2, process_index=1, even_batches=False)
-    assert [batch[0][0, 0].item() for batch in exact] == [8, 24]
+def test_shares_deal_out_whole_units_and_pad_only_for_training():
+    units = [range(0, 3), range(3, 5), range(5, 8)]  # e.g. the batches of three windows
+    assert _distributed.share_batches(units, num_processes=2, process_index=0, even=False) == [0, 1, 2, 5, 6, 7]
+    assert _distributed.share_batches(units, num_processes=2, process_index=1, even=False) == [3, 4]
+    # Padded from its own last batches, last first: for on-disk data, the window still loaded.
+    assert _distributed.share_batches(units, num_processes=2, process_index=1, even=True) == [3, 4, 4, 3, 4, 3]
+    # More processes than units: the one without a unit repeats the epoch's last batches.
+    assert _distributed.share_batches(units[:1], num_processes=2, process_index=1, even=True) == [2, 1, 0]
+    assert _distributed.share_batches(units[:1], num_processes=2, process_index=1, even=False) == []
 
 
 def test_in_memory_batches_refuse_other_datasets():

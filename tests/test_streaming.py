@@ -265,6 +265,10 @@ def test_fit_on_disk_resumes_from_a_checkpoint_bit_identically(on_disk, tmp_path
     np.testing.assert_array_equal(reference.history_[:, "valid_loss"], resumed.history_[:, "valid_loss"])
 
 
-def test_fit_on_disk_refuses_distributed(on_disk):
-    with pytest.raises(ValueError, match="in-memory arrays only"):
-        SparseAutoencoderTransformer(**dict(SMALL, distributed=True)).fit(on_disk)
+def test_distributed_on_disk_without_a_launcher_is_the_streaming_fit(on_disk):
+    single = SparseAutoencoderTransformer(**SMALL).fit(on_disk)
+    one_process = SparseAutoencoderTransformer(**dict(SMALL, distributed=True)).fit(on_disk)
+    # One process reads the windows, in the order, of the single-process streaming fit.
+    for name, tensor in single.net_.module_.state_dict().items():
+        assert torch.equal(tensor, one_process.net_.module_.state_dict()[name]), name
+    np.testing.assert_array_equal(single.history_[:, "valid_loss"], one_process.history_[:, "valid_loss"])
