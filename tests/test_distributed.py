@@ -6,14 +6,16 @@ never joined the group: the place to check that the result works in a plain proc
 """
 
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("accelerate")
-from accelerate import debug_launcher  # noqa: E402
+pytest.importorskip("accelerate")  # the launcher below imports it in its own interpreter
 from accelerate.state import AcceleratorState  # noqa: E402
 from skorch.dataset import Dataset  # noqa: E402
 from torch.utils.data import Subset  # noqa: E402
@@ -48,19 +50,30 @@ def _estimator(**params):
     return SparseAutoencoderTransformer(**{**defaults, **params})
 
 
+class LaunchFailed(Exception):
+    """A launched process failed; the message holds its standard error."""
+
+
 def _launch(function, *args):
-    """Run ``function(*args)`` in two forked processes, each on one thread.
+    """Run ``function(*args)`` in two processes forked by ``accelerate.debug_launcher``, from a new interpreter.
 
-    OpenMP's thread pool does not survive a fork: once this process has run a
-    parallel region (any earlier test), a forked child that enters one waits
-    forever for threads it does not have.
+    OpenMP's thread pool does not survive a fork: once a process has run a
+    parallel region (any earlier test in this session), a forked child that
+    enters one can wait forever for threads it does not have. So the launcher
+    runs in a fresh interpreter that imports this module and has run no
+    torch operation before it forks. ``args`` are paths.
     """
-
-    def on_one_thread(*args):
-        torch.set_num_threads(1)
-        function(*args)
-
-    debug_launcher(on_one_thread, args=args, num_processes=2)
+    code = (
+        "import pathlib, sys\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from accelerate import debug_launcher\n"
+        "import test_distributed as tests\n"
+        "debug_launcher(getattr(tests, sys.argv[2]), args=tuple(map(pathlib.Path, sys.argv[3:])), num_processes=2)\n"
+    )
+    command = [sys.executable, "-c", code, str(Path(__file__).parent), function.__name__, *map(str, args)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise LaunchFailed(result.stderr[-4000:])
 
 
 def _fit_and_record(folder):
@@ -237,7 +250,7 @@ def test_two_processes_on_disk_train_as_well_as_one(tmp_path):
 
 
 def test_processes_given_different_rows_refuse_to_train():
-    with pytest.raises(Exception, match="needs the same X in every process"):
+    with pytest.raises(LaunchFailed, match="needs the same X in every process"):
         _launch(_fit_on_own_rows)
 
 
@@ -248,7 +261,7 @@ def _fit_on_own_file(folder):
 def test_processes_given_different_files_refuse_to_train(tmp_path):
     for rank in range(2):
         _write_on_disk(tmp_path / f"X{rank}.npy", _data(seed=rank))
-    with pytest.raises(Exception, match="Open the same on-disk array in every process"):
+    with pytest.raises(LaunchFailed, match="Open the same on-disk array in every process"):
         _launch(_fit_on_own_file, tmp_path)
 
 
