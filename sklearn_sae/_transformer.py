@@ -959,7 +959,9 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         among them those written by :meth:`export`, which come back as the
         model that was exported. Architectures this package cannot compute
         exactly are refused with a ``ValueError`` that says why. An imported
-        model has an empty ``history_``.
+        model has an empty ``history_``, and the parameters that do not
+        shape the model (``lr``, ``batch_size``, ``sparse_output``, ...) at
+        their defaults: the other formats do not carry them.
 
         Parameters
         ----------
