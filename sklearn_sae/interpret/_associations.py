@@ -13,7 +13,6 @@ number of non-zero codes and the number of (latent, label) pairs, never with
 
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 import pandas as pd
@@ -21,7 +20,7 @@ import scipy.sparse as sp
 from scipy.special import gammaln
 
 from ._labels import _encode_labels_for_rows
-from ._stats import _check_codes, _check_scale, _scale_of_checked
+from ._stats import _check_codes, _check_count, _check_scale, _scale_of_checked
 
 __all__ = ["label_associations"]
 
@@ -207,14 +206,6 @@ def _check_thresholds(thresholds) -> np.ndarray:
     if (np.diff(values) <= 0).any():
         raise ValueError(f"thresholds must be strictly increasing, without repeats; got {values.tolist()}.")
     return values
-
-
-def _check_count(value, name) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int; got {value!r}.")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1; got {value}.")
-    return int(value)
 
 
 # --------------------------------------------------------------------------- the computation

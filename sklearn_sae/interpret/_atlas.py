@@ -25,7 +25,8 @@ import pandas as pd
 
 from .._atomic import atomic_file
 from ._atlas_template import render_page
-from ._cards import CardSource, _check_count, _json_scalar
+from ._cards import CardSource, _json_scalar
+from ._stats import _check_count
 
 __all__ = ["write_atlas"]
 

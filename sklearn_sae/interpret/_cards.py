@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._stats import _check_codes, latent_scale
+from ._stats import _check_codes, _check_count, latent_scale
 
 __all__ = ["FeatureCard", "feature_card", "plot_feature_card"]
 
@@ -593,14 +593,6 @@ def _check_latent(latent, n_latents):
     if not 0 <= latent < n_latents:
         raise ValueError(f"latent must be in [0, {n_latents}), the columns of codes; got {latent}.")
     return int(latent)
-
-
-def _check_count(value, name, *, minimum):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}.")
-    return int(value)
 
 
 def _card_rng(random_state, latent):

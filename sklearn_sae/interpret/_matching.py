@@ -12,12 +12,11 @@ from sklearn.utils.validation import check_is_fitted
 from ._associations import (
     DEFAULT_THRESHOLDS,
     _associations,
-    _check_count,
     _check_thresholds,
     _score_chosen_pairs,
 )
 from ._labels import _encode_labels_for_rows, _encode_labels_like
-from ._stats import _check_codes, _scale_of_checked
+from ._stats import _check_codes, _check_count, _scale_of_checked
 
 __all__ = ["LatentLabelMatcher"]
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numbers
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -277,3 +279,12 @@ def _reduce_columns(ufunc, csc, values) -> np.ndarray:
         # runs exactly to the next non-empty column's start.
         out[nonempty] = ufunc.reduceat(values, starts[nonempty], dtype=np.float64)
     return out
+
+
+def _check_count(value, name, *, minimum=1) -> int:
+    """An int option (a count, a seed) checked to be at least ``minimum``; bools are refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int; got {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}; got {value}.")
+    return int(value)
