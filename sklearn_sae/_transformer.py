@@ -390,6 +390,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self : SparseAutoencoderTransformer
             The fitted estimator.
         """
+        if self.distributed and self.checkpoint_dir is not None:
+            raise ValueError(
+                "checkpoint_dir is not supported with distributed=True yet: the processes of a launch would "
+                "each write and resume their own checkpoint. Set checkpoint_dir=None, or distributed=False."
+            )
         if _streaming.is_on_disk(X):
             return self._fit_on_disk(X, eval_sets)
         X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
@@ -401,7 +406,6 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         n_train = self._check_n_train(n_samples, n_latents)
         eval_tensors = self._validate_eval_sets(eval_sets)
         if self.distributed:  # one model over the processes of a launch; the ranks are _distributed's business
-            self._open_checkpoint(X, eval_tensors, seed)  # refuses a checkpoint_dir
             net = fit_data_parallel(
                 functools.partial(self._build_net, n_features, n_latents, eval_tensors=eval_tensors),
                 torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True)),
@@ -487,10 +491,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         if incremental_run(net) is None:
             net = self._start_incremental(X, device, fitted_net=net)
         train_one_pass(net, X, lr=self.lr, device=device)
-        self.net_ = net
-        self.n_latents_ = net.module_.n_latents
-        self.history_ = net.history
-        self.n_iter_ = len(net.history)
+        self._adopt_net(net)
         self.n_steps_ = incremental_run(net).n_steps
         self.n_samples_seen_ = incremental_run(net).n_samples_seen
         return self
@@ -530,11 +531,6 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         """
         if self.checkpoint_dir is None:
             return None, seed, 0
-        if self.distributed:
-            raise ValueError(
-                "checkpoint_dir is not supported with distributed=True yet: the processes of a launch would "
-                "each write and resume their own checkpoint. Set checkpoint_dir=None, or distributed=False."
-            )
         fingerprint = training_fingerprint(self.get_params(deep=False), X, eval_tensors)
         checkpoint = open_checkpoint(self.checkpoint_dir, fingerprint, seed=seed)
         return checkpoint, checkpoint.seed, checkpoint.epochs_done
@@ -552,7 +548,6 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self._check_n_train(rows.n_rows, n_latents, stacklevel=5)
         eval_tensors = self._validate_eval_sets(eval_sets)
         if self.distributed:  # each process reads its own windows of blocks; see _distributed
-            self._open_checkpoint(X, eval_tensors, seed)  # refuses a checkpoint_dir
             net = fit_on_disk_data_parallel(
                 functools.partial(self._build_net, rows.n_features, n_latents, eval_tensors=eval_tensors), rows,
                 validation_fraction=self.validation_fraction, pre_bias_init=self.pre_bias_init,
@@ -590,8 +585,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
 
     def _on_disk_blocks(self, X):
         """Checked float32 blocks of an on-disk ``X`` of the fitted width, sized as inference blocks."""
-        block_rows = max(1, ENCODE_BLOCK_ELEMENTS // max(self.n_latents_, self.n_features_in_))
-        return _streaming.row_blocks(X, n_features=self.n_features_in_, block_rows=block_rows)
+        return _streaming.row_blocks(X, n_features=self.n_features_in_, block_rows=self._block_rows())
 
     def _resolve_n_latents(self, n_features: int) -> int:
         """``n_latents``, its default filled in, checked against ``k`` and ``aux_k``."""
@@ -683,6 +677,10 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         release_training_state(net)
         for name in ("n_steps_", "n_samples_seen_"):  # counters of a partial_fit run that this model ends
             self.__dict__.pop(name, None)
+        self._adopt_net(net)
+
+    def _adopt_net(self, net) -> None:
+        """Make ``net`` this estimator's model, with the fitted attributes that follow from it."""
         self.net_ = net
         self.n_latents_ = net.module_.n_latents
         self.history_ = net.history
@@ -746,8 +744,12 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         module.eval()
         return module
 
+    def _block_rows(self) -> int:
+        """Rows per inference block: at most :data:`ENCODE_BLOCK_ELEMENTS` values in its widest array."""
+        return max(1, ENCODE_BLOCK_ELEMENTS // max(self.n_latents_, self.n_features_in_))
+
     def _blocks(self, n_rows):
-        block = max(1, ENCODE_BLOCK_ELEMENTS // max(self.n_latents_, self.n_features_in_))
+        block = self._block_rows()
         for start in range(0, n_rows, block):
             yield slice(start, min(start + block, n_rows))
 
