@@ -13,10 +13,13 @@ Nothing here knows about scikit-learn; the estimator builds the net and calls do
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy as np
 import torch
 from skorch.callbacks import Callback
+
+from ._training import WarmupCosine
 
 __all__ = ["IncrementalRun", "make_incremental", "incremental_run", "train_one_pass"]
 
@@ -64,10 +67,12 @@ class IncrementalRun(Callback):
         self.rng_states = None  # torch's CPU (and CUDA) RNG state at the end of the last call
 
     def lr_factor(self, step: int) -> float:
-        """Multiplier of the peak learning rate at training batch ``step`` (counting from 0)."""
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        return 1.0
+        """Multiplier of the peak learning rate at training batch ``step`` (counting from 0).
+
+        ``fit``'s schedule over a run with no end: its cosine decay never
+        starts, so the rate stays at its peak after the warmup.
+        """
+        return WarmupCosine(self.warmup_steps, math.inf)(step)
 
     def on_batch_begin(self, net, training=False, **kwargs):
         if not training:
