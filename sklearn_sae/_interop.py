@@ -38,12 +38,12 @@ import math
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ._activations import GumbelTopK, TopK
 from ._atomic import atomic_directory
 from ._model import LAYER_NORM_EPS
+from ._persistence import read_safetensors
 
 __all__ = ["FORMATS", "NORMALIZATIONS", "export_model", "load_foreign"]
 
@@ -302,10 +302,7 @@ def _read_config(path: Path) -> dict:
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file, as float32 (exactly, or a ValueError saying why not)."""
-    try:
-        tensors = _read_safetensors(path)
-    except SafetensorError as error:
-        raise ValueError(f"{path} is not a readable safetensors file ({error}).") from None
+    tensors = read_safetensors(path)
     for name, tensor in tensors.items():
         if tensor.dtype in _UPCAST_EXACTLY:
             tensors[name] = tensor.float()
@@ -315,11 +312,6 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
                 "imports float32, float16 or bfloat16 weights only (those convert to float32 without rounding)."
             )
     return tensors
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    with safe_open(str(path), framework="pt", device="cpu") as handle:
-        return {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (not a mapping)
 
 
 def _expect_tensors(tensors, shapes, where):

@@ -35,7 +35,7 @@ from skorch.history import History
 
 from ._atomic import atomic_directory
 
-__all__ = ["CONFIG_NAME", "FORMAT", "FORMAT_VERSION", "WEIGHTS_NAME", "is_saved_model", "read_model", "save_model"]
+__all__ = ["CONFIG_NAME", "FORMAT", "FORMAT_VERSION", "WEIGHTS_NAME", "is_saved_model", "read_model", "read_safetensors", "save_model"]
 
 CONFIG_NAME = "sklearn_sae.json"
 """The JSON description of a saved model; a directory holding it is in this package's format."""
@@ -355,6 +355,14 @@ def _expected_tensors(estimator, config: dict) -> dict:
     return {name: (tuple(tensor.shape), tensor.dtype) for name, tensor in module.state_dict().items()}
 
 
+def read_safetensors(path: Path) -> dict:
+    """The tensors of a safetensors file, on the CPU; an unreadable or damaged file is a ValueError naming it."""
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"{path} is not a readable safetensors file ({error}).") from None
+
+
 def _read_weights(path: Path, config: dict, expected: dict, config_path: Path) -> dict:
     """The tensors of ``path`` on the CPU, after checking them against the config and ``expected``."""
     if not path.is_file():
@@ -364,10 +372,7 @@ def _read_weights(path: Path, config: dict, expected: dict, config_path: Path) -
             f"{path} does not match the checksum in {config_path} (field 'weights_sha256'): the weights file is "
             "damaged or truncated, or it was replaced after saving."
         )
-    try:
-        tensors = load_file(path, device="cpu")
-    except (SafetensorError, OSError) as error:
-        raise ValueError(f"{path} is not a readable safetensors file ({error}).") from None
+    tensors = read_safetensors(path)
     missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     if missing or extra:
         raise ValueError(
