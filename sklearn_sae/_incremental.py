@@ -42,8 +42,9 @@ class IncrementalRun(Callback):
     Parameters
     ----------
     lr : float
-        Peak learning rate. The estimator sets it before every call, so a
-        ``set_params(lr=...)`` between calls takes effect.
+        Peak learning rate. The estimator sets a numeric ``lr`` before every
+        call, so a ``set_params(lr=...)`` between calls takes effect;
+        ``lr="auto"`` is resolved once, from the first call's rows.
     warmup_steps : int
         Training batches over which the learning rate rises linearly to
         ``lr``; 0 starts at ``lr``.
@@ -130,10 +131,14 @@ def incremental_run(net) -> IncrementalRun | None:
     return run if isinstance(run, IncrementalRun) else None
 
 
-def train_one_pass(net, X: np.ndarray, *, lr: float, device: str) -> None:
-    """One pass of ``net`` over the float32 rows ``X`` at peak learning rate ``lr``, in the run's RNG."""
+def train_one_pass(net, X: np.ndarray, *, lr: float | None, device: str) -> None:
+    """One pass of ``net`` over the float32 rows ``X`` at peak learning rate ``lr``, in the run's RNG.
+
+    ``lr=None`` keeps the run's rate (a rate resolved from the data of the run's first call).
+    """
     run = incremental_run(net)
-    run.lr = lr
+    if lr is not None:
+        run.lr = lr
     # A private copy: the caller's block may be read-only or change after the call.
     X_tensor = torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True))
     with run.seeded(device):

@@ -320,7 +320,13 @@ def _checked_estimator(estimator_class, params: dict, config: dict, path: Path):
     estimator = estimator_class(**params)
     try:
         estimator._validate_params()
+        # n_latents=None was resolved from the training rows, which the file does not hold: take the saved count
         n_latents = estimator._resolve_n_latents(config["fitted"]["n_features_in_"])
+        if params["n_latents"] is None and _is_int(config["fitted"]["n_latents_"]):
+            n_latents = estimator.set_params(n_latents=config["fitted"]["n_latents_"])._resolve_n_latents(
+                config["fitted"]["n_features_in_"]
+            )
+            estimator.set_params(n_latents=None)
     except ValueError as error:  # sklearn's InvalidParameterError is a ValueError too
         raise ValueError(f"{path}: field 'params' is not valid: {error}") from None
     anneal_steps = config["anneal_steps"]

@@ -21,9 +21,18 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import _interop, _persistence, _streaming, metrics
 from ._activations import GUMBEL_CANDIDATES, GumbelTopK, TopK, TopKSelection, make_activation
 from ._checkpoint import open_checkpoint, training_fingerprint
+from ._defaults import (
+    DEAD_WARNING_FRACTION,
+    default_aux_k,
+    default_dead_window,
+    default_lr,
+    default_max_epochs,
+    default_n_latents,
+    encoder_input_spread,
+)
 from ._distributed import fit_data_parallel, fit_on_disk_data_parallel
 from ._incremental import incremental_run, make_incremental, train_one_pass
-from ._training import InitPreBias, build_net, release_training_state
+from ._training import PRE_BIAS_SAMPLE_ROWS, InitPreBias, build_net, release_training_state
 
 __all__ = ["SparseAutoencoderTransformer"]
 
@@ -32,11 +41,6 @@ ENCODE_BLOCK_ELEMENTS = 2**24
 
 DEFAULT_L1_COEF = {"relu": 1e-3, "topk": 0.0, "gumbel_topk": 0.0}
 """``l1_coef=None`` means this: ReLU needs the penalty to be sparse, Top-K does not."""
-
-N_LATENTS_PER_FEATURE = 4
-"""``n_latents=None`` means this many latents per input feature (benchmarks/sweep_defaults.py: on the
-shipped proteins 4x matched 8x and 16x in validation NMSE with fewer dead latents)."""
-
 
 ANNEAL_FRACTION = 0.005
 """``anneal_steps`` default: the Gumbel noise acts over the first 0.5% of the fit's batches
@@ -83,8 +87,13 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     Parameters
     ----------
     n_latents : int, default=None
-        Number of latents (dictionary atoms). ``None`` means
-        ``4 * n_features``, and at least ``k`` for the top-k activations.
+        Number of latents (dictionary atoms). ``None`` sizes the dictionary
+        to the data: ``4 * n_features``, but for the top-k activations no
+        more than lets an average latent fire on 64 training rows an epoch
+        (``n_training_rows * k // 64``), and at least ``k``. On 2,000
+        proteins of width 1,900 that is about 1,000 latents, not 7,600, most
+        of which would have died. ``partial_fit``, which does not know the
+        rows in advance, takes ``4 * n_features``.
     activation : {"topk", "gumbel_topk", "relu"}, default="topk"
         ``"topk"`` keeps the ``k`` largest pre-activations of each row (after
         a ReLU), so each row has at most ``k`` non-zeros. ``"gumbel_topk"``
@@ -112,18 +121,25 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         training (the radial part of its gradient is removed and it is
         renormalised after each step). Ignored when ``tied=True``: the atoms
         are then the encoder's rows, which need their scale.
-    aux_k : int, default=None
-        Turn on the auxiliary loss against dead latents (AuxK, as in OpenAI's
-        Top-K autoencoders): in each training batch the ``aux_k`` most active
-        dead latents also reconstruct the residual ``x - x_hat``, weighted by
-        ``aux_coef``. Worth turning on when ``history_`` shows a high
-        ``dead_fraction`` with ``"topk"``. ``None`` turns it off (as the seed
-        does). Only for the top-k activations.
+    aux_k : int, "auto" or None, default="auto"
+        The auxiliary loss against dead latents (AuxK, after OpenAI's Top-K
+        autoencoders): in each training batch the ``aux_k`` most active dead
+        latents also reconstruct the residual ``x - x_hat``, weighted by
+        ``aux_coef``. ``"auto"`` is ``8 * k`` for the top-k activations and
+        off for ``"relu"``. ``None`` turns it off, as the seed does. This
+        package's AuxK departs from OpenAI's in two ways that stop it from
+        killing the latents it should revive: the dead latents'
+        reconstruction is compared with the residual after its best
+        non-negative scale, and they learn only through their atoms (their
+        code values and biases get no AuxK gradient). An int is only for the
+        top-k activations.
     aux_coef : float, default=1/32
         Weight of the AuxK term.
-    dead_window : int, default=10_000
+    dead_window : int or "auto", default="auto"
         A latent is dead for AuxK once it has not fired for this many
-        training rows.
+        training rows. ``"auto"`` is ``20 * n_latents / k``: twenty times
+        the rows an average latent waits between firings (OpenAI's ratio).
+        The seed's value was 10,000.
     tau_start : float, default=1.0
         Gumbel temperature at the first training step (``"gumbel_topk"`` only).
     tau_end : float, default=1e-8
@@ -145,14 +161,27 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         ``"positive"``, only those with a positive pre-activation (a noisy
         slot is never spent on a latent that would output 0); ``"all"``,
         every latent, the seed's formula ``topk(z_pre / tau + g)``.
-    lr : float, default=1e-2
-        Peak learning rate of Adam. Chosen by the sweep in
-        ``benchmarks/sweep_defaults.py``: on the shipped proteins it halved the
-        validation NMSE of 1e-3 with as many live latents; 3e-2 killed 95%.
+    lr : float or "auto", default="auto"
+        Peak learning rate of Adam. ``"auto"`` is
+        ``0.12 * min(spread, 1) / sqrt(n_features)``, where ``spread`` is the
+        root-mean-square distance of the encoder's input rows (standardised
+        when ``normalize=True``) from their mean, per dimension, measured on
+        up to 4,096 training rows: 6.1e-3 on the shipped NEAR proteins,
+        1.0e-3 and 2.0e-3 on UniRep vectors of widths 256 and 1,900. Adam
+        moves every weight by about ``lr`` a step, so a unit-norm encoder row
+        moves by about ``lr * sqrt(n_features)``, and the biases move by
+        ``lr`` against pre-activations of the size of the spread: one fixed
+        rate that suits one set of embeddings kills most latents of another
+        (the former default 1e-2 left 95% of the latents dead on UniRep
+        vectors of width 1,900; ``benchmarks/bench_defaults.py``).
     batch_size : int, default=256
         Rows per training batch.
-    max_epochs : int, default=20
-        Passes over the training data.
+    max_epochs : int or "auto", default="auto"
+        Passes over the training data. ``"auto"`` trains for at least 3,000
+        optimizer steps and at least 10 epochs, so that 2,000 proteins (8
+        batches an epoch) train as long as they need: 375 epochs there, 56 on
+        the 15,259 training rows of 80% of the shipped proteins. The former
+        default was 20.
     warmup_steps : int or float, default=0.05
         Batches of linear LR warmup; a float in [0, 1) is a fraction of all
         training batches.
@@ -235,7 +264,9 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         training rows (``train_``, accumulated over the epoch's batches as
         optimised) and the validation rows (``valid_``): ``loss``, ``nmse``,
         ``fvu``, ``l0`` (mean non-zeros per row) and ``dead_fraction``
-        (latents zero on every row of the split that epoch); the same for
+        (latents zero on every row of the split that epoch; a fit whose last
+        epoch leaves more than 10% of the latents dead on its training rows
+        warns and says what to change); the same for
         each of ``fit``'s ``eval_sets``; also ``dur`` (seconds) and, per
         batch, ``event_lr``.
     n_iter_ : int
@@ -278,16 +309,16 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         "tied": ["boolean"],
         "pre_bias_init": [StrOptions({"geometric_median", "mean", "zeros"})],
         "unit_norm_decoder": ["boolean"],
-        "aux_k": [Interval(Integral, 1, None, closed="left"), None],
+        "aux_k": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "aux_coef": [Interval(Real, 0, None, closed="left")],
-        "dead_window": [Interval(Integral, 1, None, closed="left")],
+        "dead_window": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "tau_start": [Interval(Real, 0, None, closed="neither")],
         "tau_end": [Interval(Real, 0, None, closed="neither")],
         "anneal_steps": [Interval(Integral, 1, None, closed="left"), Interval(RealNotInt, 0, 1, closed="right")],
         "gumbel_candidates": [StrOptions(set(GUMBEL_CANDIDATES))],
-        "lr": [Interval(Real, 0, None, closed="neither")],
+        "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "warmup_steps": [Interval(Integral, 0, None, closed="left"), Interval(RealNotInt, 0, 1, closed="left")],
         "grad_clip": [Interval(Real, 0, None, closed="neither"), None],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
@@ -312,16 +343,16 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         tied=True,
         pre_bias_init="geometric_median",
         unit_norm_decoder=True,
-        aux_k=None,
+        aux_k="auto",
         aux_coef=1 / 32,
-        dead_window=10_000,
+        dead_window="auto",
         tau_start=1.0,
         tau_end=1e-8,
         anneal_steps=ANNEAL_FRACTION,
         gumbel_candidates="positive",
-        lr=1e-2,
+        lr="auto",
         batch_size=256,
-        max_epochs=20,
+        max_epochs="auto",
         warmup_steps=0.05,
         grad_clip=1.0,
         validation_fraction=0.1,
@@ -400,25 +431,30 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
         _check_magnitude(X)
         n_samples, n_features = X.shape
-        n_latents = self._resolve_n_latents(n_features)
         device = resolve_device(self.device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        n_train = self._check_n_train(n_samples, n_latents)
+        n_train = self._check_n_train(n_samples)
+        n_latents = self._resolve_n_latents(n_features, n_train=n_train)
+        _warn_if_too_few_rows(n_train, n_latents, stacklevel=4)
+        max_epochs = self._resolve_max_epochs(math.ceil(n_train / self.batch_size))
         eval_tensors = self._validate_eval_sets(eval_sets)
         if self.distributed:  # one model over the processes of a launch; the ranks are _distributed's business
             net = fit_data_parallel(
-                functools.partial(self._build_net, n_features, n_latents, eval_tensors=eval_tensors),
+                functools.partial(self._build_net, n_features, n_latents, eval_tensors=eval_tensors,
+                                  lr=self._resolve_lr(self._spread_sample(X, seed)), max_epochs=max_epochs),
                 torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True)),
-                n_train=n_train, batch_size=self.batch_size, max_epochs=self.max_epochs, device=device, seed=seed,
+                n_train=n_train, batch_size=self.batch_size, max_epochs=max_epochs, device=device, seed=seed,
             )
             self._set_fitted(net)
-            _warn_if_not_annealed(net.module_.activation, stacklevel=4)
+            _warn_if_unhealthy(net, stacklevel=4)
             return self
         checkpoint, seed, epochs_done = self._open_checkpoint(X, eval_tensors, seed)
         net = self._build_net(
             n_features,
             n_latents,
-            total_steps=math.ceil(n_train / self.batch_size) * self.max_epochs,
+            total_steps=math.ceil(n_train / self.batch_size) * max_epochs,
+            lr=self._resolve_lr(self._spread_sample(X, seed)),
+            max_epochs=max_epochs,
             device=device,
             seed=seed,
             eval_tensors=eval_tensors,
@@ -427,9 +463,9 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         # A private copy: skorch keeps it for the whole fit, and the caller's array may change or be read-only.
         X_tensor = torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True))
         with _seeded_torch(device, seed):
-            net.fit(X_tensor, epochs=self.max_epochs - epochs_done)
+            net.fit(X_tensor, epochs=max_epochs - epochs_done)
         self._set_fitted(net)
-        _warn_if_not_annealed(net.module_.activation, stacklevel=4)  # fit's caller
+        _warn_if_unhealthy(net, stacklevel=4)  # fit's caller
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -490,7 +526,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         net = self.net_ if not first_call else None
         if incremental_run(net) is None:
             net = self._start_incremental(X, device, fitted_net=net)
-        train_one_pass(net, X, lr=self.lr, device=device)
+        train_one_pass(net, X, lr=None if self.lr == "auto" else float(self.lr), device=device)
         self._adopt_net(net)
         self.n_steps_ = incremental_run(net).n_steps
         self.n_samples_seen_ = incremental_run(net).n_samples_seen
@@ -512,7 +548,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             n_features, n_latents, total_steps=first_call_batches, device=device, seed=seed, anneal_steps=anneal_steps
         )
         warmup = _resolve_steps(self.warmup_steps, first_call_batches, minimum=0)
-        run = make_incremental(net, lr=self.lr, warmup_steps=warmup, seed=seed)
+        run = make_incremental(net, lr=self._resolve_lr(self._spread_sample(X, seed)), warmup_steps=warmup, seed=seed)
         with run.seeded(device):
             net.initialize()
             if fitted_net is None:
@@ -541,29 +577,35 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self.n_features_in_ = rows.n_features
         if hasattr(self, "feature_names_in_"):  # as validate_data(reset=True) does for unnamed columns
             del self.feature_names_in_
-        n_latents = self._resolve_n_latents(rows.n_features)
         device = resolve_device(self.device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         # whole blocks are held out: the row count is close; the warning points past _fit_on_disk to fit's caller
-        self._check_n_train(rows.n_rows, n_latents, stacklevel=5)
+        n_train = self._check_n_train(rows.n_rows)
+        n_latents = self._resolve_n_latents(rows.n_features, n_train=n_train)
+        _warn_if_too_few_rows(n_train, n_latents, stacklevel=5)
         eval_tensors = self._validate_eval_sets(eval_sets)
         if self.distributed:  # each process reads its own windows of blocks; see _distributed
+            max_epochs = self._resolve_max_epochs(math.ceil(n_train / self.batch_size))
             net = fit_on_disk_data_parallel(
-                functools.partial(self._build_net, rows.n_features, n_latents, eval_tensors=eval_tensors), rows,
+                functools.partial(self._build_net, rows.n_features, n_latents, eval_tensors=eval_tensors,
+                                  lr=self._resolve_lr(self._spread_sample(X, seed)), max_epochs=max_epochs), rows,
                 validation_fraction=self.validation_fraction, pre_bias_init=self.pre_bias_init,
-                batch_size=self.batch_size, max_epochs=self.max_epochs, device=device, seed=seed,
+                batch_size=self.batch_size, max_epochs=max_epochs, device=device, seed=seed,
             )
             self._set_fitted(net)
-            _warn_if_not_annealed(net.module_.activation, stacklevel=5)
+            _warn_if_unhealthy(net, stacklevel=5)
             return self
         checkpoint, seed, epochs_done = self._open_checkpoint(X, eval_tensors, seed)
         n_batches = _streaming.train_batches_per_epoch(
             rows, validation_fraction=self.validation_fraction, seed=seed, batch_size=self.batch_size
         )
+        max_epochs = self._resolve_max_epochs(n_batches)
         net = self._build_net(
             rows.n_features,
             n_latents,
-            total_steps=n_batches * self.max_epochs,
+            total_steps=n_batches * max_epochs,
+            lr=self._resolve_lr(self._spread_sample(X, seed)),
+            max_epochs=max_epochs,
             device=device,
             seed=seed,
             eval_tensors=eval_tensors,
@@ -578,58 +620,94 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             first_epoch=epochs_done,
         )
         with _seeded_torch(device, seed):
-            net.fit(rows, epochs=self.max_epochs - epochs_done)
+            net.fit(rows, epochs=max_epochs - epochs_done)
         self._set_fitted(net)
-        _warn_if_not_annealed(net.module_.activation, stacklevel=5)  # fit's caller
+        _warn_if_unhealthy(net, stacklevel=5)  # fit's caller
         return self
 
     def _on_disk_blocks(self, X):
         """Checked float32 blocks of an on-disk ``X`` of the fitted width, sized as inference blocks."""
         return _streaming.row_blocks(X, n_features=self.n_features_in_, block_rows=self._block_rows())
 
-    def _resolve_n_latents(self, n_features: int) -> int:
-        """``n_latents``, its default filled in, checked against ``k`` and ``aux_k``."""
+    def _resolve_n_latents(self, n_features: int, *, n_train: int | None = None) -> int:
+        """``n_latents``, its default filled in from the data's shape, checked against ``k`` and ``aux_k``."""
+        sparse_codes = self.activation != "relu"
         n_latents = self.n_latents
         if n_latents is None:
-            n_latents = max(N_LATENTS_PER_FEATURE * n_features, self.k if self.activation != "relu" else 1)
-        if self.activation != "relu" and self.k > n_latents:
+            n_latents = default_n_latents(n_features, k=self.k, n_train=n_train, sparse_codes=sparse_codes)
+        if sparse_codes and self.k > n_latents:
             raise ValueError(
                 f"k={self.k} is larger than n_latents={n_latents}: a row cannot have more non-zeros than there are latents. "
                 "Lower k or raise n_latents."
             )
-        if self.aux_k is not None and self.activation == "relu":
+        if isinstance(self.aux_k, Integral) and not sparse_codes:
             raise ValueError("aux_k applies to the top-k activations only; set aux_k=None for activation='relu'.")
         return n_latents
 
-    def _check_n_train(self, n_samples: int, n_latents: int, *, stacklevel: int = 4) -> int:
-        """Training rows left after the validation split; warns when there are fewer than latents."""
+    def _resolve_lr(self, sample) -> float:
+        """The peak learning rate: ``lr``, or for ``"auto"`` one scaled to the width and spread of ``sample``'s rows."""
+        if self.lr != "auto":
+            return float(self.lr)
+        return default_lr(sample.shape[1], encoder_input_spread(sample, normalize=self.normalize))
+
+    def _spread_sample(self, X, seed: int):
+        """Up to ``PRE_BIAS_SAMPLE_ROWS`` rows of ``X`` (in memory or on disk) to measure the data's spread on."""
+        rng = np.random.default_rng([seed, 0x5A1E])
+        if _streaming.is_on_disk(X):
+            return _streaming.OnDiskRows(X).sample(PRE_BIAS_SAMPLE_ROWS, rng).numpy()
+        if X.shape[0] <= PRE_BIAS_SAMPLE_ROWS:
+            return X
+        return X[np.sort(rng.choice(X.shape[0], PRE_BIAS_SAMPLE_ROWS, replace=False))]
+
+    def _resolve_max_epochs(self, batches_per_epoch: int) -> int:
+        """Epochs of ``fit``: ``max_epochs``, or for ``"auto"`` enough for a minimum number of optimizer steps."""
+        return default_max_epochs(batches_per_epoch) if self.max_epochs == "auto" else int(self.max_epochs)
+
+    def _resolve_aux(self, n_latents: int) -> tuple[int, int]:
+        """``(aux_k, dead_window)`` for the module; ``aux_k`` 0 means no AuxK term."""
+        if self.activation == "relu" or self.aux_k is None:
+            aux_k = 0
+        else:
+            aux_k = default_aux_k(self.k, n_latents) if self.aux_k == "auto" else int(self.aux_k)
+        dead_window = (
+            default_dead_window(self.k, n_latents) if self.dead_window == "auto" else int(self.dead_window)
+        )
+        return aux_k, dead_window
+
+    def _check_n_train(self, n_samples: int) -> int:
+        """Training rows left after the validation split."""
         n_valid = math.ceil(self.validation_fraction * n_samples)
         if n_samples - n_valid < 1:
             raise ValueError(
                 f"validation_fraction={self.validation_fraction} leaves no training rows out of {n_samples}; lower it."
             )
-        n_train = n_samples - n_valid
-        if n_train < n_latents:
-            warnings.warn(
-                f"{n_train} training rows for {n_latents} latents: with fewer rows than latents the dictionary "
-                "cannot be learned from the data (most latents see too few rows to mean anything). Give more rows, "
-                "or lower n_latents (it defaults to 4 x n_features).",
-                UserWarning,
-                stacklevel=stacklevel,  # the caller of fit, past fit and sklearn's _fit_context wrapper
-            )
-        return n_train
+        return n_samples - n_valid
 
     def _build_net(
-        self, n_features, n_latents, *, total_steps, device, seed, eval_tensors=None, anneal_steps=None, checkpoint=None
+        self,
+        n_features,
+        n_latents,
+        *,
+        total_steps,
+        device,
+        seed,
+        lr=None,
+        max_epochs=None,
+        eval_tensors=None,
+        anneal_steps=None,
+        checkpoint=None,
     ):
         """The skorch net for these settings, not yet initialised.
 
         ``total_steps`` is the number of training batches the LR schedule and
         a fractional ``anneal_steps`` are laid out over; ``anneal_steps``, when
         given, overrides the estimator's (a saved model carries its resolved
-        count). ``checkpoint`` is the callback that writes (and resumes) the
-        fit's checkpoints, if any.
+        count). ``lr`` and ``max_epochs`` are the resolved learning rate and
+        number of epochs; ``None`` suits a net that is only loaded, never
+        trained from here. ``checkpoint`` is the callback
+        that writes (and resumes) the fit's checkpoints, if any.
         """
+        aux_k, dead_window = self._resolve_aux(n_latents)
         warmup = _resolve_steps(self.warmup_steps, total_steps, minimum=0)
         if anneal_steps is None:
             anneal_steps = _resolve_steps(self.anneal_steps, total_steps, minimum=1)
@@ -649,13 +727,13 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                 activation=activation,
                 normalize=self.normalize,
                 tied=self.tied,
-                aux_k=self.aux_k or 0,
-                dead_window=self.dead_window,
+                aux_k=aux_k,
+                dead_window=dead_window,
             ),
             l1_coef=l1_coef,
-            lr=self.lr,
+            lr=lr if lr is not None else (default_lr(n_features) if self.lr == "auto" else float(self.lr)),
             batch_size=self.batch_size,
-            max_epochs=self.max_epochs,
+            max_epochs=max_epochs or 1,
             warmup_steps=warmup,
             total_steps=total_steps,
             grad_clip=self.grad_clip,
@@ -668,7 +746,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             eval_sets=eval_tensors,
             pre_bias_init=self.pre_bias_init,
             unit_norm_decoder=self.unit_norm_decoder and not self.tied,
-            aux_coef=self.aux_coef if self.aux_k is not None else 0.0,
+            aux_coef=self.aux_coef if aux_k > 0 else 0.0,
             checkpoint=checkpoint,
         )
 
@@ -1126,6 +1204,38 @@ def _seeded_torch(device: str, seed: int):
     with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(seed)
         yield
+
+
+def _warn_if_too_few_rows(n_train: int, n_latents: int, *, stacklevel: int) -> None:
+    """Warn when a fit has fewer training rows than latents."""
+    if n_train >= n_latents:
+        return
+    warnings.warn(
+        f"{n_train} training rows for {n_latents} latents: with fewer rows than latents the dictionary "
+        "cannot be learned from the data (most latents see too few rows to mean anything). Give more rows, "
+        "or lower n_latents (n_latents=None sizes the dictionary to the rows).",
+        UserWarning,
+        stacklevel=stacklevel,  # the caller of fit, past fit and sklearn's _fit_context wrapper
+    )
+
+
+def _warn_if_unhealthy(net, *, stacklevel: int) -> None:
+    """Warn when a fit ends with many dead latents or with its Gumbel temperature not annealed."""
+    _warn_if_not_annealed(net.module_.activation, stacklevel=stacklevel + 1)
+    if not len(net.history) or "train_dead_fraction" not in net.history[-1]:
+        return
+    dead = net.history[-1, "train_dead_fraction"]
+    if dead <= DEAD_WARNING_FRACTION:
+        return
+    warnings.warn(
+        f"{dead:.1%} of the {net.module_.n_latents} latents never fired on the training rows in the last epoch "
+        f"(dead latents; more than {DEAD_WARNING_FRACTION:.0%}). Lower lr (lr='auto' scales it to the width), "
+        "keep aux_k='auto' (AuxK revives dead latents), train for more steps (max_epochs='auto'), or use fewer "
+        "latents (n_latents=None sizes the dictionary to the rows). history_[:, 'train_dead_fraction'] has the "
+        "fraction of each epoch.",
+        UserWarning,
+        stacklevel=stacklevel,
+    )
 
 
 def _warn_if_not_annealed(activation, *, stacklevel: int) -> None:

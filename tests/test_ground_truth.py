@@ -57,7 +57,9 @@ def signals():
     return make_sparse_signals(4000, 32, 64, 3, random_state=0)
 
 
-COMMON = dict(n_latents=128, k=3, normalize=False, batch_size=128, lr=1e-2, max_epochs=40,
+# The settings this recovery bar was set at (the defaults before lr, max_epochs and aux_k became "auto"):
+# AuxK is not needed to recover these atoms and adds a third to each step's time on a CPU.
+COMMON = dict(n_latents=128, k=3, normalize=False, batch_size=128, lr=1e-2, max_epochs=40, aux_k=None,
               validation_fraction=0.0, device="cpu", random_state=0)
 
 

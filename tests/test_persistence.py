@@ -99,6 +99,30 @@ def test_loaded_model_is_bit_identical(X, tmp_path, activation, tied, sparse_out
         assert restored.anneal_steps == saved.anneal_steps and int(restored.n_steps) == int(saved.n_steps) > 0
 
 
+# 120 rows, 12 held out: a top-k dictionary sized to 108 x k=3 // 64 = 5 latents; relu keeps 4 x n_features.
+@pytest.mark.parametrize("activation, n_latents", [("topk", 5), ("gumbel_topk", 5), ("relu", 4 * N_FEATURES)])
+def test_model_fitted_with_n_latents_none_loads_with_its_fitted_size(X, tmp_path, activation, n_latents):
+    # The file does not hold the training rows that sized the dictionary: load must take the saved n_latents_,
+    # not recompute 4 x n_features from the width alone.
+    sae = _sae(n_latents=None, activation=activation, anneal_steps=0.5).fit(X)
+    assert sae.n_latents_ == n_latents
+    sae.save(tmp_path / "model")
+    loaded = SparseAutoencoderTransformer.load(tmp_path / "model")
+    assert loaded.get_params()["n_latents"] is None  # the parameter itself comes back as given
+    _assert_same_fitted_model(loaded, sae, X)
+    assert loaded.fit(X).n_latents_ == n_latents  # a refit sizes it from the rows again
+
+
+def test_model_fitted_with_n_latents_none_and_a_saved_size_below_k_is_refused(X, tmp_path):
+    directory = tmp_path / "model"
+    _sae(n_latents=None).fit(X).save(directory)
+    config = _read_config(directory)
+    config["fitted"]["n_latents_"] = 2  # the saved size is still checked against k=3
+    _write_config(directory, config)
+    with pytest.raises(ValueError, match="field 'params' is not valid: k=3 is larger than n_latents=2"):
+        SparseAutoencoderTransformer.load(directory)
+
+
 def test_saved_directory_holds_safetensors_and_json(saved_dir):
     assert sorted(path.name for path in saved_dir.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME])
     config = _read_config(saved_dir)

@@ -95,10 +95,26 @@ def test_fitted_attributes(structured_data):
     assert list(sae.get_feature_names_out()[:2]) == ["sparseautoencodertransformer0", "sparseautoencodertransformer1"]
 
 
-def test_n_latents_defaults_to_four_per_feature_and_at_least_k(structured_data):
-    assert _sae(n_latents=None, max_epochs=1).fit(structured_data).n_latents_ == 4 * 24
-    narrow = structured_data[:, :3]  # 4 x 3 = 12 latents would be fewer than k
-    assert _sae(n_latents=None, k=32, max_epochs=1).fit(narrow).n_latents_ == 32
+@pytest.mark.parametrize(
+    "rows, columns, k, expected",
+    [
+        (600, 24, 16, 4 * 24),  # 540 training rows x k=16 / 64 = 135 >= 96: rows are plentiful, 4 x n_features
+        (600, 24, 4, 540 * 4 // 64),  # 33 < 96: few rows cap the dictionary so each latent fires ~64 times an epoch
+        (600, 3, 32, 32),  # 4 x 3 = 12 latents would be fewer than k
+        (20, 24, 8, 8),  # the cap (18 x 8 // 64 = 2) is below k too: still k
+    ],
+)
+def test_n_latents_defaults_to_four_per_feature_capped_by_rows_and_at_least_k(
+    structured_data, rows, columns, k, expected
+):
+    X = structured_data[:rows, :columns]
+    assert _sae(n_latents=None, k=k, max_epochs=1, validation_fraction=0.1).fit(X).n_latents_ == expected
+
+
+def test_relu_n_latents_default_is_four_per_feature_whatever_the_rows(structured_data):
+    # 540 x 4 // 64 = 33 would cap a top-k dictionary; relu codes are not k-sparse and keep 4 x n_features
+    sae = _sae(activation="relu", n_latents=None, max_epochs=1).fit(structured_data)
+    assert sae.n_latents_ == 4 * 24
 
 
 def test_a_zero_row_does_not_swamp_training(structured_data):
@@ -438,7 +454,8 @@ def test_pandas_input_raises_no_warning_from_our_calls():
 def test_fewer_training_rows_than_latents_warns():
     X = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
     with pytest.warns(UserWarning, match="2 training rows for 32 latents.*lower n_latents"):
-        SparseAutoencoderTransformer(k=2, max_epochs=1, device="cpu").fit(X)
+        # n_latents=None would size the dictionary to the rows (here k): ask for 32 latents explicitly
+        SparseAutoencoderTransformer(n_latents=32, k=2, max_epochs=1, device="cpu").fit(X)
 
 
 @pytest.mark.parametrize("n_iter_no_change", [None, 1])  # early stopping keeps a copy of the best weights
