@@ -6,11 +6,6 @@ import pytest
 from sklearn_sae import SparseAutoencoderTransformer, metrics
 from sklearn_sae.calibration import L1Calibration, calibrate_l1_coef
 
-# The search's trial fits at large L1 weights leave most ReLU latents dead, as they should: the dead-latent warning
-# of each such fit is raised from calibrate_l1_coef's own fit call, which the project's "error:::sklearn_sae"
-# filter would turn into an error. These tests are about the L0 the search reaches, not about dead latents.
-pytestmark = pytest.mark.filterwarnings("ignore:.*latents never fired:UserWarning")
-
 
 @pytest.fixture(scope="module")
 def data():
