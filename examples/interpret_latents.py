@@ -28,10 +28,10 @@ Four representations go through exactly the same protocol and thresholds:
 
 ``sae``
     a Top-K SparseAutoencoderTransformer with the estimator's defaults:
-    k=32 active of 4 x 256 = 1,024 latents, lr 1e-2, 20 epochs (the width
-    and learning rate are those ``benchmarks/sweep_defaults.py`` chose on
-    these proteins, so the model is the one a user gets without tuning);
-    trained on the train split only, with a fixed seed.
+    k=32 active of 4 x 256 = 1,024 latents, and the learning rate, training
+    length and AuxK the estimator derives from the data (``lr="auto"``,
+    ``max_epochs="auto"``, ``aux_k="auto"``), so the model is the one a user
+    gets without tuning; trained on the train split only, with a fixed seed.
 ``untrained_sae``
     the same estimator, same parameters and seed, "fitted" for a single
     Adam step at lr 1e-12 on one batch of all train rows. That step is below
@@ -174,7 +174,8 @@ def keep_testable(indicator, split):
 def sae_params(args):
     """Parameters shared by the trained and the untrained SAE."""
     return dict(
-        activation="topk", k=args.k, n_latents=args.n_latents, max_epochs=args.epochs, validation_fraction=0.0,
+        activation="topk", k=args.k, n_latents=args.n_latents, max_epochs=args.epochs or "auto",
+        validation_fraction=0.0,
         device=args.device, random_state=args.seed, sparse_output=True,
     )
 
@@ -470,9 +471,10 @@ def parse_args(argv):
     add("--properties", type=Path, default=DATA / "per-protein.properties.csv",
         help="CSV with accession and categorical *_class columns or 0/1 flags per protein")
     add("--out", type=Path, default=Path("results/interpret_latents"), help="directory for tables and figures")
-    add("--n-latents", type=int, default=None, help="SAE latents; default: the estimator's, 4 x the embedding width")
+    add("--n-latents", type=int, default=None,
+        help="SAE latents; default: the estimator's (4 x the embedding width here)")
     add("--k", type=int, default=32, help="non-zeros per protein of the Top-K SAE")
-    add("--epochs", type=int, default=20, help="training epochs of the SAE")
+    add("--epochs", type=int, default=None, help="training epochs of the SAE; default: the estimator's ('auto')")
     add("--seed", type=int, default=0, help="seed of the SAE's initialisation and batch order (both SAEs share it)")
     add("--device", default="auto", help="'cpu', 'cuda', 'cuda:N', or 'auto' for a GPU when there is one")
     add("--n-cards", type=int, default=3, help="feature cards written for the best-detected labels")

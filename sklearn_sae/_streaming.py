@@ -383,15 +383,23 @@ class PreBiasFromSample(Callback):
             self.sample = None
 
 
+def initial_sample(rows: OnDiskRows, seed: int) -> torch.Tensor:
+    """The rows a fit on ``rows`` starts from: ``pre_bias``'s centre and the spread behind ``lr="auto"``."""
+    return rows.sample(PRE_BIAS_SAMPLE_ROWS, np.random.default_rng([seed, 0xB1A5]))
+
+
 def configure_net(
-    net, rows: OnDiskRows, *, validation_fraction: float, seed: int, pre_bias_init: str, first_epoch: int = 0
+    net, rows: OnDiskRows, *, validation_fraction: float, seed: int, pre_bias_init: str, first_epoch: int = 0,
+    sample: torch.Tensor | None = None,
 ) -> None:
     """Make a net built for in-memory data read ``rows`` from disk: split, iterators and pre-bias start.
 
     ``first_epoch`` is the number of the first epoch the fit runs (not 0 when
-    it resumes a checkpoint), which draws that epoch's block order.
+    it resumes a checkpoint), which draws that epoch's block order. ``sample``
+    is :func:`initial_sample`'s, when the caller has already read it.
     """
-    sample = rows.sample(PRE_BIAS_SAMPLE_ROWS, np.random.default_rng([seed, 0xB1A5]))
+    if sample is None:
+        sample = initial_sample(rows, seed)
     net.callbacks = [
         (name, PreBiasFromSample(pre_bias_init, sample) if name == "init_pre_bias" else callback)
         for name, callback in net.callbacks

@@ -600,11 +600,12 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             rows, validation_fraction=self.validation_fraction, seed=seed, batch_size=self.batch_size
         )
         max_epochs = self._resolve_max_epochs(n_batches)
+        sample = _streaming.initial_sample(rows, seed)
         net = self._build_net(
             rows.n_features,
             n_latents,
             total_steps=n_batches * max_epochs,
-            lr=self._resolve_lr(self._spread_sample(X, seed)),
+            lr=self._resolve_lr(sample.numpy()),
             max_epochs=max_epochs,
             device=device,
             seed=seed,
@@ -618,6 +619,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             seed=seed,
             pre_bias_init=self.pre_bias_init,
             first_epoch=epochs_done,
+            sample=sample,
         )
         with _seeded_torch(device, seed):
             net.fit(rows, epochs=max_epochs - epochs_done)
@@ -652,11 +654,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
 
     def _spread_sample(self, X, seed: int):
         """Up to ``PRE_BIAS_SAMPLE_ROWS`` rows of ``X`` (in memory or on disk) to measure the data's spread on."""
-        rng = np.random.default_rng([seed, 0x5A1E])
-        if _streaming.is_on_disk(X):
-            return _streaming.OnDiskRows(X).sample(PRE_BIAS_SAMPLE_ROWS, rng).numpy()
+        if _streaming.is_on_disk(X):  # the rows that also start pre_bias: the file is read for them once
+            return _streaming.initial_sample(_streaming.OnDiskRows(X), seed).numpy()
         if X.shape[0] <= PRE_BIAS_SAMPLE_ROWS:
             return X
+        rng = np.random.default_rng([seed, 0x5A1E])
         return X[np.sort(rng.choice(X.shape[0], PRE_BIAS_SAMPLE_ROWS, replace=False))]
 
     def _resolve_max_epochs(self, batches_per_epoch: int) -> int:
