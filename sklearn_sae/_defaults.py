@@ -19,6 +19,7 @@ __all__ = [
     "LATENTS_PER_FEATURE",
     "MIN_FIRINGS_PER_LATENT",
     "LR_SCALE",
+    "MIN_MEASURABLE_SPREAD",
     "MIN_TRAINING_STEPS",
     "MIN_TRAINING_EPOCHS",
     "AUX_K_PER_K",
@@ -44,6 +45,10 @@ held-out rows."""
 LR_SCALE = 0.12
 """``lr="auto"`` is ``LR_SCALE * min(spread, 1) / sqrt(n_features)`` (:func:`default_lr`): 6.1e-3 on the shipped
 NEAR proteins, 1.0e-3 on UniRep-256 and 2.0e-3 on UniRep-1,900 vectors of the same proteins."""
+
+MIN_MEASURABLE_SPREAD = 1e-6
+"""A spread at most this (one row, or rows that are all the same after standardisation) says nothing about the data:
+``lr="auto"`` then assumes spread 1 and warns, instead of resolving to a rate of 0 that never trains."""
 
 MIN_TRAINING_STEPS = 3_000
 """``max_epochs="auto"`` trains for at least this many optimizer steps: 2,000 proteins give 8 batches an epoch,

@@ -565,22 +565,25 @@ def _single_process_net(net: DistributedSAENet) -> SAENet:
     return plain
 
 
-def fit_data_parallel(build_net, X: torch.Tensor, *, n_train: int, batch_size: int, max_epochs: int, device: str,
+def fit_data_parallel(build_net, X: torch.Tensor, *, n_train: int, batch_size: int, device: str,
                       seed: int) -> SAENet:
     """Train data-parallel over the processes of the current launch and return a plain, trained net.
 
     Parameters
     ----------
     build_net : callable
-        ``build_net(total_steps=..., device=..., seed=...)`` returns the
-        :class:`SAENet` a single-process fit would train; it is trained here
-        as a :class:`DistributedSAENet` with the same settings.
+        ``build_net(steps_per_epoch=..., device=..., seed=...)`` returns the
+        :class:`SAENet` a single-process fit would train, given this
+        process's optimiser steps an epoch and process 0's seed (so that
+        values resolved from them, such as ``max_epochs="auto"`` and
+        ``lr="auto"``, are the same in every process); it is trained here as
+        a :class:`DistributedSAENet` with the same settings.
     X : torch.Tensor
         All the rows, the same in every process.
     n_train : int
         Rows left for training after the validation split.
-    batch_size, max_epochs : int
-        Rows per batch in each process, and passes over the data.
+    batch_size : int
+        Rows per batch in each process.
     device : str
         The resolved device: ``"cpu"`` or ``"cuda"``.
     seed : int
@@ -598,12 +601,12 @@ def fit_data_parallel(build_net, X: torch.Tensor, *, n_train: int, batch_size: i
     # The LR schedule and the annealing count this process's optimiser steps: its share of the batches, rounded
     # up because the shorter shares repeat a batch (see share_batches).
     steps_per_epoch = math.ceil(math.ceil(n_train / batch_size) / accelerator.num_processes)
-    template = build_net(total_steps=steps_per_epoch * max_epochs, device=_net_device(accelerator), seed=seed)
+    template = build_net(steps_per_epoch=steps_per_epoch, device=_net_device(accelerator), seed=seed)
     return _train(template, X, accelerator, seed)
 
 
 def fit_on_disk_data_parallel(build_net, rows, *, validation_fraction: float, pre_bias_init: str, batch_size: int,
-                              max_epochs: int, device: str, seed: int) -> SAENet:
+                              device: str, seed: int) -> SAENet:
     """:func:`fit_data_parallel` for rows that stay on disk: each process reads only its own windows of blocks.
 
     Every process opens the on-disk array itself (h5py datasets do not pickle
@@ -626,7 +629,7 @@ def fit_on_disk_data_parallel(build_net, rows, *, validation_fraction: float, pr
         Share of the blocks held out.
     pre_bias_init : str
         How ``pre_bias`` starts from the sample of rows.
-    batch_size, max_epochs, device, seed
+    batch_size, device, seed
         As for :func:`fit_data_parallel`.
 
     Returns
@@ -648,7 +651,7 @@ def fit_on_disk_data_parallel(build_net, rows, *, validation_fraction: float, pr
         first_epoch.window_batches(), num_processes=accelerator.num_processes,
         process_index=accelerator.process_index, even=True,
     ))
-    template = build_net(total_steps=steps_per_epoch * max_epochs, device=_net_device(accelerator), seed=seed)
+    template = build_net(steps_per_epoch=steps_per_epoch, device=_net_device(accelerator), seed=seed)
     configure_net(template, rows, validation_fraction=validation_fraction, seed=seed, pre_bias_init=pre_bias_init)
     # The same file in every process shows as equal shapes, blocks and pre-bias samples (drawn from the same blocks).
     sample = dict(template.callbacks)["init_pre_bias"].sample.to(torch.float64)

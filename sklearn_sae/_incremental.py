@@ -41,10 +41,6 @@ class IncrementalRun(Callback):
 
     Parameters
     ----------
-    lr : float
-        Peak learning rate. The estimator sets a numeric ``lr`` before every
-        call, so a ``set_params(lr=...)`` between calls takes effect;
-        ``lr="auto"`` is resolved once, from the first call's rows.
     warmup_steps : int
         Training batches over which the learning rate rises linearly to
         ``lr``; 0 starts at ``lr``.
@@ -53,14 +49,22 @@ class IncrementalRun(Callback):
 
     Attributes
     ----------
+    lr : float or None
+        Peak learning rate of the current call, set by :func:`train_one_pass`
+        before every call, so that a ``set_params(lr=...)`` between calls
+        takes effect.
+    auto_lr : float or None
+        What the estimator's ``lr="auto"`` resolved to in this run (once, on
+        the rows of the first call made with it), or ``None`` before that.
     n_steps : int
         Training batches run so far.
     n_samples_seen : int
         Rows trained on so far.
     """
 
-    def __init__(self, lr: float, warmup_steps: int, seed: int):
-        self.lr = lr
+    def __init__(self, warmup_steps: int, seed: int):
+        self.lr = None
+        self.auto_lr = None
         self.warmup_steps = warmup_steps
         self.seed = seed
         self.n_steps = 0
@@ -102,14 +106,14 @@ class IncrementalRun(Callback):
             self.rng_states = (torch.get_rng_state(),) + ((torch.cuda.get_rng_state(cuda[0]),) if cuda else ())
 
 
-def make_incremental(net, *, lr: float, warmup_steps: int, seed: int) -> IncrementalRun:
+def make_incremental(net, *, warmup_steps: int, seed: int) -> IncrementalRun:
     """Turn a net built for ``fit`` (not yet initialised) into one for a run of ``partial_fit`` calls.
 
     The run trains on every row it is given (no validation split), never stops
     early, and follows :class:`IncrementalRun`'s learning-rate schedule instead
     of ``fit``'s warmup and cosine decay, which needs the run's length.
     """
-    run = IncrementalRun(lr, warmup_steps, seed)
+    run = IncrementalRun(warmup_steps, seed)
     callbacks = [
         (name, run if name == "lr_schedule" else callback)
         for name, callback in net.callbacks
@@ -131,14 +135,10 @@ def incremental_run(net) -> IncrementalRun | None:
     return run if isinstance(run, IncrementalRun) else None
 
 
-def train_one_pass(net, X: np.ndarray, *, lr: float | None, device: str) -> None:
-    """One pass of ``net`` over the float32 rows ``X`` at peak learning rate ``lr``, in the run's RNG.
-
-    ``lr=None`` keeps the run's rate (a rate resolved from the data of the run's first call).
-    """
+def train_one_pass(net, X: np.ndarray, *, lr: float, device: str) -> None:
+    """One pass of ``net`` over the float32 rows ``X`` at peak learning rate ``lr``, in the run's RNG."""
     run = incremental_run(net)
-    if lr is not None:
-        run.lr = lr
+    run.lr = lr
     # A private copy: the caller's block may be read-only or change after the call.
     X_tensor = torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True))
     with run.seeded(device):

@@ -261,8 +261,8 @@ class SparseAutoencoder(nn.Module):
         They compute the same function and gradients as the dense evaluation
         but touch only the ``k`` kept latents after the encoder GEMM. Used
         whenever the activation is exactly Top-K: ``topk`` always,
-        ``gumbel_topk`` in eval mode and once annealed; not while AuxK
-        needs every pre-activation.
+        ``gumbel_topk`` in eval mode and once annealed. AuxK does not need
+        the dense pre-activations: it encodes only the dead latents.
         """
         return isinstance(self.activation, TopK) and self.activation.is_hard
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import os
 import re
@@ -23,6 +22,7 @@ from ._activations import GUMBEL_CANDIDATES, GumbelTopK, TopK, TopKSelection, ma
 from ._checkpoint import open_checkpoint, training_fingerprint
 from ._defaults import (
     DEAD_WARNING_FRACTION,
+    MIN_MEASURABLE_SPREAD,
     default_aux_k,
     default_dead_window,
     default_lr,
@@ -173,7 +173,10 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         ``lr`` against pre-activations of the size of the spread: one fixed
         rate that suits one set of embeddings kills most latents of another
         (the former default 1e-2 left 95% of the latents dead on UniRep
-        vectors of width 1,900; ``benchmarks/bench_defaults.py``).
+        vectors of width 1,900; ``benchmarks/bench_defaults.py``). Rows that
+        do not vary (one row, or identical rows) assume spread 1, with a
+        warning. :meth:`partial_fit` measures the spread once a run, on the
+        first call's rows.
     batch_size : int, default=256
         Rows per training batch.
     max_epochs : int or "auto", default="auto"
@@ -181,7 +184,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         optimizer steps and at least 10 epochs, so that 2,000 proteins (8
         batches an epoch) train as long as they need: 375 epochs there, 56 on
         the 15,259 training rows of 80% of the shipped proteins. The former
-        default was 20.
+        default was 20. With ``distributed=True`` the steps counted are each
+        process's (its share of an epoch's batches).
     warmup_steps : int or float, default=0.05
         Batches of linear LR warmup; a float in [0, 1) is a fraction of all
         training batches.
@@ -436,19 +440,18 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         n_train = self._check_n_train(n_samples)
         n_latents = self._resolve_n_latents(n_features, n_train=n_train)
         _warn_if_too_few_rows(n_train, n_latents, stacklevel=4)
-        max_epochs = self._resolve_max_epochs(math.ceil(n_train / self.batch_size))
         eval_tensors = self._validate_eval_sets(eval_sets)
         if self.distributed:  # one model over the processes of a launch; the ranks are _distributed's business
             net = fit_data_parallel(
-                functools.partial(self._build_net, n_features, n_latents, eval_tensors=eval_tensors,
-                                  lr=self._resolve_lr(self._spread_sample(X, seed)), max_epochs=max_epochs),
+                self._data_parallel_builder(X, n_features, n_latents, eval_tensors),
                 torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True)),
-                n_train=n_train, batch_size=self.batch_size, max_epochs=max_epochs, device=device, seed=seed,
+                n_train=n_train, batch_size=self.batch_size, device=device, seed=seed,
             )
             self._set_fitted(net)
             _warn_if_unhealthy(net, stacklevel=4)
             return self
         checkpoint, seed, epochs_done = self._open_checkpoint(X, eval_tensors, seed)
+        max_epochs = self._resolve_max_epochs(math.ceil(n_train / self.batch_size))
         net = self._build_net(
             n_features,
             n_latents,
@@ -526,7 +529,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         net = self.net_ if not first_call else None
         if incremental_run(net) is None:
             net = self._start_incremental(X, device, fitted_net=net)
-        train_one_pass(net, X, lr=None if self.lr == "auto" else float(self.lr), device=device)
+        train_one_pass(net, X, lr=self._partial_fit_lr(incremental_run(net), X), device=device)
         self._adopt_net(net)
         self.n_steps_ = incremental_run(net).n_steps
         self.n_samples_seen_ = incremental_run(net).n_samples_seen
@@ -548,7 +551,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             n_features, n_latents, total_steps=first_call_batches, device=device, seed=seed, anneal_steps=anneal_steps
         )
         warmup = _resolve_steps(self.warmup_steps, first_call_batches, minimum=0)
-        run = make_incremental(net, lr=self._resolve_lr(self._spread_sample(X, seed)), warmup_steps=warmup, seed=seed)
+        run = make_incremental(net, warmup_steps=warmup, seed=seed)
         with run.seeded(device):
             net.initialize()
             if fitted_net is None:
@@ -557,6 +560,14 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             net.module_.load_state_dict(fitted_net.module_.state_dict())
             net.history = fitted_net.history
         return net
+
+    def _partial_fit_lr(self, run, X) -> float:
+        """Peak rate of a ``partial_fit`` call: ``lr``, or ``"auto"`` resolved once a run, on the first such call's rows."""
+        if self.lr != "auto":
+            return float(self.lr)
+        if run.auto_lr is None:
+            run.auto_lr = self._resolve_lr(self._spread_sample(X, run.seed), stacklevel=5)
+        return run.auto_lr
 
     def _open_checkpoint(self, X, eval_tensors, seed):
         """The checkpoint callback of this fit, the seed it runs with and the epochs already done.
@@ -585,12 +596,10 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         _warn_if_too_few_rows(n_train, n_latents, stacklevel=5)
         eval_tensors = self._validate_eval_sets(eval_sets)
         if self.distributed:  # each process reads its own windows of blocks; see _distributed
-            max_epochs = self._resolve_max_epochs(math.ceil(n_train / self.batch_size))
             net = fit_on_disk_data_parallel(
-                functools.partial(self._build_net, rows.n_features, n_latents, eval_tensors=eval_tensors,
-                                  lr=self._resolve_lr(self._spread_sample(X, seed)), max_epochs=max_epochs), rows,
+                self._data_parallel_builder(X, rows.n_features, n_latents, eval_tensors), rows,
                 validation_fraction=self.validation_fraction, pre_bias_init=self.pre_bias_init,
-                batch_size=self.batch_size, max_epochs=max_epochs, device=device, seed=seed,
+                batch_size=self.batch_size, device=device, seed=seed,
             )
             self._set_fitted(net)
             _warn_if_unhealthy(net, stacklevel=5)
@@ -605,7 +614,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             rows.n_features,
             n_latents,
             total_steps=n_batches * max_epochs,
-            lr=self._resolve_lr(sample.numpy()),
+            lr=self._resolve_lr(sample.numpy(), stacklevel=5),
             max_epochs=max_epochs,
             device=device,
             seed=seed,
@@ -627,12 +636,29 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         _warn_if_unhealthy(net, stacklevel=5)  # fit's caller
         return self
 
+    def _data_parallel_builder(self, X, n_features: int, n_latents: int, eval_tensors):
+        """How a data-parallel fit builds its net, once it knows process 0's seed and this process's steps.
+
+        ``lr="auto"`` is measured on the sample that seed draws, the same in
+        every process, and ``max_epochs="auto"`` counts this process's
+        optimiser steps (its share of each epoch's batches), so that the
+        minimum number of steps holds for the steps actually taken.
+        """
+        def build(*, steps_per_epoch: int, device: str, seed: int):
+            max_epochs = self._resolve_max_epochs(steps_per_epoch)
+            return self._build_net(
+                n_features, n_latents, total_steps=steps_per_epoch * max_epochs,
+                lr=self._resolve_lr(self._spread_sample(X, seed)), max_epochs=max_epochs,
+                device=device, seed=seed, eval_tensors=eval_tensors,
+            )
+        return build
+
     def _on_disk_blocks(self, X):
         """Checked float32 blocks of an on-disk ``X`` of the fitted width, sized as inference blocks."""
         return _streaming.row_blocks(X, n_features=self.n_features_in_, block_rows=self._block_rows())
 
     def _resolve_n_latents(self, n_features: int, *, n_train: int | None = None) -> int:
-        """``n_latents``, its default filled in from the data's shape, checked against ``k`` and ``aux_k``."""
+        """``n_latents``, its default filled in from the data's shape, checked against ``k``; ``aux_k`` checked too."""
         sparse_codes = self.activation != "relu"
         n_latents = self.n_latents
         if n_latents is None:
@@ -646,15 +672,31 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             raise ValueError("aux_k applies to the top-k activations only; set aux_k=None for activation='relu'.")
         return n_latents
 
-    def _resolve_lr(self, sample) -> float:
-        """The peak learning rate: ``lr``, or for ``"auto"`` one scaled to the width and spread of ``sample``'s rows."""
+    def _resolve_lr(self, sample, *, stacklevel: int = 4) -> float:
+        """The peak learning rate: ``lr``, or for ``"auto"`` one scaled to the width and spread of ``sample``'s rows.
+
+        ``stacklevel`` points a warning at the caller of the public method.
+        """
         if self.lr != "auto":
             return float(self.lr)
-        return default_lr(sample.shape[1], encoder_input_spread(sample, normalize=self.normalize))
+        n_rows, n_features = sample.shape
+        spread = encoder_input_spread(sample, normalize=self.normalize) if n_rows >= 2 else 0.0
+        if not spread > MIN_MEASURABLE_SPREAD:
+            # A spread of 0 would give lr=0 and a model that never trains: assume rows that share no direction.
+            warnings.warn(
+                f"lr='auto' scales the learning rate to the spread of the rows, and "
+                f"{'a single row has' if n_rows == 1 else f'these {n_rows} rows have'} none "
+                f"(spread {spread:.3g}); it assumes spread 1, lr={default_lr(n_features):.3g}. Pass lr explicitly, "
+                "or start with rows that vary (partial_fit resolves lr='auto' on its first call's rows).",
+                UserWarning,
+                stacklevel=stacklevel,
+            )
+            spread = 1.0
+        return default_lr(n_features, spread)
 
     def _spread_sample(self, X, seed: int):
         """Up to ``PRE_BIAS_SAMPLE_ROWS`` rows of ``X`` (in memory or on disk) to measure the data's spread on."""
-        if _streaming.is_on_disk(X):  # the rows that also start pre_bias: the file is read for them once
+        if _streaming.is_on_disk(X):  # the rows the same seed draws to start pre_bias
             return _streaming.initial_sample(_streaming.OnDiskRows(X), seed).numpy()
         if X.shape[0] <= PRE_BIAS_SAMPLE_ROWS:
             return X
@@ -1229,12 +1271,15 @@ def _warn_if_unhealthy(net, *, stacklevel: int) -> None:
     dead = net.history[-1, "train_dead_fraction"]
     if dead <= DEAD_WARNING_FRACTION:
         return
+    if isinstance(net.module_.activation, TopK):  # and GumbelTopK
+        revive = "keep aux_k='auto' (AuxK revives dead latents)"
+    else:  # AuxK is for the top-k activations; ReLU's latents are pushed to zero by the L1 penalty
+        revive = "lower l1_coef (the L1 penalty pushes latents to zero)"
     warnings.warn(
         f"{dead:.1%} of the {net.module_.n_latents} latents never fired on the training rows in the last epoch "
         f"(dead latents; more than {DEAD_WARNING_FRACTION:.0%}). Lower lr (lr='auto' scales it to the width), "
-        "keep aux_k='auto' (AuxK revives dead latents), train for more steps (max_epochs='auto'), or use fewer "
-        "latents (n_latents=None sizes the dictionary to the rows). history_[:, 'train_dead_fraction'] has the "
-        "fraction of each epoch.",
+        f"{revive}, train for more steps (max_epochs='auto'), or use fewer latents (n_latents=None sizes the "
+        "dictionary to the rows). history_[:, 'train_dead_fraction'] has the fraction of each epoch.",
         UserWarning,
         stacklevel=stacklevel,
     )

@@ -24,6 +24,7 @@ from sklearn_sae._defaults import (
     default_n_latents,
 )
 from sklearn_sae._model import SparseAutoencoder, auxk_loss, layer_norm_no_affine
+from sklearn_sae._transformer import _warn_if_unhealthy
 from sklearn_sae.datasets import make_sparse_signals
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -277,6 +278,17 @@ def test_a_fit_that_leaves_many_latents_dead_warns():
         assert advice in message
 
 
+def test_the_dead_latent_advice_for_relu_is_its_l1_penalty_not_auxk():
+    sae = SparseAutoencoderTransformer(activation="relu", n_latents=16, max_epochs=1, device="cpu", random_state=0)
+    sae.fit(np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32))
+    sae.net_.history.record("train_dead_fraction", 0.5)  # ReLU latents rarely die on a fit this small: say they did
+    with pytest.warns(UserWarning, match="never fired") as record:
+        _warn_if_unhealthy(sae.net_, stacklevel=2)
+    [message] = [str(warning.message) for warning in record]
+    assert "lower l1_coef" in message
+    assert "aux_k" not in message  # AuxK is off for ReLU: advice to keep it would be wrong
+
+
 def test_history_has_one_dead_fraction_per_epoch_between_zero_and_one():
     sae, X = _tiny_fit_with_many_dead_latents(n_latents=64, max_epochs=5)
     with warnings.catch_warnings():
@@ -287,6 +299,47 @@ def test_history_has_one_dead_fraction_per_epoch_between_zero_and_one():
     assert ((dead >= 0) & (dead <= 1)).all()
     # a fraction of the 64 latents: a whole number of them
     np.testing.assert_allclose(dead * 64, np.round(dead * 64), atol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# lr="auto" on rows that do not vary, and in data-parallel fits
+
+
+def test_lr_auto_on_rows_that_do_not_vary_assumes_spread_one_and_warns():
+    X = np.tile(np.random.default_rng(0).normal(size=(1, 8)), (40, 1)).astype(np.float32)
+    sae = SparseAutoencoderTransformer(n_latents=16, k=2, max_epochs=1, device="cpu", random_state=0)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        sae.fit(X)
+    [warning] = [warning for warning in record if "have none (spread" in str(warning.message)]
+    assert warning.filename == __file__  # it points at fit's caller
+    assert "these 40 rows have none" in str(warning.message)
+    # a spread of 0 would have given lr=0: a model that never trains
+    assert sae.net_.lr == pytest.approx(default_lr(8, 1.0))
+
+
+def test_lr_auto_of_rows_that_vary_does_not_warn_about_them():
+    X = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        sae = SparseAutoencoderTransformer(n_latents=16, k=2, max_epochs=1, device="cpu", random_state=0).fit(X)
+    assert not [warning for warning in record if "have none (spread" in str(warning.message)]
+    assert sae.net_.lr == pytest.approx(default_lr(8, encoder_input_spread(X, normalize=True)))
+
+
+@pytest.mark.parametrize("steps_per_epoch", [2, 8, 1000])
+def test_a_data_parallel_net_resolves_auto_values_from_its_own_steps_and_the_shared_seed(steps_per_epoch):
+    # 5,000 rows: more than the 4,096 the spread is measured on, so the sample (and lr) depends on the seed,
+    # which must be process 0's in every process.
+    X = (np.random.default_rng(0).normal(size=(5_000, 12)) + np.linspace(0, 3, 12)).astype(np.float32)
+    sae = SparseAutoencoderTransformer(n_latents=24, k=4, device="cpu", random_state=0)
+    build = sae._data_parallel_builder(X, 12, 24, eval_tensors=None)
+    net = build(steps_per_epoch=steps_per_epoch, device="cpu", seed=7)
+    # at least 3,000 of this process's optimiser steps, not 3,000 batches of which it takes its share
+    assert net.max_epochs == default_max_epochs(steps_per_epoch)
+    assert net.max_epochs * steps_per_epoch >= MIN_TRAINING_STEPS
+    assert net.lr == sae._resolve_lr(sae._spread_sample(X, 7))
+    assert build(steps_per_epoch=steps_per_epoch, device="cpu", seed=7).lr == net.lr
 
 
 # ---------------------------------------------------------------------------------------------------------------

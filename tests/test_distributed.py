@@ -102,6 +102,21 @@ def _fit_and_record(folder):
         }, file)
 
 
+def _fit_with_own_seed_and_auto_lr(folder):
+    """Run in each launched process: a fit whose processes are given different seeds, with lr="auto"."""
+    # More rows than the 4,096 the spread is measured on: the sample, and so lr, depends on the seed.
+    X = (np.random.default_rng(0).normal(size=(5_000, N_FEATURES)) + np.linspace(0, 3, N_FEATURES)).astype(np.float32)
+    rank = torch.distributed.get_rank()
+    estimator = _estimator(lr="auto", batch_size=1024, max_epochs=1, random_state=rank).fit(X)
+    (folder / f"rank{rank}.lr").write_text(repr(estimator.net_.lr))
+
+
+def test_processes_given_different_seeds_resolve_one_learning_rate(tmp_path):
+    _launch(_fit_with_own_seed_and_auto_lr, tmp_path)
+    lrs = [float((tmp_path / f"rank{rank}.lr").read_text()) for rank in range(2)]
+    assert lrs[0] == lrs[1] > 0  # process 0's seed draws the sample everywhere
+
+
 def _fit_on_own_rows():
     _estimator().fit(_data(seed=torch.distributed.get_rank()))
 

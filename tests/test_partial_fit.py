@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sklearn_sae import SparseAutoencoderTransformer
+from sklearn_sae._defaults import default_lr, encoder_input_spread
 
 N_FEATURES = 12
 
@@ -95,6 +96,31 @@ def test_learning_rate_set_between_calls_takes_effect():
     sae.set_params(lr=0.001).partial_fit(make_rows(64))
     np.testing.assert_allclose(batch_lrs(sae), [0.01, 0.01, 0.001, 0.001])
     assert {group["lr"] for group in sae.net_.optimizer_.param_groups} == {0.001}
+
+
+def test_lr_auto_is_resolved_once_on_the_first_calls_rows():
+    first, second = make_rows(64, seed=1), make_rows(64, seed=2, shift=5.0)
+    sae = run_calls(make_sae(warmup_steps=0), [first, second])
+    auto = default_lr(N_FEATURES, encoder_input_spread(first, normalize=True))
+    np.testing.assert_allclose(batch_lrs(sae), [auto] * 4)
+
+
+def test_lr_auto_comes_back_after_a_numeric_lr_between_calls():
+    sae = make_sae(warmup_steps=0).partial_fit(make_rows(64, seed=1))
+    sae.set_params(lr=1e-3).partial_fit(make_rows(64, seed=2))
+    sae.set_params(lr="auto").partial_fit(make_rows(64, seed=3))
+    auto = default_lr(N_FEATURES, encoder_input_spread(make_rows(64, seed=1), normalize=True))
+    np.testing.assert_allclose(batch_lrs(sae), [auto, auto, 1e-3, 1e-3, auto, auto])
+
+
+def test_lr_auto_on_a_first_call_of_one_row_assumes_spread_one_and_warns():
+    sae = make_sae(warmup_steps=0)
+    with pytest.warns(UserWarning, match="a single row has none") as record:
+        sae.partial_fit(make_rows(1))
+    assert record[0].filename == __file__  # it points at partial_fit's caller
+    sae.partial_fit(make_rows(64, seed=1))
+    # a spread of 0 would have given lr=0 for the whole run
+    np.testing.assert_allclose(batch_lrs(sae), [default_lr(N_FEATURES, 1.0)] * 3)
 
 
 def test_fractional_warmup_is_a_fraction_of_the_first_calls_batches():
