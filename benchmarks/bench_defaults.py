@@ -37,6 +37,7 @@ Usage::
     PYTHONPATH=. python benchmarks/bench_defaults.py --sets near256-2k unirep1900 --configs previous default
     PYTHONPATH=. python benchmarks/bench_defaults.py --sweep-seeds 0 1 2 --configs sweep
     PYTHONPATH=. python benchmarks/bench_defaults.py --quick --sets near256-2k synth1024-2k --seeds 0 --configs default
+    PYTHONPATH=. python benchmarks/bench_defaults.py --out merged --summarise-only   # fits.csv of several runs
 """
 
 from __future__ import annotations
@@ -560,6 +561,8 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=None,
                         help="results directory (default results/bench_defaults, or results/bench_defaults-quick "
                              "with --quick so a smoke test never mixes with a real run)")
+    parser.add_argument("--summarise-only", action="store_true",
+                        help="fit nothing: summarise the fits OUT/fits.csv already holds (merged runs, for example)")
     parser.add_argument("--quick", action="store_true",
                         help=f"keep {QUICK_ROWS} rows of each set (before the split): a smoke test")
     args = parser.parse_args(argv)
@@ -591,7 +594,7 @@ def main(argv=None):
                                  dict(lr=args.sweep_lrs, latents_per_feature=args.sweep_latents_per_feature))
         plan = [(config, seed) for seed in args.seeds for config in configs if not config.startswith("sweep[")]
         plan += [(config, seed) for seed in args.sweep_seeds for config in configs if config.startswith("sweep[")]
-        for config, seed in plan:
+        for config, seed in [] if args.summarise_only else plan:
             previous_row = done.get((set_name, config, seed))
             if previous_row is not None:
                 if int(previous_row.n_fit) != len(X_fit):
