@@ -42,6 +42,7 @@ from safetensors.torch import save_file
 
 from ._activations import GumbelTopK, TopK
 from ._atomic import atomic_directory
+from ._device import resolve_device
 from ._model import LAYER_NORM_EPS
 from ._persistence import read_safetensors
 
@@ -244,8 +245,8 @@ def _saelens_files(weights, architecture, k, n_features, n_latents, normalizatio
 # ----------------------------------------------------------------------------- import
 
 
-def load_foreign(directory, *, device="cpu"):
-    """A fitted estimator from a sparsify or SAELens directory, or ``None`` if it is neither.
+def load_foreign(estimator_class, directory, *, device="cpu"):
+    """A fitted ``estimator_class`` from a sparsify or SAELens directory, or ``None`` if it is neither.
 
     A directory with ``cfg.json`` and ``sae.safetensors`` is read as sparsify's;
     one with ``cfg.json`` and ``sae_weights.safetensors`` as SAELens's. Only
@@ -266,6 +267,10 @@ def load_foreign(directory, *, device="cpu"):
 
     Parameters
     ----------
+    estimator_class : type
+        :class:`~sklearn_sae.SparseAutoencoderTransformer` (or a subclass):
+        the estimator calls down with its own class, so that this module
+        never imports it.
     directory : str or os.PathLike
         The directory holding the model.
     device : str, default="cpu"
@@ -273,21 +278,22 @@ def load_foreign(directory, *, device="cpu"):
 
     Returns
     -------
-    estimator : SparseAutoencoderTransformer or None
+    estimator : estimator_class or None
         Fitted, with an empty ``history_``; ``None`` when the directory holds
         neither format.
     """
-    from ._transformer import resolve_device
 
     directory = Path(directory)
     if not (directory / CONFIG_FILE).is_file():
         return None
     torch_device = resolve_device(device)
     if (directory / SPARSIFY_WEIGHTS_FILE).is_file():
-        return _load_sparsify(directory, device, torch_device)
-    if (directory / SAELENS_WEIGHTS_FILE).is_file():
-        return _load_saelens(directory, device, torch_device)
-    return None
+        weights, params = _read_sparsify(directory)
+    elif (directory / SAELENS_WEIGHTS_FILE).is_file():
+        weights, params = _read_saelens(directory)
+    else:
+        return None
+    return _build_estimator(estimator_class, weights, params, _marker(directory), device, torch_device)
 
 
 def _read_config(path: Path) -> dict:
@@ -339,7 +345,8 @@ def _marker(directory: Path) -> dict:
     return marker if marker.get("version") == MARKER_VERSION else {}
 
 
-def _load_sparsify(directory, device, torch_device):
+def _read_sparsify(directory):
+    """The weights of a sparsify coder, in this package's names, and the parameters they need."""
     config = _read_config(directory / CONFIG_FILE)
     where = f"sparsify coder at {directory}"
     if config.get("transcode", False):
@@ -376,16 +383,16 @@ def _load_sparsify(directory, device, torch_device):
         "pre_bias": tensors["b_dec"],
         "b_lat": tensors["encoder.bias"],
     }
-    marker = _marker(directory)
     params = {"activation": "topk", "k": k, "unit_norm_decoder": bool(config.get("normalize_decoder", True))}
-    return _build_estimator(weights, params, marker, device, torch_device)
+    return weights, params
 
 
 SAELENS_ARCHITECTURES = {"standard": "relu", "topk": "topk"}
 """SAELens architectures that import, and the activation each becomes."""
 
 
-def _load_saelens(directory, device, torch_device):
+def _read_saelens(directory):
+    """The weights of a SAELens SAE, in this package's names, and the parameters they need."""
     config = _read_config(directory / CONFIG_FILE)
     where = f"SAELens SAE at {directory}"
     architecture = config.get("architecture", "standard")
@@ -442,13 +449,11 @@ def _load_saelens(directory, device, torch_device):
         "pre_bias": tensors["b_dec"],
         "b_lat": tensors["b_enc"],
     }
-    marker = _marker(directory)
-    return _build_estimator(weights, params, marker, device, torch_device)
+    return weights, params
 
 
-def _build_estimator(weights, params, marker, device, torch_device):
+def _build_estimator(estimator_class, weights, params, marker, device, torch_device):
     """The fitted estimator computing ``weights``; our own exports get back their normalisation and tying."""
-    from ._transformer import SparseAutoencoderTransformer
 
     n_latents, n_features = weights["W_enc"].shape
     # The exported coder ran on rows standardised by our layer norm: put the layer norm back in front.
@@ -466,6 +471,6 @@ def _build_estimator(weights, params, marker, device, torch_device):
     if marker.get("activation") == "relu" and params.get("k") == n_latents:
         params = {**params, "activation": "relu"}  # our ReLU model, exported with as_topk=True
     params = {"n_latents": n_latents, "normalize": normalize, "tied": tied, "device": device, **params}
-    return SparseAutoencoderTransformer._from_state(
+    return estimator_class._from_state(
         params, state_dict, n_features=n_features, n_latents=n_latents, device=torch_device
     )

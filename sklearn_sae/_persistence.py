@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from skorch.history import History
 
 from ._atomic import atomic_directory
+from ._device import resolve_device
 
 __all__ = ["CONFIG_NAME", "FORMAT", "FORMAT_VERSION", "WEIGHTS_NAME", "is_saved_model", "read_model", "read_safetensors", "save_model"]
 
@@ -205,7 +206,6 @@ def read_model(estimator_class, directory, device: str = "cpu"):
         format, or disagrees with the others; the message names the file
         and the field.
     """
-    from ._transformer import resolve_device  # the estimator's own rule for its device parameter
 
     torch_device = resolve_device(device)
     directory = Path(directory)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import warnings
 from numbers import Integral, Real
 
@@ -20,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import _interop, _persistence, _streaming, metrics
 from ._activations import GUMBEL_CANDIDATES, GumbelTopK, TopK, TopKSelection, make_activation
 from ._checkpoint import open_checkpoint, training_fingerprint
+from ._device import resolve_device
 from ._defaults import (
     DEAD_WARNING_FRACTION,
     MIN_MEASURABLE_SPREAD,
@@ -46,25 +46,6 @@ ANNEAL_FRACTION = 0.005
 """``anneal_steps`` default: the Gumbel noise acts over the first 0.5% of the fit's batches
 (benchmarks/bench_gumbel.py: short, early noise revives the latents that Top-K leaves dead from the
 start; a longer noisy phase drifts the latent bias down and kills them instead)."""
-
-
-def resolve_device(device: str) -> str:
-    """Turn the ``device`` parameter into a torch device string, or explain why it cannot be used."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return device
-    match = re.fullmatch(r"cuda(?::(\d+))?", device)
-    if match is None:
-        raise ValueError(f"device={device!r} is not understood; use 'auto', 'cpu', 'cuda' or 'cuda:N'.")
-    if not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} was requested but PyTorch sees no CUDA GPU "
-            "(torch.cuda.is_available() is False). Use device='cpu', or device='auto' to take a GPU only when there is one."
-        )
-    if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():
-        raise ValueError(f"device={device!r} does not exist: PyTorch sees {torch.cuda.device_count()} CUDA device(s).")
-    return device
 
 
 class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -1117,7 +1098,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         if not isinstance(device, str):
             raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {type(device).__name__}.")
         if not _persistence.is_saved_model(directory):
-            imported = _interop.load_foreign(directory, device=device)
+            imported = _interop.load_foreign(cls, directory, device=device)
             if imported is not None:
                 return imported
         return _persistence.read_model(cls, directory, device=device)
