@@ -622,7 +622,8 @@ def fit_on_disk_data_parallel(build_net, rows, *, validation_fraction: float, pr
     Parameters
     ----------
     build_net : callable
-        As for :func:`fit_data_parallel`.
+        As for :func:`fit_data_parallel`, also given ``spread_sample=``, the
+        rows (already read) that start ``pre_bias``.
     rows : OnDiskRows
         The on-disk input, the same in every process.
     validation_fraction : float
@@ -637,7 +638,7 @@ def fit_on_disk_data_parallel(build_net, rows, *, validation_fraction: float, pr
     net : SAENet
         As for :func:`fit_data_parallel`.
     """
-    from ._streaming import BlockSplit, configure_net
+    from ._streaming import BlockSplit, configure_net, initial_sample
 
     accelerator = make_accelerator(device)
     seed = _broadcast_seed(seed)
@@ -651,8 +652,13 @@ def fit_on_disk_data_parallel(build_net, rows, *, validation_fraction: float, pr
         first_epoch.window_batches(), num_processes=accelerator.num_processes,
         process_index=accelerator.process_index, even=True,
     ))
-    template = build_net(steps_per_epoch=steps_per_epoch, device=_net_device(accelerator), seed=seed)
-    configure_net(template, rows, validation_fraction=validation_fraction, seed=seed, pre_bias_init=pre_bias_init)
+    # One read of the sample that starts pre_bias, and that lr="auto" is measured on.
+    sample = initial_sample(rows, seed)
+    template = build_net(
+        steps_per_epoch=steps_per_epoch, device=_net_device(accelerator), seed=seed, spread_sample=sample.numpy()
+    )
+    configure_net(template, rows, validation_fraction=validation_fraction, seed=seed, pre_bias_init=pre_bias_init,
+                  sample=sample)
     # The same file in every process shows as equal shapes, blocks and pre-bias samples (drawn from the same blocks).
     sample = dict(template.callbacks)["init_pre_bias"].sample.to(torch.float64)
     _check_same_everywhere(

@@ -621,15 +621,18 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         """How a data-parallel fit builds its net, once it knows process 0's seed and this process's steps.
 
         ``lr="auto"`` is measured on the sample that seed draws, the same in
-        every process, and ``max_epochs="auto"`` counts this process's
+        every process (``spread_sample``, the rows an on-disk fit read to
+        start ``pre_bias``; else drawn from the in-memory ``X``), and ``max_epochs="auto"`` counts this process's
         optimiser steps (its share of each epoch's batches), so that the
         minimum number of steps holds for the steps actually taken.
         """
-        def build(*, steps_per_epoch: int, device: str, seed: int):
+        def build(*, steps_per_epoch: int, device: str, seed: int, spread_sample=None):
             max_epochs = self._resolve_max_epochs(steps_per_epoch)
+            if spread_sample is None:
+                spread_sample = self._spread_sample(X, seed)
             return self._build_net(
                 n_features, n_latents, total_steps=steps_per_epoch * max_epochs,
-                lr=self._resolve_lr(self._spread_sample(X, seed)), max_epochs=max_epochs,
+                lr=self._resolve_lr(spread_sample), max_epochs=max_epochs,
                 device=device, seed=seed, eval_tensors=eval_tensors,
             )
         return build
@@ -676,9 +679,10 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         return default_lr(n_features, spread)
 
     def _spread_sample(self, X, seed: int):
-        """Up to ``PRE_BIAS_SAMPLE_ROWS`` rows of ``X`` (in memory or on disk) to measure the data's spread on."""
-        if _streaming.is_on_disk(X):  # the rows the same seed draws to start pre_bias
-            return _streaming.initial_sample(_streaming.OnDiskRows(X), seed).numpy()
+        """Up to ``PRE_BIAS_SAMPLE_ROWS`` rows of an in-memory ``X`` to measure the data's spread on.
+
+        On-disk fits measure it on the rows read to start ``pre_bias`` instead.
+        """
         if X.shape[0] <= PRE_BIAS_SAMPLE_ROWS:
             return X
         rng = np.random.default_rng([seed, 0x5A1E])
