@@ -55,6 +55,7 @@ import scipy.sparse as sp
 
 from sklearn_sae import SparseAutoencoderTransformer
 from sklearn_sae.datasets import load_embeddings, make_sparse_signals
+from sklearn_sae.metrics import dead_fraction
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -369,13 +370,6 @@ def check_parameters():
                          "or NEW_DEFAULT_CHANGES at the top of benchmarks/bench_defaults.py.")
 
 
-def dead_fraction(codes, n_latents):
-    """Fraction of latents with no non-zero in a CSR matrix of codes."""
-    live = np.zeros(n_latents, dtype=bool)
-    live[codes.indices[codes.data != 0]] = True
-    return 1.0 - live.mean()
-
-
 def _first_lines(caught):
     """The first line of each distinct warning message, in order, as one CSV-friendly string."""
     lines = [f"{w.category.__name__}: {str(w.message).splitlines()[0] if str(w.message) else ''}" for w in caught]
@@ -432,8 +426,8 @@ def run_fit(params, seed, X_fit, X_held):
         lr_used=getattr(estimator.net_, "lr", None),
         aux_k_used=getattr(estimator.net_.module_, "aux_k", None),
         dead_window_used=getattr(estimator.net_.module_, "dead_window", None),
-        dead_fit=dead_fraction(estimator.transform(X_fit), estimator.n_latents_),
-        dead_held=dead_fraction(codes_held, estimator.n_latents_),
+        dead_fit=dead_fraction(estimator.transform(X_fit)),
+        dead_held=dead_fraction(codes_held),
         fvu_held=1.0 - estimator.score(X_held),
         l0_held=np.count_nonzero(codes_held.data) / codes_held.shape[0],
         warnings=notes.strip(" |"),
