@@ -43,13 +43,12 @@ order.
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from skorch.callbacks import Callback
 
+from ._blocks import check_finite, check_on_disk, read_rows
 from ._training import PRE_BIAS_SAMPLE_ROWS
 
 __all__ = [
@@ -58,10 +57,6 @@ __all__ = [
     "BlockBatches",
     "StreamingBatches",
     "PreBiasFromSample",
-    "is_on_disk",
-    "row_blocks",
-    "collect_blocks",
-    "streaming_fvu",
 ]
 
 BLOCK_BYTES = 1 << 20
@@ -76,68 +71,10 @@ BUFFER_BYTES = 128 << 20
 _STORED_AS_IS = (np.dtype(np.float16), np.dtype(np.float32))
 
 
-def is_on_disk(X) -> bool:
-    """Whether ``X`` is an on-disk array that ``fit`` and friends read block by block.
-
-    h5py is looked up only if it was imported: an h5py dataset cannot exist otherwise.
-    """
-    if isinstance(X, np.memmap):
-        return True
-    h5py = sys.modules.get("h5py")
-    return h5py is not None and isinstance(X, h5py.Dataset)
-
-
-def check_on_disk(X, *, n_features=None, min_rows=1, estimator_name="SparseAutoencoderTransformer"):
-    """Check an on-disk array's shape and dtype without reading it; return ``(n_rows, n_features)``."""
-    kind = type(X).__name__
-    if hasattr(X, "id") and not X.id.valid:
-        raise ValueError(
-            "The h5py dataset belongs to a file that is closed. Keep the file open while the estimator reads it, "
-            "e.g. inside `with h5py.File(path) as f: sae.fit(f['X'])`."
-        )
-    if len(X.shape) != 2:
-        raise ValueError(f"Expected a 2-D {kind} of shape (n_samples, n_features), got shape {tuple(X.shape)}.")
-    dtype = np.dtype(X.dtype)
-    if dtype.kind not in "fiu":
-        raise TypeError(
-            f"The {kind} holds dtype {dtype}; only real numbers (float or integer dtypes) can be used. "
-            "Convert it to float32 or float16 on disk first."
-        )
-    n_rows, width = (int(size) for size in X.shape)
-    if n_rows < min_rows:
-        raise ValueError(
-            f"Found array with {n_rows} sample(s) (shape={tuple(X.shape)}) while a minimum of {min_rows} is required."
-        )
-    if width < 1:
-        raise ValueError(f"Found array with 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is required.")
-    if n_features is not None and width != n_features:
-        raise ValueError(f"X has {width} features, but {estimator_name} is expecting {n_features} features as input.")
-    return n_rows, width
-
-
 def _buffer_dtype(dtype) -> np.dtype:
     """float16 and float32 rows are buffered as stored (cast per batch); anything else as float32 on reading."""
     dtype = np.dtype(dtype)
     return dtype if dtype in _STORED_AS_IS else np.dtype(np.float32)
-
-
-def _read_rows(source, start: int, stop: int, out: np.ndarray) -> None:
-    """Read rows ``start:stop`` of ``source`` into ``out[: stop - start]``, casting to ``out``'s dtype."""
-    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, reported by the finite check
-        if hasattr(source, "read_direct") and np.dtype(source.dtype) == out.dtype and out.flags.c_contiguous:
-            source.read_direct(out, np.s_[start:stop], np.s_[0 : stop - start])
-        else:
-            out[: stop - start] = source[start:stop]
-
-
-def _check_finite(block: np.ndarray, first_row: int) -> None:
-    if np.isfinite(block).all():
-        return
-    bad_row = first_row + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
-    raise ValueError(
-        f"Row {bad_row} of the input holds a non-finite value (NaN or infinity, or a number too large for "
-        "float32). Remove or impute such rows on disk; the autoencoder cannot be trained or applied on them."
-    )
 
 
 def _default_block_rows(source, n_rows: int, row_bytes: int) -> int:
@@ -186,9 +123,9 @@ class OnDiskRows(torch.utils.data.Dataset):
     def read_block(self, block: int, out: np.ndarray) -> int:
         """Read one block into the start of ``out``; return its number of rows."""
         start, stop = self.block_bounds(block)
-        _read_rows(self.source, start, stop, out)
+        read_rows(self.source, start, stop, out)
         if not self._checked[block]:
-            _check_finite(out[: stop - start], start)
+            check_finite(out[: stop - start], start)
             self._checked[block] = True
         return stop - start
 
@@ -416,55 +353,3 @@ def train_batches_per_epoch(rows: OnDiskRows, *, validation_fraction: float, see
     """Training batches of the first epoch, for the LR schedule (later epochs differ by a batch at most)."""
     train, _ = BlockSplit(validation_fraction, seed).blocks(rows)
     return len(BlockBatches(rows, train, batch_size, shuffle=True, seed=seed))
-
-
-def row_blocks(X, *, n_features, block_rows, estimator_name="SparseAutoencoderTransformer"):
-    """Yield float32 blocks of ``block_rows`` rows of an on-disk ``X``, checked for width and finite values."""
-    n_rows, _ = check_on_disk(X, n_features=n_features, estimator_name=estimator_name)
-    buffer = np.empty((min(block_rows, n_rows), n_features), dtype=np.float32)
-    for start in range(0, n_rows, block_rows):
-        stop = min(start + block_rows, n_rows)
-        _read_rows(X, start, stop, buffer)
-        block = buffer[: stop - start]
-        _check_finite(block, start)
-        yield block
-
-
-def collect_blocks(pieces, n_rows: int):
-    """Stack per-block results (dense arrays into one preallocated array, CSR matrices with ``vstack``)."""
-    out, sparse_pieces, start = None, [], 0
-    for piece in pieces:
-        if sp.issparse(piece):
-            sparse_pieces.append(piece)
-        else:
-            if out is None:
-                out = np.empty((n_rows, *piece.shape[1:]), dtype=piece.dtype)
-            out[start : start + piece.shape[0]] = piece
-        start += piece.shape[0]
-    return sp.vstack(sparse_pieces, format="csr") if sparse_pieces else out
-
-
-def streaming_fvu(pairs) -> float:
-    """:func:`sklearn_sae.metrics.fvu` from ``(X_block, X_hat_block)`` pairs, in one pass.
-
-    The total variance is merged from per-block means and centred sums of
-    squares (Chan et al.'s pairwise update), in float64, which stays accurate
-    when the rows share a large offset.
-    """
-    residual, n, mean, centred = 0.0, 0, None, 0.0
-    for X, X_hat in pairs:
-        X64 = X.astype(np.float64)
-        residual += float(np.square(X_hat.astype(np.float64) - X64).sum())
-        n_block, block_mean = X.shape[0], X64.mean(axis=0)
-        block_centred = float(np.square(X64 - block_mean).sum())
-        if mean is None:
-            n, mean, centred = n_block, block_mean, block_centred
-            continue
-        delta = block_mean - mean
-        total_rows = n + n_block
-        centred += block_centred + float(np.square(delta).sum()) * n * n_block / total_rows
-        mean = mean + delta * (n_block / total_rows)
-        n = total_rows
-    if centred == 0:
-        return 0.0 if residual == 0 else float("inf")
-    return residual / centred

@@ -16,7 +16,8 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _interop, _persistence, _streaming, metrics
+from . import _interop, _persistence, _streaming
+from ._blocks import block_rows_for, check_on_disk, fvu_over_blocks, is_on_disk, iter_row_blocks
 from ._activations import GUMBEL_CANDIDATES, GumbelTopK, TopK, TopKSelection, make_activation
 from ._checkpoint import open_checkpoint, training_fingerprint
 from ._device import resolve_device
@@ -35,9 +36,6 @@ from ._incremental import incremental_run, make_incremental, train_one_pass
 from ._training import PRE_BIAS_SAMPLE_ROWS, InitPreBias, build_net, release_training_state
 
 __all__ = ["SparseAutoencoderTransformer"]
-
-ENCODE_BLOCK_ELEMENTS = 2**24
-"""Upper bound on ``rows * n_latents`` of one dense block at inference (64 MiB of float32)."""
 
 DEFAULT_L1_COEF = {"relu": 1e-3, "topk": 0.0, "gumbel_topk": 0.0}
 """``l1_coef=None`` means this: ReLU needs the penalty to be sparse, Top-K does not."""
@@ -411,7 +409,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                 "checkpoint_dir is not supported with distributed=True yet: the processes of a launch would "
                 "each write and resume their own checkpoint. Set checkpoint_dir=None, or distributed=False."
             )
-        if _streaming.is_on_disk(X):
+        if is_on_disk(X):
             return self._fit_on_disk(X, eval_sets)
         X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
         _check_magnitude(X)
@@ -637,10 +635,6 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             )
         return build
 
-    def _on_disk_blocks(self, X):
-        """Checked float32 blocks of an on-disk ``X`` of the fitted width, sized as inference blocks."""
-        return _streaming.row_blocks(X, n_features=self.n_features_in_, block_rows=self._block_rows())
-
     def _resolve_n_latents(self, n_features: int, *, n_train: int | None = None) -> int:
         """``n_latents``, its default filled in from the data's shape, checked against ``k``; ``aux_k`` checked too."""
         sparse_codes = self.activation != "relu"
@@ -851,61 +845,41 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         module.eval()
         return module
 
-    def _block_rows(self) -> int:
-        """Rows per inference block: at most :data:`ENCODE_BLOCK_ELEMENTS` values in its widest array."""
-        return max(1, ENCODE_BLOCK_ELEMENTS // max(self.n_latents_, self.n_features_in_))
-
-    def _blocks(self, n_rows):
-        block = self._block_rows()
-        for start in range(0, n_rows, block):
-            yield slice(start, min(start + block, n_rows))
-
     def _autocast(self, device):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=self.amp)
 
-    @torch.no_grad()
-    def _encode(self, X):
-        """Codes of ``X`` (validated float32), dense or CSR, block by block.
+    def _rows_to_read(self, X):
+        """``X`` checked for inference: an on-disk array's shape, or an in-memory ``X`` validated to float32."""
+        if is_on_disk(X):
+            check_on_disk(X, n_features=self.n_features_in_)
+            return X
+        return validate_data(self, X, dtype=np.float32, reset=False)
 
-        Dense codes are written straight into the output array and CSR
-        pieces are built from the top-k indices, so no block is copied twice.
+    def _blocks(self, X, *, name="X"):
+        """``(start, block)`` over the rows of ``X``: the one inference loop, in memory or on disk.
+
+        A block holds at most :data:`~sklearn_sae._blocks.BLOCK_ELEMENTS`
+        values in its widest array (input or codes), and its values are
+        checked to be small enough for float32 sums.
         """
-        module = self._module()
-        device = module.W_enc.device
-        out = None if self.sparse_output else np.zeros((X.shape[0], self.n_latents_), dtype=np.float32)
-        pieces = []
-        for rows in self._blocks(X.shape[0]):
-            x = _as_tensor(X[rows]).to(device)
-            with self._autocast(device):
-                if isinstance(module.activation, TopK):
-                    codes = module.encode_topk(x)
-                else:
-                    codes = module.activation(module.encode_pre(module.preprocess(x)[0]).float())
-            if isinstance(codes, TopKSelection):
-                values, indices = codes.values.cpu().numpy(), codes.indices.cpu().numpy()
-                if out is None:
-                    pieces.append(_csr_from_topk(values, indices, self.n_latents_))
-                else:
-                    np.put_along_axis(out[rows], indices, values, axis=1)
-            elif out is None:
-                pieces.append(sp.csr_matrix(codes.cpu().numpy()))
-            else:
-                out[rows] = codes.cpu().numpy()
-        return out if out is not None else sp.vstack(pieces, format="csr")
+        for start, block in iter_row_blocks(X, block_rows_for(self.n_latents_, self.n_features_in_)):
+            yield start, _check_magnitude(block, name=name)
 
     @torch.no_grad()
-    def _decode(self, codes):
-        """Decoder output ``codes @ W_dec + pre_bias`` (standardised space), block by block."""
-        module = self._module()
-        device = module.W_enc.device
-        out = np.empty((codes.shape[0], self.n_features_in_), dtype=np.float32)
-        for rows in self._blocks(codes.shape[0]):
-            block = codes[rows]
-            block = block.toarray() if sp.issparse(block) else block
-            h = _as_tensor(np.ascontiguousarray(block, dtype=np.float32)).to(device)
-            with self._autocast(device):
-                out[rows] = module.decode(h).float().cpu().numpy()
-        return out
+    def _encode_block(self, module, block):
+        """Codes of one block: a :class:`TopKSelection` for the top-k activations, else a dense tensor."""
+        x = _as_tensor(block).to(module.W_enc.device)
+        with self._autocast(x.device):
+            if isinstance(module.activation, TopK):
+                return module.encode_topk(x)
+            return module.activation(module.encode_pre(module.preprocess(x)[0]).float())
+
+    @torch.no_grad()
+    def _reconstruct_block(self, module, block) -> np.ndarray:
+        """``reconstruct`` of one validated float32 block."""
+        x = _as_tensor(block).to(module.W_enc.device)
+        with self._autocast(x.device):
+            return module(x).x_hat.float().cpu().numpy()
 
     def transform(self, X):
         """Encode ``X`` into sparse codes.
@@ -923,10 +897,26 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             activations. CSR when ``sparse_output=True``.
         """
         check_is_fitted(self)
-        if _streaming.is_on_disk(X):
-            return _streaming.collect_blocks(map(self._encode, map(_check_magnitude, self._on_disk_blocks(X))), X.shape[0])
-        X = _check_magnitude(validate_data(self, X, dtype=np.float32, reset=False))
-        return self._encode(X)
+        X = self._rows_to_read(X)
+        module = self._module()
+        # Dense codes go straight into the output and CSR pieces are built from the top-k indices: no block is
+        # copied twice.
+        out = None if self.sparse_output else np.zeros((X.shape[0], self.n_latents_), dtype=np.float32)
+        pieces = []
+        for start, block in self._blocks(X):
+            codes = self._encode_block(module, block)
+            rows = slice(start, start + block.shape[0])
+            if isinstance(codes, TopKSelection):
+                values, indices = codes.values.float().cpu().numpy(), codes.indices.cpu().numpy()
+                if out is None:
+                    pieces.append(_csr_from_topk(values, indices, self.n_latents_))
+                else:
+                    np.put_along_axis(out[rows], indices, values, axis=1)
+            elif out is None:
+                pieces.append(sp.csr_matrix(codes.cpu().numpy()))
+            else:
+                out[rows] = codes.cpu().numpy()
+        return out if out is not None else sp.vstack(pieces, format="csr")
 
     def inverse_transform(self, X):
         """Decode codes back to feature space.
@@ -950,7 +940,14 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         codes = check_array(X, accept_sparse="csr", dtype=np.float32, input_name="codes")
         if codes.shape[1] != self.n_latents_:
             raise ValueError(f"codes have {codes.shape[1]} columns but this model has n_latents_={self.n_latents_}.")
-        return self._decode(_check_magnitude(codes, name="codes"))
+        module = self._module()
+        out = np.empty((codes.shape[0], self.n_features_in_), dtype=np.float32)
+        for start, block in self._blocks(codes, name="codes"):
+            block = block.toarray() if sp.issparse(block) else block
+            h = _as_tensor(np.ascontiguousarray(block, dtype=np.float32)).to(module.W_enc.device)
+            with torch.no_grad(), self._autocast(h.device):
+                out[start : start + block.shape[0]] = module.decode(h).float().cpu().numpy()
+        return out
 
     @torch.no_grad()
     def reconstruct(self, X):
@@ -966,21 +963,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         X_hat : ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
-        if _streaming.is_on_disk(X):
-            return _streaming.collect_blocks(map(self._reconstruct, map(_check_magnitude, self._on_disk_blocks(X))), X.shape[0])
-        return self._reconstruct(_check_magnitude(validate_data(self, X, dtype=np.float32, reset=False)))
-
-    @torch.no_grad()
-    def _reconstruct(self, X):
-        """``reconstruct`` of already validated float32 rows."""
+        X = self._rows_to_read(X)
         module = self._module()
-        device = module.W_enc.device
-        out = np.empty_like(X)
-        for rows in self._blocks(X.shape[0]):
-            x = _as_tensor(X[rows]).to(device)
-            with self._autocast(device):
-                x_hat = module(x).x_hat
-            out[rows] = x_hat.float().cpu().numpy()
+        out = np.empty((X.shape[0], self.n_features_in_), dtype=np.float32)
+        for start, block in self._blocks(X):
+            out[start : start + block.shape[0]] = self._reconstruct_block(module, block)
         return out
 
     def score(self, X, y=None):
@@ -999,11 +986,9 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             1 for a perfect reconstruction, 0 for one no better than the mean row.
         """
         check_is_fitted(self)
-        if _streaming.is_on_disk(X):
-            pairs = ((block, self._reconstruct(block)) for block in map(_check_magnitude, self._on_disk_blocks(X)))
-            return 1.0 - _streaming.streaming_fvu(pairs)
-        X = _check_magnitude(validate_data(self, X, dtype=np.float32, reset=False))
-        return 1.0 - metrics.fvu(X, self._reconstruct(X))
+        module = self._module()
+        pairs = ((block, self._reconstruct_block(module, block)) for _, block in self._blocks(self._rows_to_read(X)))
+        return 1.0 - fvu_over_blocks(pairs)
 
     # ------------------------------------------------------ sklearn plumbing
 

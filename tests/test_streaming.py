@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from sklearn_sae import SparseAutoencoderTransformer, _streaming
+from sklearn_sae import SparseAutoencoderTransformer, _blocks, _streaming
 from sklearn_sae.datasets import make_sparse_signals
 
 SMALL = dict(n_latents=32, k=4, max_epochs=4, batch_size=64, random_state=0, device="cpu")
@@ -45,9 +45,9 @@ def on_disk(request, tmp_path, signals):
 
 
 def test_is_on_disk(on_disk, signals):
-    assert _streaming.is_on_disk(on_disk)
-    assert not _streaming.is_on_disk(signals)
-    assert not _streaming.is_on_disk(signals.tolist())
+    assert _blocks.is_on_disk(on_disk)
+    assert not _blocks.is_on_disk(signals)
+    assert not _blocks.is_on_disk(signals.tolist())
 
 
 def test_fit_on_disk_trains_and_sets_fitted_attributes(on_disk, signals):
@@ -97,20 +97,22 @@ def test_inference_reads_blocks_not_the_whole_array(tmp_path, signals, monkeypat
     X_disk = _memmap(tmp_path / "X.npy", signals)
     sae = SparseAutoencoderTransformer(**SMALL).fit(X_disk)
     reads = _count_reads(monkeypatch)
-    monkeypatch.setattr("sklearn_sae._transformer.ENCODE_BLOCK_ELEMENTS", 100 * sae.n_latents_)
+    monkeypatch.setattr("sklearn_sae._blocks.BLOCK_ELEMENTS", 100 * sae.n_latents_)
     sae.transform(X_disk)
     assert max(reads) == 100 and sum(reads) == len(signals)
 
 
 def _count_reads(monkeypatch):
     reads = []
-    read_rows = _streaming._read_rows
+    read_rows = _blocks.read_rows
 
     def counting(source, start, stop, out):
         reads.append(stop - start)
         read_rows(source, start, stop, out)
 
-    monkeypatch.setattr(_streaming, "_read_rows", counting)
+    # Training reads blocks through _streaming, inference through _blocks' loop: count both.
+    monkeypatch.setattr(_streaming, "read_rows", counting)
+    monkeypatch.setattr(_blocks, "read_rows", counting)
     return reads
 
 
