@@ -81,25 +81,25 @@ def bench_speed(args, tmp):
 def bench_read(args, tmp):
     import torch
 
-    from sklearn_sae import _streaming
-    from sklearn_sae._training import TensorBatches
+    from sklearn_sae._rows import InMemoryRows, OnDiskRows
 
     n_rows = 5 * args.rows
     path = Path(tmp) / "read.h5"
     _write_h5(path, n_rows, args.width, np.float16)
     _warm(path)
+
+    def one_epoch(rows):
+        # What a fit's iterator does with each batch on the CPU: lay out the epoch, read, cast to float32.
+        batches = rows.epoch(args.batch_size, seed=0, epoch=0, shuffle=True)
+        n_seen = sum(len(batches[index].float()) for index in range(len(batches)))
+        batches.release()
+        return n_seen
+
     with h5py.File(path, "r") as f:
-        rows = _streaming.OnDiskRows(f["X"])
-        streaming = _streaming.StreamingBatches(
-            _streaming.BlockSubset(rows, np.arange(rows.n_blocks), seed=0), args.batch_size, shuffle=True
-        )
-        X = torch.from_numpy(f["X"][:].astype(np.float32))
-    in_memory = TensorBatches(type("Rows", (), {"X": X})(), args.batch_size, shuffle=True)
-    with h5py.File(path, "r") as f:
-        streaming.batches.rows.source = f["X"]
-        for name, iterator in (("in-memory", in_memory), ("streaming", streaming)):
+        in_memory = InMemoryRows(torch.from_numpy(f["X"][:].astype(np.float32)))
+        for name, rows in (("in-memory", in_memory), ("streaming", OnDiskRows(f["X"]))):
             start = time.perf_counter()
-            n_seen = sum(len(x) for x, _ in iterator)
+            n_seen = one_epoch(rows)
             seconds = time.perf_counter() - start
             print(f"read: {name:10s} {n_seen} rows x {args.width} in {seconds:.2f} s -> {n_seen / seconds:9.0f} rows/s")
 

@@ -1,6 +1,6 @@
 """Rows read a block at a time: the one block loop behind inference, codes I/O and on-disk training.
 
-Torch-free (NumPy and SciPy only), so that :mod:`sklearn_sae.datasets` and
+Torch-free (NumPy only), so that :mod:`sklearn_sae.datasets` and
 :mod:`sklearn_sae.interpret` can share it without importing torch.
 
 An input is either *in memory* (an ndarray, already validated) or *on disk*
@@ -14,7 +14,6 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import scipy.sparse as sp
 
 __all__ = [
     "BLOCK_ELEMENTS",

@@ -54,7 +54,9 @@ CHECKPOINT_NAME = "latest"
 that the temporary copies of work in progress stay inside the user's directory."""
 
 FORMAT = "sklearn-sae-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: every fit draws its validation split and epoch orders from ``numpy.random.default_rng([seed, ...])``
+(:mod:`sklearn_sae._rows`); a version-1 checkpoint would resume with other batches than it started with."""
 
 UNTRAINED_PARAMS = frozenset({"checkpoint_dir", "verbose", "device", "sparse_output"})
 """Estimator parameters that do not change what training computes, left out of the fingerprint.

@@ -12,8 +12,11 @@ No torch, no sklearn.
 from __future__ import annotations
 
 import math
+from numbers import Integral
 
 import numpy as np
+
+from ._warnings import warn_user
 
 __all__ = [
     "LATENTS_PER_FEATURE",
@@ -26,6 +29,9 @@ __all__ = [
     "DEAD_WINDOW_PER_INTERVAL",
     "DEAD_WARNING_FRACTION",
     "default_n_latents",
+    "resolve_lr",
+    "resolve_max_epochs",
+    "resolve_steps",
     "default_lr",
     "encoder_input_spread",
     "default_max_epochs",
@@ -136,3 +142,38 @@ def default_aux_k(k: int, n_latents: int) -> int:
 def default_dead_window(k: int, n_latents: int) -> int:
     """Training rows without firing after which a latent counts as dead, when ``dead_window="auto"``."""
     return max(1, math.ceil(DEAD_WINDOW_PER_INTERVAL * n_latents / k))
+
+
+def resolve_lr(lr, sample, *, normalize: bool) -> float:
+    """The peak learning rate: ``lr``, or for ``"auto"`` one scaled to the width and spread of ``sample``'s rows.
+
+    A sample with no measurable spread (one row, or identical rows) would
+    give a rate of 0 and a model that never trains: it is taken as spread 1,
+    with a warning.
+    """
+    if lr != "auto":
+        return float(lr)
+    sample = np.asarray(sample)
+    n_rows, n_features = sample.shape
+    spread = encoder_input_spread(sample, normalize=normalize) if n_rows >= 2 else 0.0
+    if not spread > MIN_MEASURABLE_SPREAD:
+        warn_user(
+            f"lr='auto' scales the learning rate to the spread of the rows, and "
+            f"{'a single row has' if n_rows == 1 else f'these {n_rows} rows have'} none "
+            f"(spread {spread:.3g}); it assumes spread 1, lr={default_lr(n_features):.3g}. Pass lr explicitly, "
+            "or start with rows that vary (partial_fit resolves lr='auto' on its first call's rows)."
+        )
+        spread = 1.0
+    return default_lr(n_features, spread)
+
+
+def resolve_max_epochs(max_epochs, steps_per_epoch: int) -> int:
+    """Epochs of a fit: ``max_epochs``, or for ``"auto"`` enough for a minimum number of optimizer steps."""
+    return default_max_epochs(steps_per_epoch) if max_epochs == "auto" else int(max_epochs)
+
+
+def resolve_steps(value, total_steps: int, *, minimum: int) -> int:
+    """A schedule length given as batches (int) or as a fraction of the run's ``total_steps`` (float)."""
+    if isinstance(value, Integral):
+        return int(value)
+    return max(minimum, round(value * total_steps))

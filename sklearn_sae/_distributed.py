@@ -14,21 +14,17 @@ How the pieces fit:
   and only the training forward pass goes through the DDP wrapper; and the
   criterion is not prepared (it has no parameters, which DDP rejects on CPU,
   and a loss needs no synchronising).
-- Each process builds the loader of its own share of every epoch
-  (:class:`EpochShares`); Accelerate does not shard it. The seam
-  :meth:`DistributedSAENet.batches` turns skorch's data set into a map-style
-  data set of whole batches grouped into units read together: single
-  batches of in-memory rows (:class:`InMemoryBatches`), windows of on-disk
-  blocks (:class:`OnDiskBatches`, the shuffle buffer of
-  :mod:`sklearn_sae._streaming`). Every process lays out the same units from
-  (seed, epoch) alone and takes every ``num_processes``-th
-  (:func:`share_batches`), so the shares are disjoint without any
-  communication, and on-disk data is read once over all processes.
-  Accelerate's sharding would deal out single batches, making every process
-  read every window. Training shares are padded to equal length with the
-  process's own last batches (each optimiser step synchronises; a process
-  that ran out first would leave the others waiting); validation shares are
-  not, so every row counts once.
+- The batches: :class:`~sklearn_sae._rows.EpochIterator` lays out every
+  epoch's units (single batches of rows in memory, windows of on-disk
+  blocks) from (seed, epoch) alone, the same in every process, and
+  :meth:`DistributedSAENet.batch_ids` takes every ``num_processes``-th unit
+  (:func:`~sklearn_sae._rows.share_batches`), so the shares are disjoint
+  without any communication, and on-disk data is read once over all
+  processes (Accelerate's sharding would deal out single batches, making
+  every process read every window). Training shares are padded to equal
+  length with the process's own last batches (each optimiser step
+  synchronises; a process that ran out first would leave the others
+  waiting); validation shares are not, so every row counts once.
 - On-disk data (h5py datasets, memmaps): every process opens the file
   itself and passes the same array to ``fit`` (h5py objects do not pickle,
   and an HDF5 file opened before a fork must not be read from both sides of
@@ -42,32 +38,23 @@ How the pieces fit:
 
 from __future__ import annotations
 
-import math
 import os
 
-import numpy as np
 import torch
 from skorch.callbacks import Callback
-from skorch.dataset import Dataset as SkorchDataset
 from skorch.hf import AccelerateMixin
 from skorch.utils import noop, to_tensor
-from torch.utils.data import DataLoader, Subset
-from torch.utils.data import Dataset as TorchDataset
 
+from ._rows import OnDiskRows, share_batches
 from ._training import EpochMetrics, SAENet
 
 __all__ = [
+    "DataParallel",
     "DistributedSAENet",
     "GlobalEpochMetrics",
     "BroadcastWeights",
     "SyncFiringCounts",
-    "InMemoryBatches",
-    "OnDiskBatches",
-    "share_batches",
-    "EpochShares",
     "make_accelerator",
-    "fit_data_parallel",
-    "fit_on_disk_data_parallel",
     "is_main_process",
 ]
 
@@ -140,166 +127,31 @@ def make_accelerator(device: str):
     return accelerator
 
 
-def _generator(seed: int, epoch: int) -> torch.Generator:
-    # One stream per (seed, epoch); the odd multiplier keeps nearby seeds' streams apart.
-    return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(epoch)) % (2**63))
-
-
-class InMemoryBatches(TorchDataset):
-    """A map-style data set whose item ``i`` is the ``i``-th batch of rows of a tensor, as ``(X, None)``.
-
-    The rows are permuted once per epoch from ``(seed, epoch)``, then cut
-    into consecutive batches, so batches hold different rows every epoch.
-    Each batch is a unit of its own for sharing out (:meth:`window_batches`).
-
-    Parameters
-    ----------
-    dataset : skorch.dataset.Dataset or torch.utils.data.Subset
-        What skorch hands its iterators: the input tensor as ``X``, or a
-        ``Subset`` of it after the validation split.
-    batch_size : int
-        Rows per batch; the last batch may be smaller.
-    shuffle : bool
-        Permute the rows.
-    seed, epoch : int
-        Seed the permutation.
-    """
-
-    def __init__(self, dataset, batch_size: int, *, shuffle: bool, seed: int, epoch: int):
-        if isinstance(dataset, Subset) and isinstance(dataset.dataset, SkorchDataset):
-            self.X = dataset.dataset.X
-            rows = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
-        elif isinstance(dataset, SkorchDataset):
-            self.X = dataset.X
-            rows = torch.arange(len(dataset.X))
-        else:
-            raise TypeError(
-                f"A data-parallel fit reads batches from a skorch Dataset (or a Subset of one) holding a tensor; "
-                f"got {type(dataset).__name__}."
-            )
-        if shuffle:
-            rows = rows[torch.randperm(len(rows), generator=_generator(seed, epoch))]
-        self.rows = rows
-        self.batch_size = batch_size
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.rows) / self.batch_size)
-
-    def __getitem__(self, index: int):
-        start = index * self.batch_size
-        return self.X[self.rows[start : start + self.batch_size]], None
-
-    def window_batches(self) -> list[range]:
-        """Every batch on its own: rows in memory cost nothing to spread over the processes."""
-        return [range(index, index + 1) for index in range(len(self))]
-
-
-class OnDiskBatches(TorchDataset):
-    """The batches of one epoch of on-disk blocks, as ``(X, None)`` in float32, in windows sized to share out.
-
-    A :class:`~sklearn_sae._streaming.BlockBatches` whose shuffle buffer is
-    cut down, where needed, so that the epoch has a multiple of
-    ``num_processes`` windows of nearly equal size: each process then gets
-    the same number of windows and reads only those from disk. A window
-    never grows past the single-process buffer, so one process reads the
-    windows a single-process fit would.
-
-    Parameters
-    ----------
-    rows : OnDiskRows
-        The on-disk input.
-    blocks : array-like of int
-        The blocks to serve (training or validation).
-    batch_size : int
-        Rows per batch; a window's last batch may be shorter.
-    shuffle : bool
-        Block order and row order within windows from ``(seed, epoch)``, as in
-        a single-process fit; otherwise file order.
-    seed, epoch : int
-        Seed the order.
-    num_processes : int
-        Processes the windows are shared between.
-    """
-
-    def __init__(self, rows, blocks, batch_size: int, *, shuffle: bool, seed: int, epoch: int, num_processes: int):
-        from ._streaming import BlockBatches
-
-        blocks = np.asarray(blocks, dtype=np.int64)
-        widest = BlockBatches(rows, blocks, batch_size, shuffle=False).blocks_per_window
-        n_windows = num_processes * max(1, math.ceil(len(blocks) / (num_processes * widest)))
-        blocks_per_window = max(1, math.ceil(len(blocks) / n_windows))
-        row_bytes = rows.n_features * rows.dtype.itemsize
-        self.batches = BlockBatches(
-            rows, blocks, batch_size, shuffle=shuffle, seed=seed,
-            buffer_bytes=blocks_per_window * rows.block_rows * row_bytes,
-        )
-        self.batches.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, index: int):
-        return self.batches[index].float(), None
-
-    def window_batches(self) -> list[range]:
-        """The batch ids of each window: what :func:`share_batches` deals out."""
-        return self.batches.window_batches()
-
-
-def share_batches(units, *, num_processes: int, process_index: int, even: bool) -> list[int]:
-    """The batch ids one process reads in an epoch: every ``num_processes``-th unit, starting at its index.
-
-    A unit is a run of consecutive batch ids read together (a window of
-    on-disk blocks, or a single in-memory batch). Every process lays out the
-    same units from ``(seed, epoch)`` and takes its own, so the shares are
-    disjoint and together hold every batch once, without any communication.
-
-    Parameters
-    ----------
-    units : list of range
-        The epoch's batch ids, grouped into units, in order.
-    num_processes, process_index : int
-        The launch's size and this process's rank.
-    even : bool
-        Pad every share to the length of the longest, as training needs:
-        each optimiser step synchronises the gradients, so a process that ran
-        out of batches first would leave the others waiting forever. A
-        shorter share repeats its own last batches, last first (for on-disk
-        data, rows of the window still loaded: no extra reads); a process with
-        no unit of its own repeats the epoch's last batches. Validation
-        passes ``even=False``: shares may differ, and every row counts once.
-
-    Returns
-    -------
-    ids : list of int
-    """
-    shares = [[index for unit in units[rank::num_processes] for index in unit] for rank in range(num_processes)]
-    own = shares[process_index]
-    if not even:
-        return own
-    longest = max(len(share) for share in shares)
-    pool = own or [index for unit in units for index in unit]
-    return own + [pool[-1 - j % len(pool)] for j in range(longest - len(own))]
-
-
 class DistributedSAENet(AccelerateMixin, SAENet):
     """:class:`~sklearn_sae._training.SAENet` trained data-parallel by an :class:`accelerate.Accelerator`.
 
-    Build it with :func:`fit_data_parallel`, which turns it back into a plain
+    Built by :func:`sklearn_sae._training.train_net` with the
+    :class:`DataParallel` strategy, which turns it back into a plain
     :class:`SAENet` after training.
 
     Parameters
     ----------
     *args, **kwargs
         As for :class:`SAENet` and :class:`skorch.hf.AccelerateMixin`;
-        ``device`` must be the accelerator's device.
-    order_seed : int, default=0
-        Seeds the order of the batches each epoch; must be equal on every process.
+        ``device`` must be the accelerator's device and ``order_seed`` equal
+        on every process.
     """
 
-    def __init__(self, *args, order_seed: int = 0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.order_seed = order_seed
+    @property
+    def num_processes(self) -> int:
+        return self.accelerator.num_processes
+
+    def batch_ids(self, units, *, training: bool) -> list[int]:
+        """This process's share of an epoch's units; training shares are padded to equal length."""
+        state = self.accelerator.state
+        return share_batches(
+            units, num_processes=state.num_processes, process_index=state.process_index, even=training
+        )
 
     @property
     def _default_callbacks(self):
@@ -344,74 +196,6 @@ class DistributedSAENet(AccelerateMixin, SAENet):
         # The mixin gathers predictions from every process; the metrics are summed per process and added up at
         # the end of the epoch instead (GlobalEpochMetrics), so each process keeps its own batch's output.
         return super(AccelerateMixin, self).evaluation_step(batch, training=training)
-
-    def batches(self, dataset, *, training: bool, epoch: int):
-        """The map-style data set of whole batches for one epoch of ``dataset``, with ``window_batches()``.
-
-        This is the only place that knows how skorch's ``dataset`` becomes
-        batches: in-memory rows (a skorch ``Dataset`` or a ``Subset`` of one)
-        become :class:`InMemoryBatches`, on-disk blocks (what
-        :class:`~sklearn_sae._streaming.BlockSplit` hands out)
-        :class:`OnDiskBatches`. ``epoch`` counts from 1.
-        """
-        from ._streaming import BlockSubset, OnDiskRows
-
-        if isinstance(dataset, OnDiskRows):  # no validation split: every block trains
-            dataset = BlockSubset(dataset, np.arange(dataset.n_blocks), self.order_seed)
-        if isinstance(dataset, BlockSubset):
-            # Epochs 0, 1, ... as a single-process streaming fit draws them, so one process reads the same batches.
-            return OnDiskBatches(
-                dataset.rows, dataset.blocks, self.batch_size, shuffle=training, seed=self.order_seed,
-                epoch=epoch - 1, num_processes=self.accelerator.num_processes,
-            )
-        return InMemoryBatches(dataset, self.batch_size, shuffle=training, seed=self.order_seed, epoch=epoch)
-
-    def get_iterator(self, dataset, training=False):
-        # skorch asks once per fit and loops over the answer every epoch: the batches are laid out anew at each pass.
-        return EpochShares(self, dataset, training=training)
-
-
-class EpochShares:
-    """What a :class:`DistributedSAENet` iterates over: at each pass, this process's batches of the current epoch.
-
-    Each process builds the loader of its own share; Accelerate does not
-    prepare it. Its sharding deals out single batches in turn, which for
-    on-disk data would make every process read every window; here the units
-    of :meth:`DistributedSAENet.batches` (windows, or single in-memory
-    batches) are dealt out instead (:func:`share_batches`), disjoint by
-    construction, and the loader needs nothing else from Accelerate: skorch
-    moves each batch to the device itself. The epoch is read from the net's
-    history when a pass starts (skorch has added its row by then).
-
-    Parameters
-    ----------
-    net : DistributedSAENet
-    dataset
-        What skorch's split hands the iterator.
-    training : bool
-        Training shares are padded to equal length (every optimiser step
-        synchronises); validation shares are not (every row counts once).
-    """
-
-    def __init__(self, net, dataset, *, training: bool):
-        self.net = net
-        self.dataset = dataset
-        self.training = training
-
-    def _loader(self) -> DataLoader:
-        batches = self.net.batches(self.dataset, training=self.training, epoch=max(len(self.net.history), 1))
-        state = self.net.accelerator.state
-        ids = share_batches(
-            batches.window_batches(), num_processes=state.num_processes, process_index=state.process_index,
-            even=self.training,
-        )
-        return DataLoader(batches, batch_size=None, sampler=ids)
-
-    def __len__(self) -> int:
-        return len(self._loader())
-
-    def __iter__(self):
-        return iter(self._loader())
 
 
 def _add_up_totals(totals, template: dict, device) -> None:
@@ -521,26 +305,6 @@ def _is_distributed(net) -> bool:
     return accelerator is not None and accelerator.num_processes > 1
 
 
-def _broadcast_seed(seed: int) -> int:
-    from accelerate.utils import broadcast_object_list
-
-    return int(broadcast_object_list([seed], from_process=0)[0])
-
-
-def _check_same_rows(X: torch.Tensor, accelerator) -> None:
-    """Raise on every process when the processes were not given the same rows.
-
-    Each process reads its share of the batches from its own copy of ``X``;
-    different copies would train on an unknown mixture. Compared: the
-    shape and two sums over all the values.
-    """
-    values = X.to(torch.float64)
-    _check_same_everywhere(
-        [X.shape[0], X.shape[1], values.sum(), values.square().sum()], accelerator,
-        remedy="Load the same full data set in every process; each one reads its own share of the batches.",
-    )
-
-
 def _check_same_everywhere(signature, accelerator, *, remedy: str) -> None:
     """Raise on every process unless ``signature`` (rows, features, then any numbers) is equal on all of them."""
     from accelerate.utils import gather
@@ -565,144 +329,79 @@ def _single_process_net(net: DistributedSAENet) -> SAENet:
     return plain
 
 
-def fit_data_parallel(build_net, X: torch.Tensor, *, n_train: int, batch_size: int, device: str,
-                      seed: int) -> SAENet:
-    """Train data-parallel over the processes of the current launch and return a plain, trained net.
-
-    Parameters
-    ----------
-    build_net : callable
-        ``build_net(steps_per_epoch=..., device=..., seed=...)`` returns the
-        :class:`SAENet` a single-process fit would train, given this
-        process's optimiser steps an epoch and process 0's seed (so that
-        values resolved from them, such as ``max_epochs="auto"`` and
-        ``lr="auto"``, are the same in every process); it is trained here as
-        a :class:`DistributedSAENet` with the same settings.
-    X : torch.Tensor
-        All the rows, the same in every process.
-    n_train : int
-        Rows left for training after the validation split.
-    batch_size : int
-        Rows per batch in each process.
-    device : str
-        The resolved device: ``"cpu"`` or ``"cuda"``.
-    seed : int
-        This process's seed; process 0's is used everywhere.
-
-    Returns
-    -------
-    net : SAENet
-        Trained, on this process's device, identical on every process, and
-        free of accelerator state (picklable, usable in a plain process).
-    """
-    accelerator = make_accelerator(device)
-    seed = _broadcast_seed(seed)
-    _check_same_rows(X, accelerator)
-    # The LR schedule and the annealing count this process's optimiser steps: its share of the batches, rounded
-    # up because the shorter shares repeat a batch (see share_batches).
-    steps_per_epoch = math.ceil(math.ceil(n_train / batch_size) / accelerator.num_processes)
-    template = build_net(steps_per_epoch=steps_per_epoch, device=_net_device(accelerator), seed=seed)
-    return _train(template, X, accelerator, seed)
-
-
-def fit_on_disk_data_parallel(build_net, rows, *, validation_fraction: float, pre_bias_init: str, batch_size: int,
-                              device: str, seed: int) -> SAENet:
-    """:func:`fit_data_parallel` for rows that stay on disk: each process reads only its own windows of blocks.
-
-    Every process opens the on-disk array itself (h5py datasets do not pickle
-    or survive a fork) and passes the same array. With process 0's seed,
-    every process then draws the same validation blocks
-    (:class:`~sklearn_sae._streaming.BlockSplit`), the same pre-bias sample
-    and, each epoch, the same windows, of which it reads every
-    ``num_processes``-th (:meth:`DistributedSAENet.batches`,
-    :func:`share_batches`). A training share shorter than the longest repeats
-    its own last batches. Validation windows are shared out too, and the
-    metrics added up over the processes.
-
-    Parameters
-    ----------
-    build_net : callable
-        As for :func:`fit_data_parallel`, also given ``spread_sample=``, the
-        rows (already read) that start ``pre_bias``.
-    rows : OnDiskRows
-        The on-disk input, the same in every process.
-    validation_fraction : float
-        Share of the blocks held out.
-    pre_bias_init : str
-        How ``pre_bias`` starts from the sample of rows.
-    batch_size, device, seed
-        As for :func:`fit_data_parallel`.
-
-    Returns
-    -------
-    net : SAENet
-        As for :func:`fit_data_parallel`.
-    """
-    from ._streaming import BlockSplit, configure_net, initial_sample
-
-    accelerator = make_accelerator(device)
-    seed = _broadcast_seed(seed)
-    train_blocks, _ = BlockSplit(validation_fraction, seed).blocks(rows)
-    first_epoch = OnDiskBatches(
-        rows, train_blocks, batch_size, shuffle=True, seed=seed, epoch=0, num_processes=accelerator.num_processes
-    )
-    # As for the streaming fit, the schedule is laid out over the first epoch's steps (later ones differ by one
-    # at most); every process takes as many as the longest share.
-    steps_per_epoch = len(share_batches(
-        first_epoch.window_batches(), num_processes=accelerator.num_processes,
-        process_index=accelerator.process_index, even=True,
-    ))
-    # One read of the sample that starts pre_bias, and that lr="auto" is measured on.
-    sample = initial_sample(rows, seed)
-    template = build_net(
-        steps_per_epoch=steps_per_epoch, device=_net_device(accelerator), seed=seed, spread_sample=sample.numpy()
-    )
-    configure_net(template, rows, validation_fraction=validation_fraction, seed=seed, pre_bias_init=pre_bias_init,
-                  sample=sample)
-    # The same file in every process shows as equal shapes, blocks and pre-bias samples (drawn from the same blocks).
-    sample = dict(template.callbacks)["init_pre_bias"].sample.to(torch.float64)
-    _check_same_everywhere(
-        [rows.n_rows, rows.n_features, rows.block_rows, sample.sum(), sample.square().sum()], accelerator,
-        remedy="Open the same on-disk array in every process; each one reads its own windows of blocks.",
-    )
-    return _train(template, rows, accelerator, seed)
-
-
 def _net_device(accelerator) -> str:
     # Accelerate names the CPU "cpu:0", a location torch cannot map a pickled tensor back to: say "cpu".
     return "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)
 
 
-def _train(template: SAENet, X, accelerator, seed: int) -> SAENet:
-    """Fit ``template``'s distributed twin on ``X`` from ``seed``; return it as a plain net."""
-    net = _distributed_twin(template, accelerator, seed)
-    cuda_devices = [accelerator.device.index or 0] if accelerator.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_devices):  # the caller's RNG is left as it was, as in a plain fit
-        torch.manual_seed(seed)
-        net.fit(X)
-    return _single_process_net(net)
+class DataParallel:
+    """The strategy of a data-parallel fit over the processes of the current launch (see the module's notes).
 
+    :func:`sklearn_sae._training.train_net` asks it, as it asks
+    :class:`~sklearn_sae._training.SingleProcess`: for the seed every
+    process uses (process 0's), the net class (:class:`DistributedSAENet`)
+    and its callbacks, the optimiser steps of this process's share of an
+    epoch (so that ``max_epochs="auto"`` and the schedule count the steps
+    actually taken), a check that every process was given the same rows,
+    and a plain, single-process net once trained.
 
-def _distributed_twin(net: SAENet, accelerator, seed: int) -> DistributedSAENet:
-    """A :class:`DistributedSAENet` with ``net``'s settings, metrics over all processes, printing on process 0 only."""
-    params = {
-        key: value
-        for key, value in net.get_params(deep=False).items()
-        if not key.startswith("_") and key != "callbacks__print_log"  # see DistributedSAENet._default_callbacks
-    }
-    callbacks = []
-    for name, callback in params.pop("callbacks"):
-        if isinstance(callback, EpochMetrics):
-            callback = GlobalEpochMetrics(callback.eval_sets, batch_size=callback.batch_size)
-        if not accelerator.is_main_process:
-            if name == "progress_bar":
-                continue
-            if hasattr(callback, "sink"):  # the epoch table, early stopping's message
-                callback.sink = noop
-        callbacks.append((name, callback))
-        if name == "init_pre_bias":
-            callbacks.append(("broadcast_weights", BroadcastWeights()))
-            callbacks.append(("sync_firing_counts", SyncFiringCounts()))
-    return DistributedSAENet(
-        callbacks=callbacks, accelerator=accelerator, order_seed=seed, **params
-    )
+    Parameters
+    ----------
+    device : str
+        The resolved device: ``"cpu"`` or ``"cuda"``.
+    """
+
+    net_class = DistributedSAENet
+
+    def __init__(self, device: str):
+        self.accelerator = make_accelerator(device)
+        self.device = _net_device(self.accelerator)
+        self.num_processes = self.accelerator.num_processes
+
+    def agree_seed(self, seed: int) -> int:
+        from accelerate.utils import broadcast_object_list
+
+        return int(broadcast_object_list([seed], from_process=0)[0])
+
+    def net_kwargs(self) -> dict:
+        return {"accelerator": self.accelerator}
+
+    def adapt_callbacks(self, callbacks: list) -> list:
+        """Metrics over all processes, equal starting weights and firing counts, printing on process 0 only."""
+        adapted = []
+        for name, callback in callbacks:
+            if isinstance(callback, EpochMetrics):
+                callback = GlobalEpochMetrics(callback.eval_sets, batch_size=callback.batch_size)
+            if not self.accelerator.is_main_process:
+                if name == "progress_bar":
+                    continue
+                if hasattr(callback, "sink"):  # the epoch table, early stopping's message
+                    callback.sink = noop
+            adapted.append((name, callback))
+            if name == "init_pre_bias":
+                adapted.append(("broadcast_weights", BroadcastWeights()))
+                adapted.append(("sync_firing_counts", SyncFiringCounts()))
+        return adapted
+
+    def steps_per_epoch(self, units) -> int:
+        # Every process takes as many as the longest share (the shorter ones repeat batches).
+        state = self.accelerator.state
+        return len(share_batches(units, num_processes=state.num_processes, process_index=state.process_index,
+                                 even=True))
+
+    def check_same_rows(self, rows, sample) -> None:
+        """Raise on every process unless all were given rows of the same shape and the same sample of them.
+
+        The sample is drawn from process 0's seed, so the same data gives the same rows everywhere.
+        """
+        sample = sample.to(torch.float64)
+        on_disk = isinstance(rows, OnDiskRows)
+        _check_same_everywhere(
+            [rows.n_rows, rows.n_features, rows.block_rows if on_disk else 0, sample.sum(), sample.square().sum()],
+            self.accelerator,
+            remedy="Open the same on-disk array in every process; each one reads its own windows of blocks."
+            if on_disk else "Load the same full data set in every process; each one reads its own share of the batches.",
+        )
+
+    def unwrap(self, net: DistributedSAENet) -> SAENet:
+        return _single_process_net(net)

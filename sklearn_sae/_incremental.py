@@ -7,7 +7,9 @@ the dead-latent counters), in the net (Adam's moments, the history) or in one ca
 schedule's position, the torch RNG state of the run, and the row and batch counts. Because all of it is
 in the net, a pickled net continues exactly where it stopped.
 
-Nothing here knows about scikit-learn; the estimator builds the net and calls down into this module.
+Nothing here knows about scikit-learn; the estimator calls down into :func:`start_run` and
+:func:`train_one_pass`, and the net is built by :func:`sklearn_sae._training.build_net` with the callbacks of
+its mode.
 """
 
 from __future__ import annotations
@@ -19,14 +21,13 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-from ._training import WarmupCosine
+from ._defaults import resolve_lr, resolve_steps
+from ._model import ModelSpec
+from ._params import TrainingSettings
+from ._rows import InMemoryRows
+from ._training import PRE_BIAS_SAMPLE_ROWS, SingleProcess, WarmupCosine, build_net, seeded_torch
 
-__all__ = ["IncrementalRun", "make_incremental", "incremental_run", "train_one_pass"]
-
-_DROPPED_CALLBACKS = ("init_pre_bias", "early_stopping")
-"""Callbacks of ``fit`` that a run of ``partial_fit`` calls must not have: skorch calls ``on_train_begin`` and
-``on_train_end`` on every call, so the pre-bias would be re-estimated on every block and early stopping would
-restore the weights of an earlier block."""
+__all__ = ["IncrementalRun", "start_run", "incremental_run", "train_one_pass"]
 
 
 class IncrementalRun(Callback):
@@ -94,11 +95,9 @@ class IncrementalRun(Callback):
     @contextlib.contextmanager
     def seeded(self, device: str):
         """A context with torch's RNG where the run left it (seeded on the first call); the caller's is restored."""
-        cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
-        with torch.random.fork_rng(devices=cuda):
-            if self.rng_states is None:
-                torch.manual_seed(self.seed)
-            else:
+        cuda = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []
+        with seeded_torch(device, self.seed):
+            if self.rng_states is not None:
                 torch.set_rng_state(self.rng_states[0])
                 if cuda:
                     torch.cuda.set_rng_state(self.rng_states[1], cuda[0])
@@ -106,21 +105,31 @@ class IncrementalRun(Callback):
             self.rng_states = (torch.get_rng_state(),) + ((torch.cuda.get_rng_state(cuda[0]),) if cuda else ())
 
 
-def make_incremental(net, *, warmup_steps: int, seed: int) -> IncrementalRun:
-    """Turn a net built for ``fit`` (not yet initialised) into one for a run of ``partial_fit`` calls.
+def start_run(spec: ModelSpec, settings: TrainingSettings, X: np.ndarray, *, lr: float, seed: int, device: str,
+              fitted=None):
+    """The initialised net of a new run of ``partial_fit`` calls, whose first call brings the rows ``X``.
 
-    The run trains on every row it is given (no validation split), never stops
-    early, and follows :class:`IncrementalRun`'s learning-rate schedule instead
-    of ``fit``'s warmup and cosine decay, which needs the run's length.
+    The run's length is unknown, so fractions of it (``warmup_steps``, a
+    fractional ``anneal_steps``) are taken of the first call's batches. A new
+    model starts ``pre_bias`` at the centre of ``X``; ``fitted`` (a net from
+    ``fit`` or ``load``) gives its weights and history instead.
     """
-    run = IncrementalRun(warmup_steps, seed)
-    callbacks = [
-        (name, run if name == "lr_schedule" else callback)
-        for name, callback in net.callbacks
-        if name not in _DROPPED_CALLBACKS
-    ]
-    net.set_params(train_split=None, callbacks=callbacks)
-    return run
+    first_call_batches = math.ceil(X.shape[0] / settings.batch_size)
+    run = IncrementalRun(resolve_steps(settings.warmup_steps, first_call_batches, minimum=0), seed)
+    net = build_net(
+        spec, settings, lr=lr, seed=seed, total_steps=first_call_batches, mode="incremental", schedule=run,
+        strategy=SingleProcess(device),
+    )
+    with run.seeded(device):
+        net.initialize()
+        if fitted is None:
+            rows = InMemoryRows(torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True)))
+            sample = rows.sample(PRE_BIAS_SAMPLE_ROWS, seed)
+            net.module_.init_pre_bias_(sample.to(net.device), method=settings.pre_bias_init)
+    if fitted is not None:
+        net.module_.load_state_dict(fitted.module_.state_dict())
+        net.history = fitted.history
+    return net
 
 
 def incremental_run(net) -> IncrementalRun | None:
@@ -135,12 +144,21 @@ def incremental_run(net) -> IncrementalRun | None:
     return run if isinstance(run, IncrementalRun) else None
 
 
-def train_one_pass(net, X: np.ndarray, *, lr: float, device: str) -> None:
-    """One pass of ``net`` over the float32 rows ``X`` at peak learning rate ``lr``, in the run's RNG."""
+def train_one_pass(net, X: np.ndarray, *, lr, normalize: bool, device: str) -> None:
+    """One pass of ``net`` over the float32 rows ``X`` at peak learning rate ``lr``, in the run's RNG.
+
+    ``lr="auto"`` is resolved once a run, on the rows of the first call made
+    with it (``normalize`` is the model's), and kept for the later calls.
+    """
     run = incremental_run(net)
-    run.lr = lr
     # A private copy: the caller's block may be read-only or change after the call.
     X_tensor = torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True))
+    if lr == "auto":
+        if run.auto_lr is None:
+            run.auto_lr = resolve_lr("auto", InMemoryRows(X_tensor).sample(PRE_BIAS_SAMPLE_ROWS, run.seed).numpy(),
+                                     normalize=normalize)
+        lr = run.auto_lr
+    run.lr = float(lr)
     with run.seeded(device):
-        net.partial_fit(X_tensor, epochs=1)
+        net.partial_fit(InMemoryRows(X_tensor), epochs=1)
     run.n_samples_seen += len(X_tensor)

@@ -42,9 +42,8 @@ from safetensors.torch import save_file
 
 from ._activations import GumbelTopK, TopK
 from ._atomic import atomic_directory
-from ._device import resolve_device
 from ._model import LAYER_NORM_EPS
-from ._persistence import read_safetensors
+from ._persistence import SavedModel, read_safetensors
 
 __all__ = ["FORMATS", "NORMALIZATIONS", "export_model", "load_foreign"]
 
@@ -74,14 +73,17 @@ _UPCAST_EXACTLY = (torch.float16, torch.bfloat16)
 # ----------------------------------------------------------------------------- export
 
 
-def export_model(estimator, directory, format, *, normalization=None, as_topk=False) -> None:
-    """Write a fitted estimator in another library's format (see :meth:`SparseAutoencoderTransformer.export`)."""
+def export_model(module, directory, format, *, unit_norm_decoder: bool, normalization=None, as_topk=False) -> None:
+    """Write a fitted module in another library's format (see :meth:`SparseAutoencoderTransformer.export`).
+
+    ``unit_norm_decoder`` is the estimator's parameter of that name (sparsify
+    records whether decoder rows are kept at unit norm).
+    """
     if format not in FORMATS:
         raise ValueError(f"format={format!r} is not supported; use one of {FORMATS}.")
     if normalization is not None and normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization={normalization!r} is not understood; use None or one of {NORMALIZATIONS}.")
     # What the fitted module computes, not the estimator's parameters, which set_params may have changed since.
-    module = estimator.net_.module_
     activation = _activation_name(module.activation)
     architecture, k = _exported_activation(activation, module, format, as_topk)
     _check_normalization(module.normalize, format, normalization)
@@ -101,7 +103,7 @@ def export_model(estimator, directory, format, *, normalization=None, as_topk=Fa
         "tied": bool(module.tied),
     }
     if format == "sparsify":
-        unit_norm_decoder = not module.tied and estimator.unit_norm_decoder
+        unit_norm_decoder = not module.tied and unit_norm_decoder
         config, tensors, weights_file = _sparsify_files(weights, k, n_features, n_latents, unit_norm_decoder)
     else:
         config, tensors, weights_file = _saelens_files(weights, architecture, k, n_features, n_latents, normalization)
@@ -245,8 +247,8 @@ def _saelens_files(weights, architecture, k, n_features, n_latents, normalizatio
 # ----------------------------------------------------------------------------- import
 
 
-def load_foreign(estimator_class, directory, *, device="cpu"):
-    """A fitted ``estimator_class`` from a sparsify or SAELens directory, or ``None`` if it is neither.
+def load_foreign(directory):
+    """The model in a sparsify or SAELens directory, or ``None`` if it is neither.
 
     A directory with ``cfg.json`` and ``sae.safetensors`` is read as sparsify's;
     one with ``cfg.json`` and ``sae_weights.safetensors`` as SAELens's. Only
@@ -267,33 +269,27 @@ def load_foreign(estimator_class, directory, *, device="cpu"):
 
     Parameters
     ----------
-    estimator_class : type
-        :class:`~sklearn_sae.SparseAutoencoderTransformer` (or a subclass):
-        the estimator calls down with its own class, so that this module
-        never imports it.
     directory : str or os.PathLike
         The directory holding the model.
-    device : str, default="cpu"
-        Where the weights are placed, and the imported estimator's ``device``.
 
     Returns
     -------
-    estimator : estimator_class or None
-        Fitted, with an empty ``history_``; ``None`` when the directory holds
-        neither format.
+    model : SavedModel or None
+        With the parameters the files determine (the others keep their
+        defaults) and an empty history; ``None`` when the directory holds
+        neither format. The estimator builds itself from it.
     """
 
     directory = Path(directory)
     if not (directory / CONFIG_FILE).is_file():
         return None
-    torch_device = resolve_device(device)
     if (directory / SPARSIFY_WEIGHTS_FILE).is_file():
         weights, params = _read_sparsify(directory)
     elif (directory / SAELENS_WEIGHTS_FILE).is_file():
         weights, params = _read_saelens(directory)
     else:
         return None
-    return _build_estimator(estimator_class, weights, params, _marker(directory), device, torch_device)
+    return _saved_model(weights, params, _marker(directory))
 
 
 def _read_config(path: Path) -> dict:
@@ -452,8 +448,8 @@ def _read_saelens(directory):
     return weights, params
 
 
-def _build_estimator(estimator_class, weights, params, marker, device, torch_device):
-    """The fitted estimator computing ``weights``; our own exports get back their normalisation and tying."""
+def _saved_model(weights, params, marker) -> SavedModel:
+    """The model computing ``weights``; our own exports get back their normalisation and tying."""
 
     n_latents, n_features = weights["W_enc"].shape
     # The exported coder ran on rows standardised by our layer norm: put the layer norm back in front.
@@ -470,7 +466,8 @@ def _build_estimator(estimator_class, weights, params, marker, device, torch_dev
         state_dict["W_dec"] = weights["W_dec"]
     if marker.get("activation") == "relu" and params.get("k") == n_latents:
         params = {**params, "activation": "relu"}  # our ReLU model, exported with as_topk=True
-    params = {"n_latents": n_latents, "normalize": normalize, "tied": tied, "device": device, **params}
-    return estimator_class._from_state(
-        params, state_dict, n_features=n_features, n_latents=n_latents, device=torch_device
+    params = {"n_latents": n_latents, "normalize": normalize, "tied": tied, **params}
+    return SavedModel(
+        params=params, n_features=n_features, n_latents=n_latents, anneal_steps=None, state_dict=state_dict,
+        history=[], n_iter=0,
     )

@@ -15,15 +15,17 @@ the two one parameter.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from ._activations import TopK, TopKSelection, code_activity
+from ._activations import TopK, TopKSelection, code_activity, make_activation
 from ._sparse_ops import topk_sae_encode, topk_sae_forward
 
 __all__ = [
+    "ModelSpec",
     "SparseAutoencoder",
     "SAEOutput",
     "layer_norm_no_affine",
@@ -324,3 +326,70 @@ class SparseAutoencoder(nn.Module):
         values, positions = z_dead.topk(min(self.aux_k, dead.numel()), dim=-1, sorted=False)
         aux_codes = torch.zeros_like(z_dead).scatter(1, positions, torch.relu(values).detach())
         return (aux_codes @ self.decoder_weight[dead].to(aux_codes.dtype)) * sigma
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that fixes a :class:`SparseAutoencoder`'s computation and tensors: shapes, activation, options.
+
+    What the estimator's parameters resolve to once the data's width is
+    known; saved models, imports and checkpoints are checked against it, and
+    every net is built from it. No sklearn, no skorch.
+
+    Parameters
+    ----------
+    n_features, n_latents : int
+        Input width and number of latents.
+    activation : {"relu", "topk", "gumbel_topk"}
+    k : int
+        Latents kept per row (the top-k activations).
+    normalize, tied : bool
+        Standardise rows; share the encoder matrix with the decoder.
+    aux_k, dead_window : int
+        The AuxK term (0: off) and the rows after which a latent counts as dead.
+    tau_start, tau_end : float
+        The Gumbel temperature's start and end.
+    anneal_steps : int or float
+        Gumbel annealing, in training batches (int), or a fraction of a fit's
+        batches (float) until :meth:`over_steps` resolves it.
+    gumbel_candidates : str
+        Which latents the Gumbel noise may select.
+    """
+
+    n_features: int
+    n_latents: int
+    activation: str
+    k: int
+    normalize: bool
+    tied: bool
+    aux_k: int
+    dead_window: int
+    tau_start: float
+    tau_end: float
+    anneal_steps: int | float
+    gumbel_candidates: str
+
+    def over_steps(self, total_steps: int) -> "ModelSpec":
+        """This spec with a fractional ``anneal_steps`` resolved against a fit of ``total_steps`` batches (at least 1)."""
+        if isinstance(self.anneal_steps, int):
+            return self
+        return replace(self, anneal_steps=max(1, round(self.anneal_steps * total_steps)))
+
+    def module_kwargs(self) -> dict:
+        """Keyword arguments of :class:`SparseAutoencoder` (``anneal_steps`` must be resolved)."""
+        if not isinstance(self.anneal_steps, int):
+            raise ValueError("anneal_steps is still a fraction; resolve it with ModelSpec.over_steps first.")
+        activation = make_activation(
+            self.activation, k=self.k, tau_start=self.tau_start, tau_end=self.tau_end,
+            anneal_steps=self.anneal_steps, candidates=self.gumbel_candidates,
+        )
+        return dict(
+            n_features=self.n_features, n_latents=self.n_latents, activation=activation, normalize=self.normalize,
+            tied=self.tied, aux_k=self.aux_k, dead_window=self.dead_window,
+        )
+
+    def expected_tensors(self) -> dict:
+        """Name to ``(shape, dtype)`` of every tensor of the module, built on the meta device (no memory, no draws)."""
+        with torch.device("meta"):
+            module = SparseAutoencoder(**self.over_steps(1).module_kwargs())
+        return {name: (tuple(tensor.shape), tensor.dtype) for name, tensor in module.state_dict().items()}

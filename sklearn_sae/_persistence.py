@@ -11,6 +11,10 @@ A saved model is a directory of two files:
 ``model.safetensors``
     The torch module's ``state_dict`` (parameters and buffers), contiguous CPU tensors.
 
+This module reads and writes a :class:`SavedModel` (parameters, shapes, weights, fitted attributes,
+history) and never sees the estimator: the estimator hands its parts down to :func:`save_model` and
+builds itself from what :func:`read_model` returns.
+
 Reading runs no code from the files (safetensors holds raw tensors; JSON holds data) and needs no
 GPU. Every inconsistency a damaged or hand-edited directory can have is caught here, before torch
 sees the tensors, and reported as a ``ValueError`` that names the file and the field.
@@ -24,19 +28,28 @@ import json
 import math
 import numbers
 import os
-import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from skorch.history import History
-
 from ._atomic import atomic_directory
-from ._device import resolve_device
+from ._params import ESTIMATOR_NAME, PARAMETER_CONSTRAINTS, check_params, model_spec, resolve_n_latents
+from ._warnings import warn_user
 
-__all__ = ["CONFIG_NAME", "FORMAT", "FORMAT_VERSION", "WEIGHTS_NAME", "is_saved_model", "read_model", "read_safetensors", "save_model"]
+__all__ = [
+    "CONFIG_NAME",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "WEIGHTS_NAME",
+    "SavedModel",
+    "is_saved_model",
+    "read_model",
+    "read_safetensors",
+    "save_model",
+]
 
 CONFIG_NAME = "sklearn_sae.json"
 """The JSON description of a saved model; a directory holding it is in this package's format."""
@@ -52,6 +65,39 @@ FORMAT_VERSION = 1
 could misread the new one, and teach :func:`read_model` to read every older version."""
 
 _FITTED_INTEGERS = ("n_features_in_", "n_latents_", "n_iter_")
+
+
+class SavedModel(NamedTuple):
+    """A fitted model as files hold it: what the estimator saves and what it is rebuilt from.
+
+    Attributes
+    ----------
+    params : dict
+        Constructor parameters; an import from another library sets only the
+        ones its files determine, the others keep their defaults.
+    n_features, n_latents : int
+        The module's shapes.
+    anneal_steps : int or None
+        The resolved Gumbel annealing length of the fit (``"gumbel_topk"``
+        only; a refit may resolve a fractional ``anneal_steps`` differently).
+    state_dict : dict of str to torch.Tensor
+        The module's tensors, on the CPU.
+    history : list of dict
+        skorch's history (empty for an import).
+    n_iter : int
+        Epochs run.
+    feature_names : list of str or None
+        ``feature_names_in_``, when the model was fitted on named columns.
+    """
+
+    params: dict
+    n_features: int
+    n_latents: int
+    anneal_steps: int | None
+    state_dict: dict
+    history: list
+    n_iter: int
+    feature_names: list | None = None
 _HASH_CHUNK_BYTES = 1 << 24
 
 
@@ -83,8 +129,8 @@ def is_saved_model(directory) -> bool:
 # ---------------------------------------------------------------- writing
 
 
-def save_model(estimator, directory) -> None:
-    """Write the fitted ``estimator`` to ``directory``, replacing a model saved there before.
+def save_model(model: SavedModel, directory) -> None:
+    """Write ``model`` to ``directory``, replacing a model saved there before.
 
     The directory is written under a temporary name and renamed into place
     once complete, so an interrupted save leaves the previous content as it
@@ -97,33 +143,30 @@ def save_model(estimator, directory) -> None:
             f"{directory} exists and does not hold a model written by save() (no {CONFIG_NAME} of format "
             f"{FORMAT!r}); saving would replace its content. Give a new or empty directory, or one written by save()."
         )
-    state = {
-        name: tensor.detach().to("cpu").contiguous() for name, tensor in estimator.net_.module_.state_dict().items()
-    }
-    config = _config_of(estimator)
+    state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict.items()}
+    config = _config_of(model)
     with atomic_directory(directory) as staging:
         save_file(state, staging / WEIGHTS_NAME, metadata={"format": "pt"})
         config["weights_sha256"] = _sha256(staging / WEIGHTS_NAME)
         (staging / CONFIG_NAME).write_text(json.dumps(config, indent=1, allow_nan=False) + "\n", encoding="utf-8")
 
 
-def _config_of(estimator) -> dict:
-    """The JSON document describing ``estimator`` (all but the weights' checksum)."""
-    activation = estimator.net_.module_.activation
-    fitted = {name: int(getattr(estimator, name)) for name in _FITTED_INTEGERS}
-    if hasattr(estimator, "feature_names_in_"):
-        fitted["feature_names_in_"] = [str(name) for name in estimator.feature_names_in_]
+def _config_of(model: SavedModel) -> dict:
+    """The JSON document describing ``model`` (all but the weights' checksum)."""
+    fitted = {"n_features_in_": int(model.n_features), "n_latents_": int(model.n_latents), "n_iter_": int(model.n_iter)}
+    if model.feature_names is not None:
+        fitted["feature_names_in_"] = [str(name) for name in model.feature_names]
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "sklearn_sae_version": package_version(),
-        "estimator": type(estimator).__name__,
-        "params": _json_params(estimator.get_params(deep=False)),
+        "estimator": ESTIMATOR_NAME,
+        "params": _json_params(model.params),
         "fitted": fitted,
         # The fit resolved a fractional anneal_steps over its own number of batches; a refit may not.
-        "anneal_steps": int(activation.anneal_steps) if hasattr(activation, "anneal_steps") else None,
+        "anneal_steps": None if model.anneal_steps is None else int(model.anneal_steps),
         "weights_sha256": None,  # filled in once the weights are written
-        "history": _to_json(list(estimator.history_), "history"),
+        "history": _to_json(list(model.history), "history"),
     }
 
 
@@ -136,11 +179,9 @@ def _json_params(params: dict) -> dict:
     params = dict(params)
     random_state = params.get("random_state")
     if random_state is not None and not isinstance(random_state, numbers.Integral):
-        warnings.warn(
+        warn_user(
             f"random_state={random_state!r} is not an int and cannot be saved; the saved model has random_state=None, "
-            "so refitting the loaded model is not reproducible. Pass an int random_state to save it.",
-            UserWarning,
-            stacklevel=5,  # the caller of SparseAutoencoderTransformer.save
+            "so refitting the loaded model is not reproducible. Pass an int random_state to save it."
         )
         params["random_state"] = None
     return {name: _to_json(value, f"params.{name}") for name, value in params.items()}
@@ -185,19 +226,18 @@ def _sha256(path: Path) -> str:
 # ---------------------------------------------------------------- reading
 
 
-def read_model(estimator_class, directory, device: str = "cpu"):
-    """A fitted ``estimator_class`` from a directory written by :func:`save_model`.
+def read_model(directory) -> SavedModel:
+    """The model in a directory written by :func:`save_model`, every field and tensor checked.
 
     Parameters
     ----------
-    estimator_class : type
-        :class:`~sklearn_sae.SparseAutoencoderTransformer` (or a subclass).
     directory : str or os.PathLike
         The saved model's directory.
-    device : str, default="cpu"
-        The loaded estimator's ``device`` parameter (``"cpu"``, ``"cuda"``,
-        ``"cuda:N"`` or ``"auto"``); the weights are placed on the device it
-        resolves to, whatever device the model was saved from.
+
+    Returns
+    -------
+    model : SavedModel
+        With the saved parameters (``device`` among them: the caller sets its own).
 
     Raises
     ------
@@ -206,8 +246,6 @@ def read_model(estimator_class, directory, device: str = "cpu"):
         format, or disagrees with the others; the message names the file
         and the field.
     """
-
-    torch_device = resolve_device(device)
     directory = Path(directory)
     if not directory.is_dir():
         raise ValueError(f"{directory} is not a directory; give the directory a model was saved to.")
@@ -217,28 +255,24 @@ def read_model(estimator_class, directory, device: str = "cpu"):
             f"{directory} has no {CONFIG_NAME}, so it is not a model saved by SparseAutoencoderTransformer.save "
             f"(expected {CONFIG_NAME} and {WEIGHTS_NAME} in it)."
         )
-    config = _read_config(config_path, estimator_class)
-    params = dict(config["params"], device=device)
-    estimator = _checked_estimator(estimator_class, params, config, config_path)
-    state_dict = _read_weights(weights_path, config, _expected_tensors(estimator, config), config_path)
-    fitted = config["fitted"]
-    loaded = estimator_class._from_state(
-        params,
-        state_dict,
+    config = _read_config(config_path)
+    params, fitted = config["params"], config["fitted"]
+    n_latents = _checked_n_latents(params, config, config_path)
+    spec = model_spec(params, fitted["n_features_in_"], n_latents, anneal_steps=config["anneal_steps"])
+    state_dict = _read_weights(weights_path, config, spec.expected_tensors(), config_path)
+    return SavedModel(
+        params=params,
         n_features=fitted["n_features_in_"],
-        n_latents=fitted["n_latents_"],
+        n_latents=n_latents,
         anneal_steps=config["anneal_steps"],
-        device=torch_device,
+        state_dict=state_dict,
+        history=config["history"],
+        n_iter=fitted["n_iter_"],
+        feature_names=fitted.get("feature_names_in_"),
     )
-    loaded.net_.history = History(config["history"])
-    loaded.history_ = loaded.net_.history
-    loaded.n_iter_ = fitted["n_iter_"]
-    if "feature_names_in_" in fitted:
-        loaded.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
-    return loaded
 
 
-def _read_config(path: Path, estimator_class) -> dict:
+def _read_config(path: Path) -> dict:
     """The parsed config, with every field's presence and type checked."""
     try:
         config = json.loads(path.read_bytes().decode("utf-8"))
@@ -262,10 +296,8 @@ def _read_config(path: Path, estimator_class) -> dict:
     if version < 1:
         raise ValueError(f"{path}: format_version {version} is not a valid version (expected 1 to {FORMAT_VERSION}).")
     estimator_name = _field(config, "estimator", str, path)
-    if estimator_name != estimator_class.__name__:
-        raise ValueError(
-            f"{path}: field 'estimator' is {estimator_name!r}, but {estimator_class.__name__} is loading it."
-        )
+    if estimator_name != ESTIMATOR_NAME:
+        raise ValueError(f"{path}: field 'estimator' is {estimator_name!r}, but {ESTIMATOR_NAME} is loading it.")
     _field(config, "weights_sha256", str, path)
     _field(config, "params", dict, path)
     fitted = _field(config, "fitted", dict, path)
@@ -306,59 +338,39 @@ def _field(mapping: dict, name: str, kind: type, path: Path, *, prefix: str = ""
 _JSON_TYPE_NAMES = {int: "integer", str: "string", dict: "object", list: "array"}
 
 
-def _checked_estimator(estimator_class, params: dict, config: dict, path: Path):
-    """An unfitted estimator with the saved parameters, each one checked as ``fit`` would."""
-    expected = set(estimator_class._get_param_names())
+def _checked_n_latents(params: dict, config: dict, path: Path) -> int:
+    """The model's number of latents, after checking every saved parameter as ``fit`` would, and against the rest."""
+    expected = set(PARAMETER_CONSTRAINTS)
     unknown, missing = sorted(set(params) - expected), sorted(expected - set(params))
     # Strict both ways: a parameter filled with today's default could silently change a saved model.
     if unknown or missing:
         raise ValueError(
-            f"{path}: field 'params' does not match {estimator_class.__name__}'s parameters "
+            f"{path}: field 'params' does not match {ESTIMATOR_NAME}'s parameters "
             f"(unknown: {unknown or 'none'}; missing: {missing or 'none'}). The file is damaged, or it was saved "
             "by another version of sklearn-sae."
         )
-    estimator = estimator_class(**params)
+    fitted = config["fitted"]
     try:
-        estimator._validate_params()
+        check_params(params)
         # n_latents=None was resolved from the training rows, which the file does not hold: take the saved count
-        n_latents = estimator._resolve_n_latents(config["fitted"]["n_features_in_"])
-        if params["n_latents"] is None and _is_int(config["fitted"]["n_latents_"]):
-            n_latents = estimator.set_params(n_latents=config["fitted"]["n_latents_"])._resolve_n_latents(
-                config["fitted"]["n_features_in_"]
-            )
-            estimator.set_params(n_latents=None)
+        resolved = params if params["n_latents"] is not None else {**params, "n_latents": fitted["n_latents_"]}
+        n_latents = resolve_n_latents(resolved, fitted["n_features_in_"])
     except ValueError as error:  # sklearn's InvalidParameterError is a ValueError too
         raise ValueError(f"{path}: field 'params' is not valid: {error}") from None
     anneal_steps = config["anneal_steps"]
-    if estimator.activation == "gumbel_topk" and not (_is_int(anneal_steps) and anneal_steps >= 1):
+    if params["activation"] == "gumbel_topk" and not (_is_int(anneal_steps) and anneal_steps >= 1):
         raise ValueError(f"{path}: field 'anneal_steps' is {anneal_steps!r}; a gumbel_topk model needs an int >= 1.")
-    if estimator.activation != "gumbel_topk" and anneal_steps is not None:
+    if params["activation"] != "gumbel_topk" and anneal_steps is not None:
         raise ValueError(
             f"{path}: field 'anneal_steps' is {anneal_steps!r}; it must be null unless params.activation is "
             "'gumbel_topk'."
         )
-    if n_latents != config["fitted"]["n_latents_"]:
+    if n_latents != fitted["n_latents_"]:
         raise ValueError(
-            f"{path}: field 'fitted.n_latents_' is {config['fitted']['n_latents_']}, but the parameters give "
+            f"{path}: field 'fitted.n_latents_' is {fitted['n_latents_']}, but the parameters give "
             f"n_latents={n_latents} (params.n_latents={params['n_latents']})."
         )
-    return estimator
-
-
-def _expected_tensors(estimator, config: dict) -> dict:
-    """Name to ``(shape, dtype)`` of every tensor the module for ``config`` holds, without allocating it."""
-    fitted = config["fitted"]
-    net = estimator._build_net(
-        fitted["n_features_in_"],
-        fitted["n_latents_"],
-        total_steps=1,
-        device="cpu",
-        seed=0,
-        anneal_steps=config["anneal_steps"],
-    )
-    with torch.device("meta"):  # shapes and dtypes only: no memory, no random draws
-        module = net.module(**net.get_params_for("module"))
-    return {name: (tuple(tensor.shape), tensor.dtype) for name, tensor in module.state_dict().items()}
+    return n_latents
 
 
 def read_safetensors(path: Path) -> dict:

@@ -1,37 +1,48 @@
-"""Training through skorch: the net, its loss, its batches and its LR schedule.
+"""Training through skorch: the net, its loss and callbacks, and the one function every fit mode goes through.
 
-Nothing here knows about scikit-learn; :mod:`sklearn_sae._transformer`
-builds an :class:`SAENet` in ``fit`` and drives it.
+:func:`train_net` seeds torch once, opens the checkpoint, lays out the
+schedule over the run's optimiser steps once, resolves ``lr="auto"`` and
+``max_epochs="auto"``, builds the net with the callbacks of its mode and
+fits it, for rows in memory or on disk (:mod:`sklearn_sae._rows`), in one
+process or data-parallel (a *strategy*: :class:`SingleProcess` here, the
+Accelerate one in :mod:`sklearn_sae._distributed`). ``partial_fit`` builds
+its net here too (:func:`build_net` with ``mode="incremental"``) and runs it
+in :mod:`sklearn_sae._incremental`. Nothing here knows about scikit-learn.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping, GradientNormClipping, LRScheduler, PrintLog, ProgressBar
-from skorch.dataset import ValidSplit
 from skorch.utils import noop
 from torch import nn
-from torch.utils.data import Subset
 
 from ._activations import code_activity
-from ._model import SAEOutput, auxk_loss, l1_penalty, nmse_loss
+from ._checkpoint import open_checkpoint
+from ._defaults import resolve_lr, resolve_max_epochs, resolve_steps
+from ._model import ModelSpec, SAEOutput, SparseAutoencoder, auxk_loss, l1_penalty, nmse_loss
+from ._params import TrainingSettings
+from ._rows import EpochIterator, RowsSplit, share_batches
 
 __all__ = [
     "SAENet",
     "SAELoss",
     "LossTerms",
     "WarmupCosine",
-    "TensorBatches",
     "EpochMetrics",
-    "InitPreBias",
+    "PreBiasFromSample",
     "UnitNormDecoder",
+    "SingleProcess",
     "build_net",
+    "train_net",
+    "fitted_net",
+    "seeded_torch",
     "release_training_state",
 ]
 
@@ -97,57 +108,6 @@ class WarmupCosine:
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class TensorBatches:
-    """Mini-batches sliced from one tensor: no per-sample Python, no collation.
-
-    skorch hands the iterator its ``Dataset`` (or a ``Subset`` of it after the
-    validation split); both wrap the full input tensor, so each batch is one
-    indexing operation and one (non-blocking) copy to the device.
-
-    Parameters
-    ----------
-    dataset : skorch.dataset.Dataset or torch.utils.data.Subset
-        Holds the input tensor as ``X``.
-    batch_size : int
-        Rows per batch; the last batch may be smaller.
-    shuffle : bool, default=False
-        Draw a new order each epoch from torch's global RNG.
-    device : str or torch.device, default="cpu"
-        Where batches are delivered.
-    """
-
-    def __init__(self, dataset, batch_size: int, shuffle: bool = False, device="cpu"):
-        if isinstance(dataset, Subset):
-            self.X = dataset.dataset.X
-            self.indices = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
-        else:
-            self.X = dataset.X
-            self.indices = None
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.device = torch.device(device)
-
-    def __len__(self) -> int:
-        n_rows = len(self.X) if self.indices is None else len(self.indices)
-        return math.ceil(n_rows / self.batch_size)
-
-    def _order(self):
-        n_rows = len(self.X) if self.indices is None else len(self.indices)
-        if self.shuffle:
-            permutation = torch.randperm(n_rows)
-            return permutation if self.indices is None else self.indices[permutation]
-        return self.indices  # None: contiguous slices
-
-    def __iter__(self):
-        order = self._order()
-        n_rows = len(self.X) if order is None else len(order)
-        non_blocking = self.device.type == "cuda"
-        for start in range(0, n_rows, self.batch_size):
-            stop = start + self.batch_size
-            batch = self.X[start:stop] if order is None else self.X[order[start:stop]]
-            yield batch.to(self.device, non_blocking=non_blocking), None
-
-
 class SAENet(NeuralNet):
     """skorch net for the sparse autoencoder: the input is its own target.
 
@@ -162,11 +122,27 @@ class SAENet(NeuralNet):
         As for :class:`skorch.NeuralNet`.
     amp : bool, default=False
         Run the forward pass under ``torch.autocast(dtype=torch.bfloat16)``.
+    order_seed : int, default=0
+        Seeds the order of every epoch's batches (:class:`~sklearn_sae._rows.EpochIterator`).
     """
 
-    def __init__(self, *args, amp: bool = False, **kwargs):
+    def __init__(self, *args, amp: bool = False, order_seed: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
         self.amp = amp
+        self.order_seed = order_seed
+
+    @property
+    def num_processes(self) -> int:
+        """Processes that share each epoch's batches: 1 here, the launch's size for a data-parallel net."""
+        return 1
+
+    def batch_ids(self, units, *, training: bool) -> list[int]:
+        """The batch ids of an epoch this net takes: all of them (a data-parallel net takes its share)."""
+        return share_batches(units, num_processes=1, process_index=0, even=training)
+
+    def get_iterator(self, dataset, training=False):
+        # Rows in memory and on disk, one process or many: one iterator, which lays out each epoch as it starts.
+        return EpochIterator(self, dataset, training=training)
 
     def infer(self, x, **fit_params):
         device_type = torch.device(self.device).type
@@ -302,26 +278,28 @@ class EpochLog(PrintLog):
         return super().format_row(row, key, color)
 
 
-class InitPreBias(Callback):
-    """Set the module's ``pre_bias`` to the centre of the rows given to ``fit`` before the first step.
+class PreBiasFromSample(Callback):
+    """Start ``pre_bias`` at the centre of a sample of rows drawn before training.
 
-    skorch hands ``on_train_begin`` the rows before its validation split, so
-    the centre is estimated on those (a starting point, not a fitted value).
+    The sample (see :func:`train_net`) is dropped once used, so the fitted
+    net does not carry it. A resumed fit restores ``pre_bias`` afterwards.
 
     Parameters
     ----------
     method : {"geometric_median", "mean", "zeros"}
-        How the centre is estimated, on up to :data:`PRE_BIAS_SAMPLE_ROWS` rows.
+        How the centre is estimated.
+    sample : torch.Tensor
+        The rows, at most :data:`PRE_BIAS_SAMPLE_ROWS`.
     """
 
-    def __init__(self, method="geometric_median"):
+    def __init__(self, method="geometric_median", sample=None):
         self.method = method
+        self.sample = sample
 
-    def on_train_begin(self, net, X=None, y=None, **kwargs):
-        rows = X
-        if len(X) > PRE_BIAS_SAMPLE_ROWS:
-            rows = X[torch.randperm(len(X))[:PRE_BIAS_SAMPLE_ROWS]]
-        net.module_.init_pre_bias_(rows.to(net.device), method=self.method)
+    def on_train_begin(self, net, **kwargs):
+        if self.sample is not None:
+            net.module_.init_pre_bias_(self.sample.to(net.device), method=self.method)
+            self.sample = None
 
 
 class UnitNormDecoder(Callback):
@@ -353,6 +331,54 @@ def release_training_state(net: SAENet) -> None:
             callback.lr_scheduler_ = None
 
 
+@contextlib.contextmanager
+def seeded_torch(device, seed: int):
+    """A context in which torch's global RNG (and the GPU's, on CUDA) starts from ``seed``.
+
+    The one place that seeds torch. The caller's RNG state is restored on
+    exit, so training never changes it.
+    """
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+class SingleProcess:
+    """The strategy of a fit in one process: the net is a plain :class:`SAENet` on ``device``.
+
+    :func:`train_net` asks its strategy for the seed every process uses,
+    the net class and the callbacks of its nets, the batches a process takes
+    and the checks that the processes agree; the data-parallel strategy
+    (:class:`sklearn_sae._distributed.DataParallel`) answers them for a
+    launch of several.
+    """
+
+    net_class = SAENet
+    num_processes = 1
+
+    def __init__(self, device: str):
+        self.device = device
+
+    def agree_seed(self, seed: int) -> int:
+        return seed
+
+    def net_kwargs(self) -> dict:
+        return {}
+
+    def adapt_callbacks(self, callbacks: list) -> list:
+        return callbacks
+
+    def steps_per_epoch(self, units) -> int:
+        return sum(len(unit) for unit in units)
+
+    def check_same_rows(self, rows, sample) -> None:
+        pass
+
+    def unwrap(self, net: SAENet) -> SAENet:
+        return net
+
+
 def _fused_adam_available() -> bool:
     """Fused Adam (one kernel for all parameters) runs on CPU and CUDA from torch 2.4 on."""
     major, minor = (int(part) for part in torch.__version__.split(".")[:2])
@@ -364,86 +390,201 @@ def _all_metric_keys(eval_sets):
     return [f"{prefix}_{metric}" for prefix in prefixes for metric in EPOCH_METRICS]
 
 
-def build_net(
-    module_kwargs: dict,
-    *,
-    l1_coef: float,
-    lr: float,
-    batch_size: int,
-    max_epochs: int,
-    warmup_steps: int,
-    total_steps: int,
-    grad_clip: float | None,
-    validation_fraction: float,
-    n_iter_no_change: int | None,
-    amp: bool,
-    device: str,
-    random_state: int,
-    verbose: int,
-    eval_sets: dict | None = None,
-    pre_bias_init: str = "geometric_median",
-    unit_norm_decoder: bool = False,
-    aux_coef: float = 0.0,
-    checkpoint: Callback | None = None,
-) -> SAENet:
-    """Assemble the :class:`SAENet` and its callbacks from the estimator's settings.
+def _callbacks(settings: TrainingSettings, *, mode: str, total_steps: int, warmup_steps: int, eval_sets,
+               pre_bias_sample, schedule, checkpoint) -> list:
+    """The net's callbacks, in the order they run, for ``mode`` ``"fit"`` or ``"incremental"``.
 
-    ``checkpoint`` (a :class:`sklearn_sae._checkpoint.TrainingCheckpoint`) comes last, after every
-    callback that records or resets something it saves or restores.
+    A run of ``partial_fit`` calls gets no pre-bias start (the caller does it
+    once; skorch calls ``on_train_begin`` on every call) and no early
+    stopping (it would restore the weights of an earlier call), and its
+    ``schedule`` callback sets the learning rate instead of the warmup and
+    cosine decay, which need the run's length. The checkpoint comes last,
+    after every callback that records or resets something it saves.
     """
-    from ._model import SparseAutoencoder
-
-    has_validation = validation_fraction > 0
-    callbacks = [
-        ("init_pre_bias", InitPreBias(pre_bias_init)),
-        ("epoch_metrics", EpochMetrics(eval_sets, batch_size=max(batch_size, 1024))),
-        ("lr_schedule", LRScheduler(
+    callbacks = []
+    if mode == "fit":
+        callbacks.append(("init_pre_bias", PreBiasFromSample(settings.pre_bias_init, pre_bias_sample)))
+    callbacks.append(("epoch_metrics", EpochMetrics(eval_sets, batch_size=max(settings.batch_size, 1024))))
+    if schedule is None:
+        schedule = LRScheduler(
             policy=torch.optim.lr_scheduler.LambdaLR,
             lr_lambda=WarmupCosine(warmup_steps, total_steps),
             step_every="batch",
-        )),
-    ]
-    if unit_norm_decoder:  # before clipping, so the clipped norm is that of the applied gradient
+        )
+    callbacks.append(("lr_schedule", schedule))
+    if settings.unit_norm_decoder:  # before clipping, so the clipped norm is that of the applied gradient
         callbacks.append(("unit_norm_decoder", UnitNormDecoder()))
-    if grad_clip is not None:
-        callbacks.append(("grad_clip", GradientNormClipping(gradient_clip_value=grad_clip)))
-    if n_iter_no_change is not None:
+    if settings.grad_clip is not None:
+        callbacks.append(("grad_clip", GradientNormClipping(gradient_clip_value=settings.grad_clip)))
+    if settings.n_iter_no_change is not None and mode == "fit":
         callbacks.append(("early_stopping", EarlyStopping(
-            monitor="valid_loss" if has_validation else "train_loss",
-            patience=n_iter_no_change,
+            monitor="valid_loss" if settings.validation_fraction > 0 else "train_loss",
+            patience=settings.n_iter_no_change,
             load_best=True,  # stopping late must not cost the best weights
-            sink=print if verbose else noop,
+            sink=print if settings.verbose else noop,
         )))
     # A batch bar redraws itself with carriage returns: readable on a terminal, hundreds of KB of noise in a file.
-    if verbose >= 2 or (verbose == 1 and _stdout_is_terminal()):
+    if settings.verbose >= 2 or (settings.verbose == 1 and _stdout_is_terminal()):
         callbacks.append(("progress_bar", ProgressBar()))
     callbacks.append(("epoch_log", EpochLog(
         keys_ignored=[key for key in _all_metric_keys(eval_sets) if key.endswith("_fvu")],  # in history_, not shown
     )))
     if checkpoint is not None:
         callbacks.append(("checkpoint", checkpoint))
+    return callbacks
 
-    return SAENet(
+
+def build_net(
+    spec: ModelSpec,
+    settings: TrainingSettings,
+    *,
+    lr: float,
+    seed: int,
+    total_steps: int = 1,
+    max_epochs: int = 1,
+    mode: str = "fit",
+    eval_sets: dict | None = None,
+    pre_bias_sample: torch.Tensor | None = None,
+    schedule: Callback | None = None,
+    checkpoint: Callback | None = None,
+    strategy=None,
+) -> SAENet:
+    """The :class:`SAENet` of a run, with its final callbacks, not yet initialised.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The model; a fractional ``anneal_steps`` is resolved over ``total_steps``.
+    settings : TrainingSettings
+        How it is trained; ``lr`` and ``max_epochs`` come resolved.
+    lr : float
+        Peak learning rate.
+    seed : int
+        Seeds the validation split and the epochs' order.
+    total_steps : int, default=1
+        Optimiser steps the LR schedule, a fractional ``warmup_steps`` and
+        ``anneal_steps`` are laid out over.
+    max_epochs : int, default=1
+    mode : {"fit", "incremental"}, default="fit"
+        A fit, or a run of ``partial_fit`` calls (no split; see :func:`_callbacks`).
+    eval_sets : dict of str to torch.Tensor, default=None
+        Extra sets scored every epoch.
+    pre_bias_sample : torch.Tensor, default=None
+        The rows ``pre_bias`` starts at the centre of (``mode="fit"``).
+    schedule : skorch Callback, default=None
+        Replaces the warmup-cosine schedule (``mode="incremental"``).
+    checkpoint : TrainingCheckpoint, default=None
+    strategy : SingleProcess or DataParallel, default=None
+        Which net class and callbacks; ``None`` is one process on the CPU.
+    """
+    strategy = strategy or SingleProcess("cpu")
+    warmup_steps = resolve_steps(settings.warmup_steps, total_steps, minimum=0)
+    callbacks = _callbacks(
+        settings, mode=mode, total_steps=total_steps, warmup_steps=warmup_steps, eval_sets=eval_sets,
+        pre_bias_sample=pre_bias_sample, schedule=schedule, checkpoint=checkpoint,
+    )
+    has_validation = mode == "fit" and settings.validation_fraction > 0
+    return strategy.net_class(
         SparseAutoencoder,
         criterion=SAELoss,
-        criterion__l1_coef=l1_coef,
-        criterion__aux_coef=aux_coef,
+        criterion__l1_coef=settings.l1_coef,
+        criterion__aux_coef=settings.aux_coef,
         optimizer=torch.optim.Adam,
         # The fused kernel cuts Adam's step from ~25% to ~7% of a Top-K training step on CPU.
         **({"optimizer__fused": True} if _fused_adam_available() else {}),
         lr=lr,
-        batch_size=batch_size,
+        batch_size=settings.batch_size,
         max_epochs=max_epochs,
-        iterator_train=TensorBatches,
-        iterator_train__shuffle=True,
-        iterator_train__device=device,
-        iterator_valid=TensorBatches,
-        iterator_valid__device=device,
-        train_split=ValidSplit(validation_fraction, stratified=False, random_state=random_state) if has_validation else None,
-        callbacks=callbacks,
-        amp=amp,
-        device=device,
-        verbose=verbose,
-        callbacks__print_log=None,  # replaced by EpochLog above
-        **{f"module__{key}": value for key, value in module_kwargs.items()},
+        train_split=RowsSplit(settings.validation_fraction, seed) if has_validation else None,
+        callbacks=strategy.adapt_callbacks(callbacks),
+        amp=settings.amp,
+        order_seed=seed,
+        device=strategy.device,
+        verbose=settings.verbose,
+        callbacks__print_log=None,  # replaced by EpochLog
+        **strategy.net_kwargs(),
+        **{f"module__{key}": value for key, value in spec.over_steps(total_steps).module_kwargs().items()},
     )
+
+
+def train_net(
+    spec: ModelSpec,
+    rows,
+    settings: TrainingSettings,
+    *,
+    seed: int,
+    strategy,
+    eval_sets: dict | None = None,
+    checkpoint_dir=None,
+    fingerprint: dict | None = None,
+) -> SAENet:
+    """Train a model on ``rows``: the one function behind every ``fit``.
+
+    In order: the processes agree on a seed; the checkpoint in
+    ``checkpoint_dir`` (if any) is opened, and a resumed fit takes its seed;
+    the steps of an epoch are counted on the first epoch's layout (this
+    process's share of it), and so ``max_epochs="auto"`` and the schedule's
+    length; a sample of rows is drawn to start ``pre_bias`` and to measure
+    the spread behind ``lr="auto"``; the net is built and fitted with torch
+    seeded; the strategy unwraps it.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    rows : InMemoryRows or OnDiskRows
+        All the rows; the validation split is taken here.
+    settings : TrainingSettings
+    seed : int
+        This process's seed.
+    strategy : SingleProcess or DataParallel
+    eval_sets : dict of str to torch.Tensor, default=None
+    checkpoint_dir : str or os.PathLike, default=None
+        Write a checkpoint every epoch, and resume the one found there.
+    fingerprint : dict, default=None
+        The fit's checkpoint fingerprint (with ``checkpoint_dir``).
+
+    Returns
+    -------
+    net : SAENet
+        Trained, in one process's terms (picklable, usable anywhere).
+    """
+    seed = strategy.agree_seed(seed)
+    checkpoint, epochs_done = None, 0
+    if checkpoint_dir is not None:
+        checkpoint = open_checkpoint(checkpoint_dir, fingerprint, seed=seed)
+        seed, epochs_done = checkpoint.seed, checkpoint.epochs_done
+    train, _ = rows.split(settings.validation_fraction, seed)
+    first_epoch = train.epoch(
+        settings.batch_size, seed=seed, epoch=0, shuffle=True, num_processes=strategy.num_processes
+    )
+    # Later epochs of rows on disk may differ by a batch: the schedule is laid out over the first one's steps.
+    steps_per_epoch = strategy.steps_per_epoch(first_epoch.units())
+    max_epochs = resolve_max_epochs(settings.max_epochs, steps_per_epoch)
+    total_steps = steps_per_epoch * max_epochs
+    sample = rows.sample(PRE_BIAS_SAMPLE_ROWS, seed)
+    strategy.check_same_rows(rows, sample)
+    net = build_net(
+        spec, settings, lr=resolve_lr(settings.lr, sample.numpy(), normalize=spec.normalize), seed=seed,
+        total_steps=total_steps, max_epochs=max_epochs, eval_sets=eval_sets, pre_bias_sample=sample,
+        checkpoint=checkpoint, strategy=strategy,
+    )
+    with seeded_torch(strategy.device, seed):
+        net.fit(rows, epochs=max_epochs - epochs_done)
+    return strategy.unwrap(net)
+
+
+def fitted_net(spec: ModelSpec, settings: TrainingSettings, state_dict: dict, *, device: str, history=None) -> SAENet:
+    """An initialised net holding ``state_dict``, as a saved or imported model is loaded; never trained from here.
+
+    ``spec.anneal_steps`` must be resolved (a saved model carries it). The
+    state must hold exactly the module's tensors with its shapes;
+    ``load_state_dict`` raises otherwise.
+    """
+    net = build_net(spec, settings, lr=1.0, seed=0, strategy=SingleProcess(device))
+    with seeded_torch(device, 0):  # initialisation draws random weights; keep the caller's RNG untouched
+        net.initialize()
+    net.module_.load_state_dict(state_dict)
+    release_training_state(net)
+    if history is not None:
+        net.history = history
+    return net

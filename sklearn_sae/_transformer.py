@@ -2,48 +2,30 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import warnings
-from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
 from sklearn.utils import check_array, check_random_state
-from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch.history import History
 
-from . import _interop, _persistence, _streaming
+from . import _interop, _persistence
+from ._activations import GumbelTopK, TopK, TopKSelection
 from ._blocks import block_rows_for, check_on_disk, fvu_over_blocks, is_on_disk, iter_row_blocks
-from ._activations import GUMBEL_CANDIDATES, GumbelTopK, TopK, TopKSelection, make_activation
-from ._checkpoint import open_checkpoint, training_fingerprint
+from ._checkpoint import training_fingerprint
+from ._defaults import DEAD_WARNING_FRACTION
 from ._device import resolve_device
-from ._defaults import (
-    DEAD_WARNING_FRACTION,
-    MIN_MEASURABLE_SPREAD,
-    default_aux_k,
-    default_dead_window,
-    default_lr,
-    default_max_epochs,
-    default_n_latents,
-    encoder_input_spread,
-)
-from ._distributed import fit_data_parallel, fit_on_disk_data_parallel
-from ._incremental import incremental_run, make_incremental, train_one_pass
-from ._training import PRE_BIAS_SAMPLE_ROWS, InitPreBias, build_net, release_training_state
+from ._distributed import DataParallel
+from ._incremental import incremental_run, start_run, train_one_pass
+from ._params import ANNEAL_FRACTION, PARAMETER_CONSTRAINTS, model_spec, resolve_n_latents, training_settings
+from ._rows import InMemoryRows, OnDiskRows
+from ._training import SingleProcess, fitted_net, release_training_state, train_net
+from ._warnings import warn_user
 
 __all__ = ["SparseAutoencoderTransformer"]
-
-DEFAULT_L1_COEF = {"relu": 1e-3, "topk": 0.0, "gumbel_topk": 0.0}
-"""``l1_coef=None`` means this: ReLU needs the penalty to be sparse, Top-K does not."""
-
-ANNEAL_FRACTION = 0.005
-"""``anneal_steps`` default: the Gumbel noise acts over the first 0.5% of the fit's batches
-(benchmarks/bench_gumbel.py: short, early noise revives the latents that Top-K leaves dead from the
-start; a longer noisy phase drifts the latent bias down and kills them instead)."""
 
 
 class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -283,37 +265,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     True
     """
 
-    _parameter_constraints: dict = {
-        "n_latents": [Interval(Integral, 1, None, closed="left"), None],
-        "activation": [StrOptions({"relu", "topk", "gumbel_topk"})],
-        "k": [Interval(Integral, 1, None, closed="left")],
-        "l1_coef": [Interval(Real, 0, None, closed="left"), None],
-        "normalize": ["boolean"],
-        "tied": ["boolean"],
-        "pre_bias_init": [StrOptions({"geometric_median", "mean", "zeros"})],
-        "unit_norm_decoder": ["boolean"],
-        "aux_k": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
-        "aux_coef": [Interval(Real, 0, None, closed="left")],
-        "dead_window": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
-        "tau_start": [Interval(Real, 0, None, closed="neither")],
-        "tau_end": [Interval(Real, 0, None, closed="neither")],
-        "anneal_steps": [Interval(Integral, 1, None, closed="left"), Interval(RealNotInt, 0, 1, closed="right")],
-        "gumbel_candidates": [StrOptions(set(GUMBEL_CANDIDATES))],
-        "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
-        "warmup_steps": [Interval(Integral, 0, None, closed="left"), Interval(RealNotInt, 0, 1, closed="left")],
-        "grad_clip": [Interval(Real, 0, None, closed="neither"), None],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
-        "amp": ["boolean"],
-        "device": [str],
-        "sparse_output": ["boolean"],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-        "checkpoint_dir": [str, os.PathLike, None],
-        "distributed": ["boolean"],
-    }
+    _parameter_constraints: dict = PARAMETER_CONSTRAINTS
 
     def __init__(
         self,
@@ -409,46 +361,43 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                 "checkpoint_dir is not supported with distributed=True yet: the processes of a launch would "
                 "each write and resume their own checkpoint. Set checkpoint_dir=None, or distributed=False."
             )
-        if is_on_disk(X):
-            return self._fit_on_disk(X, eval_sets)
-        X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
-        _check_magnitude(X)
-        n_samples, n_features = X.shape
-        device = resolve_device(self.device)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        n_train = self._check_n_train(n_samples)
-        n_latents = self._resolve_n_latents(n_features, n_train=n_train)
-        _warn_if_too_few_rows(n_train, n_latents, stacklevel=4)
+        rows, X = self._training_rows(X)
+        params = self.get_params(deep=False)
+        # On disk whole blocks are held out, so the count is close rather than exact.
+        n_train = self._check_n_train(rows.n_rows)
+        n_latents = resolve_n_latents(params, rows.n_features, n_train=n_train)
+        _warn_if_too_few_rows(n_train, n_latents)
         eval_tensors = self._validate_eval_sets(eval_sets)
-        if self.distributed:  # one model over the processes of a launch; the ranks are _distributed's business
-            net = fit_data_parallel(
-                self._data_parallel_builder(X, n_features, n_latents, eval_tensors),
-                torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True)),
-                n_train=n_train, batch_size=self.batch_size, device=device, seed=seed,
-            )
-            self._set_fitted(net)
-            _warn_if_unhealthy(net, stacklevel=4)
-            return self
-        checkpoint, seed, epochs_done = self._open_checkpoint(X, eval_tensors, seed)
-        max_epochs = self._resolve_max_epochs(math.ceil(n_train / self.batch_size))
-        net = self._build_net(
-            n_features,
-            n_latents,
-            total_steps=math.ceil(n_train / self.batch_size) * max_epochs,
-            lr=self._resolve_lr(self._spread_sample(X, seed)),
-            max_epochs=max_epochs,
-            device=device,
-            seed=seed,
-            eval_tensors=eval_tensors,
-            checkpoint=checkpoint,
+        device = resolve_device(self.device)
+        net = train_net(
+            model_spec(params, rows.n_features, n_latents),
+            rows,
+            training_settings(params),
+            seed=self._draw_seed(),
+            strategy=DataParallel(device) if self.distributed else SingleProcess(device),
+            eval_sets=eval_tensors,
+            checkpoint_dir=self.checkpoint_dir,
+            fingerprint=None if self.checkpoint_dir is None else training_fingerprint(params, X, eval_tensors),
         )
-        # A private copy: skorch keeps it for the whole fit, and the caller's array may change or be read-only.
-        X_tensor = torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True))
-        with _seeded_torch(device, seed):
-            net.fit(X_tensor, epochs=max_epochs - epochs_done)
         self._set_fitted(net)
-        _warn_if_unhealthy(net, stacklevel=4)  # fit's caller
+        _warn_if_unhealthy(net)
         return self
+
+    def _training_rows(self, X):
+        """``(rows, X)``: the rows ``fit`` trains on, and ``X`` validated (an on-disk ``X`` stays as it is)."""
+        if is_on_disk(X):
+            rows = OnDiskRows(X)
+            self.n_features_in_ = rows.n_features
+            if hasattr(self, "feature_names_in_"):  # as validate_data(reset=True) does for unnamed columns
+                del self.feature_names_in_
+            return rows, X
+        X = _check_magnitude(validate_data(self, X, dtype=np.float32, ensure_min_samples=2))
+        # A private copy: skorch keeps it for the whole fit, and the caller's array may change or be read-only.
+        return InMemoryRows(torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True))), X
+
+    def _draw_seed(self) -> int:
+        """The fit's seed, drawn from ``random_state``: everything random in a fit derives from it."""
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
@@ -508,7 +457,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         net = self.net_ if not first_call else None
         if incremental_run(net) is None:
             net = self._start_incremental(X, device, fitted_net=net)
-        train_one_pass(net, X, lr=self._partial_fit_lr(incremental_run(net), X), device=device)
+        train_one_pass(net, X, lr=self.lr, normalize=self.normalize, device=device)
         self._adopt_net(net)
         self.n_steps_ = incremental_run(net).n_steps
         self.n_samples_seen_ = incremental_run(net).n_samples_seen
@@ -516,186 +465,17 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
 
     def _start_incremental(self, X, device, *, fitted_net=None):
         """The initialised net of a new run of ``partial_fit`` calls, from ``fitted_net``'s weights if given."""
+        params = self.get_params(deep=False)
         n_features = X.shape[1]
         if fitted_net is None:
-            n_latents = self._resolve_n_latents(n_features)
-            anneal_steps = None  # resolved by _build_net, a fraction against the first call's batches
-        else:
-            n_latents = fitted_net.module_.n_latents
-            anneal_steps = getattr(fitted_net.module_.activation, "anneal_steps", None)  # the fit's, continued
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        # The run's length is unknown: fractions of it are taken of the first call's batches instead.
-        first_call_batches = math.ceil(X.shape[0] / self.batch_size)
-        net = self._build_net(
-            n_features, n_latents, total_steps=first_call_batches, device=device, seed=seed, anneal_steps=anneal_steps
+            spec = model_spec(params, n_features, resolve_n_latents(params, n_features))
+        else:  # the fitted model's shapes, and its resolved annealing length, continued
+            anneal_steps = getattr(fitted_net.module_.activation, "anneal_steps", None)
+            spec = model_spec(params, n_features, fitted_net.module_.n_latents, anneal_steps=anneal_steps)
+        lr = 1.0 if self.lr == "auto" else float(self.lr)  # IncrementalRun sets each batch's rate itself
+        return start_run(
+            spec, training_settings(params), X, lr=lr, seed=self._draw_seed(), device=device, fitted=fitted_net
         )
-        warmup = _resolve_steps(self.warmup_steps, first_call_batches, minimum=0)
-        run = make_incremental(net, warmup_steps=warmup, seed=seed)
-        with run.seeded(device):
-            net.initialize()
-            if fitted_net is None:
-                InitPreBias(self.pre_bias_init).on_train_begin(net, X=_as_tensor(np.ascontiguousarray(X)))
-        if fitted_net is not None:
-            net.module_.load_state_dict(fitted_net.module_.state_dict())
-            net.history = fitted_net.history
-        return net
-
-    def _partial_fit_lr(self, run, X) -> float:
-        """Peak rate of a ``partial_fit`` call: ``lr``, or ``"auto"`` resolved once a run, on the first such call's rows."""
-        if self.lr != "auto":
-            return float(self.lr)
-        if run.auto_lr is None:
-            run.auto_lr = self._resolve_lr(self._spread_sample(X, run.seed), stacklevel=5)
-        return run.auto_lr
-
-    def _open_checkpoint(self, X, eval_tensors, seed):
-        """The checkpoint callback of this fit, the seed it runs with and the epochs already done.
-
-        Without ``checkpoint_dir`` that is ``(None, seed, 0)``. A fit that
-        resumes takes the seed of the fit it continues, so its validation split
-        and batch order are those of the interrupted fit.
-        """
-        if self.checkpoint_dir is None:
-            return None, seed, 0
-        fingerprint = training_fingerprint(self.get_params(deep=False), X, eval_tensors)
-        checkpoint = open_checkpoint(self.checkpoint_dir, fingerprint, seed=seed)
-        return checkpoint, checkpoint.seed, checkpoint.epochs_done
-
-    def _fit_on_disk(self, X, eval_sets):
-        """``fit`` on an h5py dataset or memmap: rows are read in shuffled blocks, never loaded whole."""
-        rows = _streaming.OnDiskRows(X)
-        self.n_features_in_ = rows.n_features
-        if hasattr(self, "feature_names_in_"):  # as validate_data(reset=True) does for unnamed columns
-            del self.feature_names_in_
-        device = resolve_device(self.device)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        # whole blocks are held out: the row count is close; the warning points past _fit_on_disk to fit's caller
-        n_train = self._check_n_train(rows.n_rows)
-        n_latents = self._resolve_n_latents(rows.n_features, n_train=n_train)
-        _warn_if_too_few_rows(n_train, n_latents, stacklevel=5)
-        eval_tensors = self._validate_eval_sets(eval_sets)
-        if self.distributed:  # each process reads its own windows of blocks; see _distributed
-            net = fit_on_disk_data_parallel(
-                self._data_parallel_builder(X, rows.n_features, n_latents, eval_tensors), rows,
-                validation_fraction=self.validation_fraction, pre_bias_init=self.pre_bias_init,
-                batch_size=self.batch_size, device=device, seed=seed,
-            )
-            self._set_fitted(net)
-            _warn_if_unhealthy(net, stacklevel=5)
-            return self
-        checkpoint, seed, epochs_done = self._open_checkpoint(X, eval_tensors, seed)
-        n_batches = _streaming.train_batches_per_epoch(
-            rows, validation_fraction=self.validation_fraction, seed=seed, batch_size=self.batch_size
-        )
-        max_epochs = self._resolve_max_epochs(n_batches)
-        sample = _streaming.initial_sample(rows, seed)
-        net = self._build_net(
-            rows.n_features,
-            n_latents,
-            total_steps=n_batches * max_epochs,
-            lr=self._resolve_lr(sample.numpy(), stacklevel=5),
-            max_epochs=max_epochs,
-            device=device,
-            seed=seed,
-            eval_tensors=eval_tensors,
-            checkpoint=checkpoint,
-        )
-        _streaming.configure_net(
-            net,
-            rows,
-            validation_fraction=self.validation_fraction,
-            seed=seed,
-            pre_bias_init=self.pre_bias_init,
-            first_epoch=epochs_done,
-            sample=sample,
-        )
-        with _seeded_torch(device, seed):
-            net.fit(rows, epochs=max_epochs - epochs_done)
-        self._set_fitted(net)
-        _warn_if_unhealthy(net, stacklevel=5)  # fit's caller
-        return self
-
-    def _data_parallel_builder(self, X, n_features: int, n_latents: int, eval_tensors):
-        """How a data-parallel fit builds its net, once it knows process 0's seed and this process's steps.
-
-        ``lr="auto"`` is measured on the sample that seed draws, the same in
-        every process (``spread_sample``, the rows an on-disk fit read to
-        start ``pre_bias``; else drawn from the in-memory ``X``), and ``max_epochs="auto"`` counts this process's
-        optimiser steps (its share of each epoch's batches), so that the
-        minimum number of steps holds for the steps actually taken.
-        """
-        def build(*, steps_per_epoch: int, device: str, seed: int, spread_sample=None):
-            max_epochs = self._resolve_max_epochs(steps_per_epoch)
-            if spread_sample is None:
-                spread_sample = self._spread_sample(X, seed)
-            return self._build_net(
-                n_features, n_latents, total_steps=steps_per_epoch * max_epochs,
-                lr=self._resolve_lr(spread_sample), max_epochs=max_epochs,
-                device=device, seed=seed, eval_tensors=eval_tensors,
-            )
-        return build
-
-    def _resolve_n_latents(self, n_features: int, *, n_train: int | None = None) -> int:
-        """``n_latents``, its default filled in from the data's shape, checked against ``k``; ``aux_k`` checked too."""
-        sparse_codes = self.activation != "relu"
-        n_latents = self.n_latents
-        if n_latents is None:
-            n_latents = default_n_latents(n_features, k=self.k, n_train=n_train, sparse_codes=sparse_codes)
-        if sparse_codes and self.k > n_latents:
-            raise ValueError(
-                f"k={self.k} is larger than n_latents={n_latents}: a row cannot have more non-zeros than there are latents. "
-                "Lower k or raise n_latents."
-            )
-        if isinstance(self.aux_k, Integral) and not sparse_codes:
-            raise ValueError("aux_k applies to the top-k activations only; set aux_k=None for activation='relu'.")
-        return n_latents
-
-    def _resolve_lr(self, sample, *, stacklevel: int = 4) -> float:
-        """The peak learning rate: ``lr``, or for ``"auto"`` one scaled to the width and spread of ``sample``'s rows.
-
-        ``stacklevel`` points a warning at the caller of the public method.
-        """
-        if self.lr != "auto":
-            return float(self.lr)
-        n_rows, n_features = sample.shape
-        spread = encoder_input_spread(sample, normalize=self.normalize) if n_rows >= 2 else 0.0
-        if not spread > MIN_MEASURABLE_SPREAD:
-            # A spread of 0 would give lr=0 and a model that never trains: assume rows that share no direction.
-            warnings.warn(
-                f"lr='auto' scales the learning rate to the spread of the rows, and "
-                f"{'a single row has' if n_rows == 1 else f'these {n_rows} rows have'} none "
-                f"(spread {spread:.3g}); it assumes spread 1, lr={default_lr(n_features):.3g}. Pass lr explicitly, "
-                "or start with rows that vary (partial_fit resolves lr='auto' on its first call's rows).",
-                UserWarning,
-                stacklevel=stacklevel,
-            )
-            spread = 1.0
-        return default_lr(n_features, spread)
-
-    def _spread_sample(self, X, seed: int):
-        """Up to ``PRE_BIAS_SAMPLE_ROWS`` rows of an in-memory ``X`` to measure the data's spread on.
-
-        On-disk fits measure it on the rows read to start ``pre_bias`` instead.
-        """
-        if X.shape[0] <= PRE_BIAS_SAMPLE_ROWS:
-            return X
-        rng = np.random.default_rng([seed, 0x5A1E])
-        return X[np.sort(rng.choice(X.shape[0], PRE_BIAS_SAMPLE_ROWS, replace=False))]
-
-    def _resolve_max_epochs(self, batches_per_epoch: int) -> int:
-        """Epochs of ``fit``: ``max_epochs``, or for ``"auto"`` enough for a minimum number of optimizer steps."""
-        return default_max_epochs(batches_per_epoch) if self.max_epochs == "auto" else int(self.max_epochs)
-
-    def _resolve_aux(self, n_latents: int) -> tuple[int, int]:
-        """``(aux_k, dead_window)`` for the module; ``aux_k`` 0 means no AuxK term."""
-        if self.activation == "relu" or self.aux_k is None:
-            aux_k = 0
-        else:
-            aux_k = default_aux_k(self.k, n_latents) if self.aux_k == "auto" else int(self.aux_k)
-        dead_window = (
-            default_dead_window(self.k, n_latents) if self.dead_window == "auto" else int(self.dead_window)
-        )
-        return aux_k, dead_window
 
     def _check_n_train(self, n_samples: int) -> int:
         """Training rows left after the validation split."""
@@ -705,73 +485,6 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                 f"validation_fraction={self.validation_fraction} leaves no training rows out of {n_samples}; lower it."
             )
         return n_samples - n_valid
-
-    def _build_net(
-        self,
-        n_features,
-        n_latents,
-        *,
-        total_steps,
-        device,
-        seed,
-        lr=None,
-        max_epochs=None,
-        eval_tensors=None,
-        anneal_steps=None,
-        checkpoint=None,
-    ):
-        """The skorch net for these settings, not yet initialised.
-
-        ``total_steps`` is the number of training batches the LR schedule and
-        a fractional ``anneal_steps`` are laid out over; ``anneal_steps``, when
-        given, overrides the estimator's (a saved model carries its resolved
-        count). ``lr`` and ``max_epochs`` are the resolved learning rate and
-        number of epochs; ``None`` suits a net that is only loaded, never
-        trained from here. ``checkpoint`` is the callback
-        that writes (and resumes) the fit's checkpoints, if any.
-        """
-        aux_k, dead_window = self._resolve_aux(n_latents)
-        warmup = _resolve_steps(self.warmup_steps, total_steps, minimum=0)
-        if anneal_steps is None:
-            anneal_steps = _resolve_steps(self.anneal_steps, total_steps, minimum=1)
-        l1_coef = DEFAULT_L1_COEF[self.activation] if self.l1_coef is None else self.l1_coef
-        activation = make_activation(
-            self.activation,
-            k=self.k,
-            tau_start=self.tau_start,
-            tau_end=self.tau_end,
-            anneal_steps=anneal_steps,
-            candidates=self.gumbel_candidates,
-        )
-        return build_net(
-            dict(
-                n_features=n_features,
-                n_latents=n_latents,
-                activation=activation,
-                normalize=self.normalize,
-                tied=self.tied,
-                aux_k=aux_k,
-                dead_window=dead_window,
-            ),
-            l1_coef=l1_coef,
-            lr=lr if lr is not None else (default_lr(n_features) if self.lr == "auto" else float(self.lr)),
-            batch_size=self.batch_size,
-            max_epochs=max_epochs or 1,
-            warmup_steps=warmup,
-            total_steps=total_steps,
-            grad_clip=self.grad_clip,
-            validation_fraction=self.validation_fraction,
-            n_iter_no_change=self.n_iter_no_change,
-            amp=self.amp,
-            device=device,
-            random_state=seed,
-            verbose=self.verbose,
-            eval_sets=eval_tensors,
-            pre_bias_init=self.pre_bias_init,
-            unit_norm_decoder=self.unit_norm_decoder and not self.tied,
-            aux_coef=self.aux_coef if aux_k > 0 else 0.0,
-            checkpoint=checkpoint,
-        )
 
     def _set_fitted(self, net) -> None:
         """Make a trained (or restored) net this estimator's model and set the fitted attributes."""
@@ -788,38 +501,24 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self.n_iter_ = len(net.history)
 
     @classmethod
-    def _from_state(cls, params, state_dict, *, n_features, n_latents, anneal_steps=None, device="cpu"):
-        """A fitted estimator from its parameters and its module's weights, without training.
+    def _from_saved(cls, model, *, device: str):
+        """The fitted estimator of a :class:`~sklearn_sae._persistence.SavedModel`, its weights on ``device``.
 
         The shared last step of loading a saved model and of importing one
-        from another library. ``state_dict`` must hold exactly the module's
-        tensors with the module's shapes; ``load_state_dict`` raises
-        otherwise. The history is empty; the caller may set it.
-
-        Parameters
-        ----------
-        params : dict
-            Constructor parameters (as from :meth:`get_params`).
-        state_dict : dict of str to torch.Tensor
-            The module's weights and buffers.
-        n_features, n_latents : int
-            The module's input width and number of latents.
-        anneal_steps : int, default=None
-            The resolved number of Gumbel annealing batches of the original
-            fit (``"gumbel_topk"`` only); ``None`` resolves the estimator's
-            ``anneal_steps`` over one batch.
-        device : str, default="cpu"
-            Where the weights are placed (a torch device string).
+        from another library.
         """
-        estimator = cls(**params)
-        net = estimator._build_net(
-            n_features, n_latents, total_steps=1, device=device, seed=0, anneal_steps=anneal_steps
+        estimator = cls(**dict(model.params, device=device))
+        params = estimator.get_params(deep=False)  # with the defaults an import leaves unset
+        spec = model_spec(params, model.n_features, model.n_latents, anneal_steps=model.anneal_steps)
+        net = fitted_net(
+            spec, training_settings(params), model.state_dict, device=resolve_device(device),
+            history=History(model.history),
         )
-        with _seeded_torch(device, 0):  # initialisation draws random weights; keep the caller's RNG untouched
-            net.initialize()
-        net.module_.load_state_dict(state_dict)
         estimator._set_fitted(net)
-        estimator.n_features_in_ = n_features
+        estimator.n_features_in_ = model.n_features
+        estimator.n_iter_ = model.n_iter
+        if model.feature_names is not None:
+            estimator.feature_names_in_ = np.asarray(model.feature_names, dtype=object)
         return estimator
 
     def _validate_eval_sets(self, eval_sets):
@@ -1040,7 +739,20 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         are saved as JSON ``null`` and load as ``None``.
         """
         check_is_fitted(self)
-        _persistence.save_model(self, directory)
+        module = self.net_.module_
+        _persistence.save_model(
+            _persistence.SavedModel(
+                params=self.get_params(deep=False),
+                n_features=self.n_features_in_,
+                n_latents=self.n_latents_,
+                anneal_steps=getattr(module.activation, "anneal_steps", None),
+                state_dict=module.state_dict(),
+                history=list(self.history_),
+                n_iter=self.n_iter_,
+                feature_names=getattr(self, "feature_names_in_", None),
+            ),
+            directory,
+        )
         return self
 
     @classmethod
@@ -1086,11 +798,10 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         """
         if not isinstance(device, str):
             raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {type(device).__name__}.")
-        if not _persistence.is_saved_model(directory):
-            imported = _interop.load_foreign(cls, directory, device=device)
-            if imported is not None:
-                return imported
-        return _persistence.read_model(cls, directory, device=device)
+        model = None if _persistence.is_saved_model(directory) else _interop.load_foreign(directory)
+        if model is None:
+            model = _persistence.read_model(directory)
+        return cls._from_saved(model, device=device)
 
     # ------------------------------------------------- sharing with other libraries
 
@@ -1166,10 +877,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             Allow exporting ``"gumbel_topk"`` as the Top-K it is at inference,
             and ``"relu"`` as Top-K with ``k = n_latents_`` (see above).
         """
-        from ._interop import export_model
-
         check_is_fitted(self)
-        export_model(self, directory, format, normalization=normalization, as_topk=as_topk)
+        _interop.export_model(
+            self.net_.module_, directory, format, unit_norm_decoder=self.unit_norm_decoder,
+            normalization=normalization, as_topk=as_topk,
+        )
 
 
 def _as_tensor(block: np.ndarray) -> torch.Tensor:
@@ -1201,41 +913,20 @@ def _check_magnitude(X, *, name="X"):
     return X
 
 
-def _resolve_steps(value, total_steps: int, *, minimum: int) -> int:
-    """A schedule length given as batches (int) or as a fraction of the fit's ``total_steps`` (float)."""
-    if isinstance(value, Integral):
-        return int(value)
-    return max(minimum, round(value * total_steps))
-
-
-@contextlib.contextmanager
-def _seeded_torch(device: str, seed: int):
-    """A context in which torch's global RNG (and the GPU's, on CUDA) starts from ``seed``.
-
-    The caller's RNG state is restored on exit, so fitting never changes it.
-    """
-    cuda_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
-    with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(seed)
-        yield
-
-
-def _warn_if_too_few_rows(n_train: int, n_latents: int, *, stacklevel: int) -> None:
+def _warn_if_too_few_rows(n_train: int, n_latents: int) -> None:
     """Warn when a fit has fewer training rows than latents."""
     if n_train >= n_latents:
         return
-    warnings.warn(
+    warn_user(
         f"{n_train} training rows for {n_latents} latents: with fewer rows than latents the dictionary "
         "cannot be learned from the data (most latents see too few rows to mean anything). Give more rows, "
-        "or lower n_latents (n_latents=None sizes the dictionary to the rows).",
-        UserWarning,
-        stacklevel=stacklevel,  # the caller of fit, past fit and sklearn's _fit_context wrapper
+        "or lower n_latents (n_latents=None sizes the dictionary to the rows)."
     )
 
 
-def _warn_if_unhealthy(net, *, stacklevel: int) -> None:
+def _warn_if_unhealthy(net) -> None:
     """Warn when a fit ends with many dead latents or with its Gumbel temperature not annealed."""
-    _warn_if_not_annealed(net.module_.activation, stacklevel=stacklevel + 1)
+    _warn_if_not_annealed(net.module_.activation)
     if not len(net.history) or "train_dead_fraction" not in net.history[-1]:
         return
     dead = net.history[-1, "train_dead_fraction"]
@@ -1245,17 +936,15 @@ def _warn_if_unhealthy(net, *, stacklevel: int) -> None:
         revive = "keep aux_k='auto' (AuxK revives dead latents)"
     else:  # AuxK is for the top-k activations; ReLU's latents are pushed to zero by the L1 penalty
         revive = "lower l1_coef (the L1 penalty pushes latents to zero)"
-    warnings.warn(
+    warn_user(
         f"{dead:.1%} of the {net.module_.n_latents} latents never fired on the training rows in the last epoch "
         f"(dead latents; more than {DEAD_WARNING_FRACTION:.0%}). Lower lr (lr='auto' scales it to the width), "
         f"{revive}, train for more steps (max_epochs='auto'), or use fewer latents (n_latents=None sizes the "
-        "dictionary to the rows). history_[:, 'train_dead_fraction'] has the fraction of each epoch.",
-        UserWarning,
-        stacklevel=stacklevel,
+        "dictionary to the rows). history_[:, 'train_dead_fraction'] has the fraction of each epoch."
     )
 
 
-def _warn_if_not_annealed(activation, *, stacklevel: int) -> None:
+def _warn_if_not_annealed(activation) -> None:
     """Warn when a Gumbel-Top-K fit stopped before its temperature reached ``tau_end``.
 
     Such a model trained with noisy selection to the end and is then used with
@@ -1266,13 +955,11 @@ def _warn_if_not_annealed(activation, *, stacklevel: int) -> None:
         return
     n_batches = int(activation.n_steps)
     reached = activation.temperature_at(max(n_batches - 1, 0))
-    warnings.warn(
+    warn_user(
         f"gumbel_topk ran {n_batches} training batches but anneals over {activation.anneal_steps}: its "
         f"temperature reached {reached:.3g}, not tau_end={activation.tau_end:g}, so the model never trained "
         "with the hard Top-K it uses at inference. Pass anneal_steps as a fraction of the fit's batches "
-        "(e.g. anneal_steps=0.5), or a number of batches at most the number the fit runs, or train longer.",
-        UserWarning,
-        stacklevel=stacklevel,
+        "(e.g. anneal_steps=0.5), or a number of batches at most the number the fit runs, or train longer."
     )
 
 

@@ -45,16 +45,16 @@ def _count_training_batches(monkeypatch, *, fail_after=None):
     """Count the training batches that fits draw from now on; raise :class:`Interrupted` after ``fail_after``."""
     counter = {"batches": 0}
 
-    class CountingBatches(sklearn_sae._training.TensorBatches):
+    class CountingBatches(sklearn_sae._training.EpochIterator):
         def __iter__(self):
             for batch in super().__iter__():
-                if self.shuffle:  # the training iterator; validation batches come unshuffled
+                if self.training:  # the training iterator, not the validation one
                     if counter["batches"] == fail_after:
                         raise Interrupted
                     counter["batches"] += 1
                 yield batch
 
-    monkeypatch.setattr(sklearn_sae._training, "TensorBatches", CountingBatches)
+    monkeypatch.setattr(sklearn_sae._training, "EpochIterator", CountingBatches)
     return counter
 
 
@@ -100,19 +100,22 @@ def test_fit_interrupted_mid_epoch_resumes_bit_identical(tmp_path, monkeypatch, 
 
 def test_resume_keeps_early_stopping_state_and_eval_sets(tmp_path, monkeypatch):
     X, X_test = _data(), _data(seed=1, n_rows=40)
-    # A step size this large makes the validation loss climb from the fourth epoch on: the fit stops after
-    # the sixth and goes back to the weights of the third, which the resumed part must have kept.
-    params = dict(activation="relu", lr=1.0, warmup_steps=0, max_epochs=8, n_iter_no_change=3)
+    # A step size this large makes the validation loss climb after a few epochs: the fit stops early and goes
+    # back to the weights of its best epoch. The interruption falls after the best epoch and before the stop,
+    # so the resumed part must have kept both the best weights and the count of epochs without improvement.
+    params = dict(activation="relu", lr=1.0, warmup_steps=0, max_epochs=10, n_iter_no_change=3)
     reference = _sae(**params).fit(X, eval_sets={"test": X_test})
-    assert reference.n_iter_ == 6 and reference.history_[:, "valid_loss_best"] == [True] * 3 + [False] * 3
-    _count_training_batches(monkeypatch, fail_after=4 * BATCHES_PER_EPOCH + 1)
+    n_epochs, best = reference.n_iter_, reference.history_[:, "valid_loss_best"]
+    assert n_epochs < 10 and best[-3:] == [False] * 3  # it stopped early, after three epochs without improvement
+    interrupted_in = n_epochs - 1  # one of the epochs without improvement
+    _count_training_batches(monkeypatch, fail_after=(interrupted_in - 1) * BATCHES_PER_EPOCH + 1)
     with pytest.raises(Interrupted):
         _sae(**params, checkpoint_dir=tmp_path).fit(X, eval_sets={"test": X_test})
     monkeypatch.undo()
     resumed = _sae(**params, checkpoint_dir=tmp_path).fit(X, eval_sets={"test": X_test})
     _assert_same_fit(resumed, reference, X)
     # Early stopping ends the fit before the stopping epoch is saved: a refit runs that epoch again.
-    assert _epochs_in_checkpoint(tmp_path) == 5
+    assert _epochs_in_checkpoint(tmp_path) == n_epochs - 1
 
 
 def test_finished_checkpoint_gives_the_model_back_without_training(tmp_path, monkeypatch):
@@ -177,6 +180,16 @@ def test_checkpoint_dir_that_is_a_file_is_refused(tmp_path):
         _sae(checkpoint_dir=path).fit(_data())
 
 
+def test_checkpoint_of_an_older_format_is_refused_with_what_to_do(tmp_path):
+    X = _data()
+    _sae(max_epochs=1, checkpoint_dir=tmp_path).fit(X)
+    metadata_path = tmp_path / CHECKPOINT_NAME / "checkpoint.json"
+    metadata = json.loads(metadata_path.read_text())
+    metadata_path.write_text(json.dumps({**metadata, "format_version": 1}))  # as sklearn-sae wrote it before 2
+    with pytest.raises(ValueError, match="version 1; this version of sklearn_sae reads .* version 2.*delete it"):
+        _sae(max_epochs=1, checkpoint_dir=tmp_path).fit(X)
+
+
 def test_half_written_checkpoint_is_ignored_and_removed(tmp_path, monkeypatch):
     X = _data()
     reference = _sae().fit(X)
@@ -201,16 +214,16 @@ from sklearn_sae import SparseAutoencoderTransformer
 
 training_batches = 0
 
-class KilledMidEpoch(sklearn_sae._training.TensorBatches):
+class KilledMidEpoch(sklearn_sae._training.EpochIterator):
     def __iter__(self):
         global training_batches
         for batch in super().__iter__():
-            training_batches += self.shuffle
+            training_batches += self.training
             if training_batches == 2 * {batches_per_epoch} + 3:
                 os.kill(os.getpid(), signal.SIGKILL)
             yield batch
 
-sklearn_sae._training.TensorBatches = KilledMidEpoch
+sklearn_sae._training.EpochIterator = KilledMidEpoch
 X = np.random.default_rng(0).normal(size=({n_rows}, {n_features})).astype(np.float32)
 SparseAutoencoderTransformer(**{params!r}, checkpoint_dir=sys.argv[1]).fit(X)
 """

@@ -22,8 +22,12 @@ from sklearn_sae._defaults import (
     encoder_input_spread,
     default_max_epochs,
     default_n_latents,
+    resolve_lr,
 )
 from sklearn_sae._model import SparseAutoencoder, auxk_loss, layer_norm_no_affine
+from sklearn_sae._params import model_spec, training_settings
+from sklearn_sae._rows import InMemoryRows
+from sklearn_sae._training import PRE_BIAS_SAMPLE_ROWS, SAENet, SingleProcess, train_net
 from sklearn_sae._transformer import _warn_if_unhealthy
 from sklearn_sae.datasets import make_sparse_signals
 
@@ -283,7 +287,7 @@ def test_the_dead_latent_advice_for_relu_is_its_l1_penalty_not_auxk():
     sae.fit(np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32))
     sae.net_.history.record("train_dead_fraction", 0.5)  # ReLU latents rarely die on a fit this small: say they did
     with pytest.warns(UserWarning, match="never fired") as record:
-        _warn_if_unhealthy(sae.net_, stacklevel=2)
+        _warn_if_unhealthy(sae.net_)
     [message] = [str(warning.message) for warning in record]
     assert "lower l1_coef" in message
     assert "aux_k" not in message  # AuxK is off for ReLU: advice to keep it would be wrong
@@ -327,19 +331,48 @@ def test_lr_auto_of_rows_that_vary_does_not_warn_about_them():
     assert sae.net_.lr == pytest.approx(default_lr(8, encoder_input_spread(X, normalize=True)))
 
 
+class _NotTrained(SAENet):
+    def fit(self, X, y=None, **fit_params):
+        return self
+
+
+class _PlaysProcessOne(SingleProcess):
+    """One process acting as a data-parallel one: process 0's seed, its own share of the steps; nothing trained."""
+
+    net_class = _NotTrained
+
+    def __init__(self, steps_per_epoch, shared_seed):
+        super().__init__("cpu")
+        self.shared_seed, self.steps = shared_seed, steps_per_epoch
+
+    def agree_seed(self, seed):
+        return self.shared_seed
+
+    def steps_per_epoch(self, units):
+        return self.steps
+
+
 @pytest.mark.parametrize("steps_per_epoch", [2, 8, 1000])
 def test_a_data_parallel_net_resolves_auto_values_from_its_own_steps_and_the_shared_seed(steps_per_epoch):
     # 5,000 rows: more than the 4,096 the spread is measured on, so the sample (and lr) depends on the seed,
     # which must be process 0's in every process.
     X = (np.random.default_rng(0).normal(size=(5_000, 12)) + np.linspace(0, 3, 12)).astype(np.float32)
-    sae = SparseAutoencoderTransformer(n_latents=24, k=4, device="cpu", random_state=0)
-    build = sae._data_parallel_builder(X, 12, 24, eval_tensors=None)
-    net = build(steps_per_epoch=steps_per_epoch, device="cpu", seed=7)
+    params = SparseAutoencoderTransformer(n_latents=24, k=4, device="cpu").get_params()
+    rows = InMemoryRows(torch.from_numpy(X))
+
+    def train(own_seed):
+        return train_net(
+            model_spec(params, 12, 24), rows, training_settings(params), seed=own_seed,
+            strategy=_PlaysProcessOne(steps_per_epoch, shared_seed=7),
+        )
+
+    net = train(own_seed=123)
     # at least 3,000 of this process's optimiser steps, not 3,000 batches of which it takes its share
     assert net.max_epochs == default_max_epochs(steps_per_epoch)
     assert net.max_epochs * steps_per_epoch >= MIN_TRAINING_STEPS
-    assert net.lr == sae._resolve_lr(sae._spread_sample(X, 7))
-    assert build(steps_per_epoch=steps_per_epoch, device="cpu", seed=7).lr == net.lr
+    assert net.lr == resolve_lr("auto", rows.sample(PRE_BIAS_SAMPLE_ROWS, 7).numpy(), normalize=True)
+    assert net.lr != resolve_lr("auto", rows.sample(PRE_BIAS_SAMPLE_ROWS, 123).numpy(), normalize=True)
+    assert train(own_seed=456).lr == net.lr
 
 
 # ---------------------------------------------------------------------------------------------------------------

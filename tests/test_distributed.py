@@ -17,11 +17,9 @@ import torch
 
 pytest.importorskip("accelerate")  # the launcher below imports it in its own interpreter
 from accelerate.state import AcceleratorState  # noqa: E402
-from skorch.dataset import Dataset  # noqa: E402
-from torch.utils.data import Subset  # noqa: E402
 
 from sklearn_sae import SparseAutoencoderTransformer  # noqa: E402
-from sklearn_sae import _distributed, _streaming  # noqa: E402
+from sklearn_sae import _distributed, _rows  # noqa: E402
 from sklearn_sae._training import SAENet  # noqa: E402
 
 N_ROWS, N_FEATURES, N_LATENTS, BATCH_SIZE = 640, 12, 24, 32
@@ -175,7 +173,7 @@ def _fit_on_disk_and_record(folder, path):
     """Run in each launched process: fit on the file, noting the rows of each training batch and the windows read."""
     seen, windows = [], []
     train_step = _distributed.DistributedSAENet.train_step
-    load_window = _streaming.BlockBatches._load_window
+    load_window = _rows.BlockBatches._load_window
 
     def recording_train_step(net, batch, **fit_params):
         seen.append((len(net.history), batch[0][:, 0].long().tolist()))
@@ -187,12 +185,12 @@ def _fit_on_disk_and_record(folder, path):
         return load_window(batches, window)
 
     _distributed.DistributedSAENet.train_step = recording_train_step
-    _streaming.BlockBatches._load_window = recording_load_window
+    _rows.BlockBatches._load_window = recording_load_window
     try:
         estimator = _estimator().fit(_open_on_disk(path))
     finally:
         _distributed.DistributedSAENet.train_step = train_step
-        _streaming.BlockBatches._load_window = load_window
+        _rows.BlockBatches._load_window = load_window
     rank = torch.distributed.get_rank()
     with open(folder / f"rank{rank}.pkl", "wb") as file:
         pickle.dump({"estimator": estimator, "seen": seen, "windows": windows}, file)
@@ -213,8 +211,8 @@ def test_two_processes_read_disjoint_windows_of_an_on_disk_input(tmp_path, name)
     _launch(_fit_on_disk_and_record, tmp_path, path)
     results = [pickle.loads((tmp_path / f"rank{rank}.pkl").read_bytes()) for rank in range(2)]
 
-    rows = _streaming.OnDiskRows(_open_on_disk(path))
-    train_blocks, _ = results[0]["estimator"].net_.train_split.blocks(rows)  # the BlockSplit all processes used
+    rows = _rows.OnDiskRows(_open_on_disk(path))
+    train_blocks = results[0]["estimator"].net_.train_split(rows)[0].blocks  # the split all processes used
     n_train = int(rows.block_sizes(train_blocks).sum())
     for epoch in (1, 2):
         # Whole windows per process, each read once: together every training block, and no block twice.
@@ -299,16 +297,13 @@ def test_one_gpu_for_every_process_is_refused():
 @pytest.mark.parametrize("even", [True, False])
 def test_in_memory_shares_are_disjoint_and_agree_on_order(even):
     X = torch.arange(50, dtype=torch.float32)[:, None].repeat(1, 3)
-    training_rows = list(range(5, 50))  # as after a validation split: a Subset of skorch's Dataset
+    training_rows = list(range(5, 50))  # as after a validation split
+    training = _rows.InMemoryRows(X, indices=training_rows)
 
     def share(process_index, epoch):
-        batches = _distributed.InMemoryBatches(
-            Subset(Dataset(X), training_rows), 8, shuffle=True, seed=3, epoch=epoch
-        )
-        ids = _distributed.share_batches(
-            batches.window_batches(), num_processes=2, process_index=process_index, even=even
-        )
-        return [batches[index][0][:, 0].long().tolist() for index in ids]
+        batches = training.epoch(8, seed=3, epoch=epoch, shuffle=True)
+        ids = _rows.share_batches(batches.units(), num_processes=2, process_index=process_index, even=even)
+        return [batches[index][:, 0].long().tolist() for index in ids]
 
     shares = [share(0, epoch=1), share(1, epoch=1)]
     rows = [[row for batch in batches for row in batch] for batches in shares]
@@ -321,18 +316,13 @@ def test_in_memory_shares_are_disjoint_and_agree_on_order(even):
 
 def test_shares_deal_out_whole_units_and_pad_only_for_training():
     units = [range(0, 3), range(3, 5), range(5, 8)]  # e.g. the batches of three windows
-    assert _distributed.share_batches(units, num_processes=2, process_index=0, even=False) == [0, 1, 2, 5, 6, 7]
-    assert _distributed.share_batches(units, num_processes=2, process_index=1, even=False) == [3, 4]
+    assert _rows.share_batches(units, num_processes=2, process_index=0, even=False) == [0, 1, 2, 5, 6, 7]
+    assert _rows.share_batches(units, num_processes=2, process_index=1, even=False) == [3, 4]
     # Padded from its own last batches, last first: for on-disk data, the window still loaded.
-    assert _distributed.share_batches(units, num_processes=2, process_index=1, even=True) == [3, 4, 4, 3, 4, 3]
+    assert _rows.share_batches(units, num_processes=2, process_index=1, even=True) == [3, 4, 4, 3, 4, 3]
     # More processes than units: the one without a unit repeats the epoch's last batches.
-    assert _distributed.share_batches(units[:1], num_processes=2, process_index=1, even=True) == [2, 1, 0]
-    assert _distributed.share_batches(units[:1], num_processes=2, process_index=1, even=False) == []
-
-
-def test_in_memory_batches_refuse_other_datasets():
-    with pytest.raises(TypeError, match="skorch Dataset"):
-        _distributed.InMemoryBatches(torch.zeros(4, 2), 2, shuffle=False, seed=0, epoch=1)
+    assert _rows.share_batches(units[:1], num_processes=2, process_index=1, even=True) == [2, 1, 0]
+    assert _rows.share_batches(units[:1], num_processes=2, process_index=1, even=False) == []
 
 
 def test_distributed_refuses_what_it_cannot_keep_in_step(tmp_path):

@@ -335,12 +335,12 @@ def test_import_reports_damaged_files(X, tmp_path):
 
 
 def test_load_foreign_returns_none_for_other_directories(tmp_path):
-    assert load_foreign(SparseAutoencoderTransformer, tmp_path) is None
+    assert load_foreign(tmp_path) is None
     (tmp_path / "cfg.json").write_text("{}")
-    assert load_foreign(SparseAutoencoderTransformer, tmp_path) is None
+    assert load_foreign(tmp_path) is None
     # A pickle is never opened, whatever its name.
     (tmp_path / "model.pt").write_bytes(b"not read")
-    assert load_foreign(SparseAutoencoderTransformer, tmp_path) is None
+    assert load_foreign(tmp_path) is None
 
 
 def test_load_of_a_directory_in_no_known_format_names_what_it_expected(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from sklearn_sae import SparseAutoencoderTransformer, _blocks, _streaming
+from sklearn_sae import SparseAutoencoderTransformer, _blocks, _rows
 from sklearn_sae.datasets import make_sparse_signals
 
 SMALL = dict(n_latents=32, k=4, max_epochs=4, batch_size=64, random_state=0, device="cpu")
@@ -110,18 +110,18 @@ def _count_reads(monkeypatch):
         reads.append(stop - start)
         read_rows(source, start, stop, out)
 
-    # Training reads blocks through _streaming, inference through _blocks' loop: count both.
-    monkeypatch.setattr(_streaming, "read_rows", counting)
+    # Training reads blocks through _rows, inference through _blocks' loop: count both.
+    monkeypatch.setattr(_rows, "read_rows", counting)
     monkeypatch.setattr(_blocks, "read_rows", counting)
     return reads
 
 
 def test_fit_holds_one_buffer_and_reads_each_row_once_per_epoch(tmp_path, signals, monkeypatch):
     """The shuffle buffer is smaller than the file; reads are single blocks; an epoch reads every row once."""
-    monkeypatch.setattr(_streaming, "BUFFER_BYTES", 256 * 16 * 4)  # 256 rows of float32
+    monkeypatch.setattr(_rows, "BUFFER_BYTES", 256 * 16 * 4)  # 256 rows of float32
     X_disk = _memmap(tmp_path / "X.npy", signals)
-    rows = _streaming.OnDiskRows(X_disk)
-    batches = _streaming.BlockBatches(rows, np.arange(rows.n_blocks), 64, shuffle=True, seed=0, buffer_bytes=256 * 64)
+    rows = _rows.OnDiskRows(X_disk)
+    batches = rows.epoch(64, seed=0, epoch=0, shuffle=True)
     batches[0]
     assert batches._buffer.shape[0] < len(signals) / 4
 
@@ -135,10 +135,11 @@ def test_fit_holds_one_buffer_and_reads_each_row_once_per_epoch(tmp_path, signal
 
 def test_batches_cover_every_training_row_once_in_a_new_order_each_epoch(tmp_path):
     X = np.arange(1000 * 2, dtype=np.float32).reshape(1000, 2)
-    rows = _streaming.OnDiskRows(_memmap(tmp_path / "X.npy", X), block_rows=10)
-    train, valid = _streaming.BlockSplit(0.2, seed=3).blocks(rows)
+    rows = _rows.OnDiskRows(_memmap(tmp_path / "X.npy", X), block_rows=10)
+    train_rows, valid_rows = rows.split(0.2, seed=3)
+    train, valid = train_rows.blocks, valid_rows.blocks
     assert len(valid) == 20 and not set(train) & set(valid)
-    batches = _streaming.BlockBatches(rows, train, 32, shuffle=True, seed=3, buffer_bytes=200 * 8)
+    batches = _rows.BlockBatches(rows, train, 32, shuffle=True, seed=3, buffer_bytes=200 * 8)
     orders = []
     for epoch in range(2):
         batches.set_epoch(epoch)
@@ -147,7 +148,7 @@ def test_batches_cover_every_training_row_once_in_a_new_order_each_epoch(tmp_pat
         orders.append(seen)
     assert not np.array_equal(orders[0], orders[1])
     assert max(len(batches[i]) for i in range(len(batches))) == 32
-    windows = batches.window_batches()
+    windows = batches.units()
     assert len(windows) == math.ceil(len(train) / 20) and windows[-1].stop == len(batches)
     # Windows draw their blocks from the whole file, not from consecutive runs of it.
     first_window_blocks = set(torch.cat([batches[i] for i in windows[0]])[:, 0].numpy() // 2 // 10)
@@ -155,8 +156,8 @@ def test_batches_cover_every_training_row_once_in_a_new_order_each_epoch(tmp_pat
 
 
 def test_batches_are_served_by_a_dataloader(tmp_path, signals):
-    rows = _streaming.OnDiskRows(_memmap(tmp_path / "X.npy", signals))
-    batches = _streaming.BlockBatches(rows, np.arange(rows.n_blocks), 64, shuffle=True, seed=1)
+    rows = _rows.OnDiskRows(_memmap(tmp_path / "X.npy", signals))
+    batches = _rows.BlockBatches(rows, np.arange(rows.n_blocks), 64, shuffle=True, seed=1)
     loader = torch.utils.data.DataLoader(batches, batch_size=None)
     batches.set_epoch(5)
     direct = [batches[i] for i in range(len(batches))]
@@ -244,18 +245,18 @@ def test_fit_on_disk_resumes_from_a_checkpoint_bit_identically(on_disk, tmp_path
     params = dict(SMALL, max_epochs=3, checkpoint_dir=tmp_path / "ckpt")
     reference = SparseAutoencoderTransformer(**dict(params, checkpoint_dir=None)).fit(on_disk)
 
-    real_iter = _streaming.StreamingBatches.__iter__
+    real_iter = _rows.EpochIterator.__iter__
     seen = {"batches": 0}
 
     def interrupt_in_third_epoch(self):
         for batch in real_iter(self):
-            if self.batches.shuffle:  # training batches only
+            if self.training:
                 seen["batches"] += 1
-                if self.epoch == 3 and seen["batches"] > 2 * len(self) + 1:
+                if len(self.net.history) == 3 and seen["batches"] > 2 * len(self) + 1:
                     raise _Interrupted
             yield batch
 
-    monkeypatch.setattr(_streaming.StreamingBatches, "__iter__", interrupt_in_third_epoch)
+    monkeypatch.setattr(_rows.EpochIterator, "__iter__", interrupt_in_third_epoch)
     with pytest.raises(_Interrupted):
         SparseAutoencoderTransformer(**params).fit(on_disk)
     monkeypatch.undo()

@@ -1,0 +1,169 @@
+"""What the estimator's parameters mean, below the sklearn face.
+
+The parameter constraints, and the two values a parameter dict resolves to:
+a :class:`~sklearn_sae._model.ModelSpec` (what the model computes, once the
+data's width is known) and :class:`TrainingSettings` (how it is trained).
+The estimator, saved-model reading and imports from other libraries all
+resolve parameters here, so none of them needs the estimator class.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions, validate_parameter_constraints
+
+from ._activations import GUMBEL_CANDIDATES
+from ._defaults import default_aux_k, default_dead_window, default_n_latents
+from ._model import ModelSpec
+
+__all__ = [
+    "PARAMETER_CONSTRAINTS",
+    "ANNEAL_FRACTION",
+    "DEFAULT_L1_COEF",
+    "ESTIMATOR_NAME",
+    "TrainingSettings",
+    "check_params",
+    "resolve_n_latents",
+    "model_spec",
+    "training_settings",
+]
+
+ESTIMATOR_NAME = "SparseAutoencoderTransformer"
+
+ANNEAL_FRACTION = 0.005
+"""``anneal_steps`` default: the Gumbel noise acts over the first 0.5% of the fit's batches
+(benchmarks/bench_gumbel.py: short, early noise revives the latents that Top-K leaves dead from the
+start; a longer noisy phase drifts the latent bias down and kills them instead)."""
+
+DEFAULT_L1_COEF = {"relu": 1e-3, "topk": 0.0, "gumbel_topk": 0.0}
+"""``l1_coef=None`` means this: ReLU needs the penalty to be sparse, Top-K does not."""
+
+PARAMETER_CONSTRAINTS: dict = {
+    "n_latents": [Interval(Integral, 1, None, closed="left"), None],
+    "activation": [StrOptions({"relu", "topk", "gumbel_topk"})],
+    "k": [Interval(Integral, 1, None, closed="left")],
+    "l1_coef": [Interval(Real, 0, None, closed="left"), None],
+    "normalize": ["boolean"],
+    "tied": ["boolean"],
+    "pre_bias_init": [StrOptions({"geometric_median", "mean", "zeros"})],
+    "unit_norm_decoder": ["boolean"],
+    "aux_k": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
+    "aux_coef": [Interval(Real, 0, None, closed="left")],
+    "dead_window": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+    "tau_start": [Interval(Real, 0, None, closed="neither")],
+    "tau_end": [Interval(Real, 0, None, closed="neither")],
+    "anneal_steps": [Interval(Integral, 1, None, closed="left"), Interval(RealNotInt, 0, 1, closed="right")],
+    "gumbel_candidates": [StrOptions(set(GUMBEL_CANDIDATES))],
+    "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+    "warmup_steps": [Interval(Integral, 0, None, closed="left"), Interval(RealNotInt, 0, 1, closed="left")],
+    "grad_clip": [Interval(Real, 0, None, closed="neither"), None],
+    "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+    "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
+    "amp": ["boolean"],
+    "device": [str],
+    "sparse_output": ["boolean"],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+    "checkpoint_dir": [str, os.PathLike, None],
+    "distributed": ["boolean"],
+}
+"""The estimator's ``_parameter_constraints``: every parameter, checked by sklearn's validation."""
+
+
+def check_params(params: dict) -> None:
+    """Check every parameter as ``fit`` does (sklearn's ``InvalidParameterError``, a ``ValueError``, if one fails)."""
+    validate_parameter_constraints(PARAMETER_CONSTRAINTS, params, caller_name=ESTIMATOR_NAME)
+
+
+def resolve_n_latents(params: dict, n_features: int, *, n_train: int | None = None) -> int:
+    """``n_latents``, its default filled in from the data's shape, checked against ``k``; ``aux_k`` checked too.
+
+    ``n_train`` is the number of training rows when known (``fit``), which caps the default.
+    """
+    sparse_codes = params["activation"] != "relu"
+    n_latents = params["n_latents"]
+    if n_latents is None:
+        n_latents = default_n_latents(n_features, k=params["k"], n_train=n_train, sparse_codes=sparse_codes)
+    if sparse_codes and params["k"] > n_latents:
+        raise ValueError(
+            f"k={params['k']} is larger than n_latents={n_latents}: a row cannot have more non-zeros than there are "
+            "latents. Lower k or raise n_latents."
+        )
+    if isinstance(params["aux_k"], Integral) and not sparse_codes:
+        raise ValueError("aux_k applies to the top-k activations only; set aux_k=None for activation='relu'.")
+    return int(n_latents)
+
+
+def model_spec(params: dict, n_features: int, n_latents: int, *, anneal_steps: int | None = None) -> ModelSpec:
+    """The model ``params`` describe for rows of ``n_features`` and ``n_latents`` latents.
+
+    ``anneal_steps``, when given, is the resolved number of annealing batches
+    of a fit that already ran (a saved model carries it); otherwise the
+    parameter's, a fraction until a fit resolves it.
+    """
+    k, activation = int(params["k"]), params["activation"]
+    if activation == "relu" or params["aux_k"] is None:
+        aux_k = 0
+    else:
+        aux_k = default_aux_k(k, n_latents) if params["aux_k"] == "auto" else int(params["aux_k"])
+    dead_window = params["dead_window"]
+    dead_window = default_dead_window(k, n_latents) if dead_window == "auto" else int(dead_window)
+    if anneal_steps is None:
+        anneal_steps = params["anneal_steps"]
+        anneal_steps = int(anneal_steps) if isinstance(anneal_steps, Integral) else float(anneal_steps)
+    return ModelSpec(
+        n_features=int(n_features), n_latents=int(n_latents), activation=activation, k=k,
+        normalize=bool(params["normalize"]), tied=bool(params["tied"]), aux_k=aux_k, dead_window=dead_window,
+        tau_start=float(params["tau_start"]), tau_end=float(params["tau_end"]), anneal_steps=anneal_steps,
+        gumbel_candidates=params["gumbel_candidates"],
+    )
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How a model is trained: the estimator's training parameters, ``"auto"`` values still unresolved.
+
+    ``lr="auto"`` and ``max_epochs="auto"`` depend on the rows and the
+    number of processes, and fractional ``warmup_steps`` on the run's
+    length: :func:`sklearn_sae._training.train_net` resolves them, once.
+    """
+
+    lr: float | str
+    max_epochs: int | str
+    batch_size: int
+    warmup_steps: int | float
+    grad_clip: float | None
+    validation_fraction: float
+    n_iter_no_change: int | None
+    l1_coef: float
+    aux_coef: float
+    pre_bias_init: str
+    unit_norm_decoder: bool
+    amp: bool
+    verbose: int
+
+
+def training_settings(params: dict) -> TrainingSettings:
+    """The training settings of ``params`` (checked already)."""
+    l1_coef = DEFAULT_L1_COEF[params["activation"]] if params["l1_coef"] is None else float(params["l1_coef"])
+    uses_aux = params["activation"] != "relu" and params["aux_k"] is not None
+    return TrainingSettings(
+        lr=params["lr"] if params["lr"] == "auto" else float(params["lr"]),
+        max_epochs=params["max_epochs"] if params["max_epochs"] == "auto" else int(params["max_epochs"]),
+        batch_size=int(params["batch_size"]),
+        warmup_steps=params["warmup_steps"],
+        grad_clip=params["grad_clip"],
+        validation_fraction=float(params["validation_fraction"]),
+        n_iter_no_change=params["n_iter_no_change"],
+        l1_coef=l1_coef,
+        aux_coef=float(params["aux_coef"]) if uses_aux else 0.0,
+        pre_bias_init=params["pre_bias_init"],
+        unit_norm_decoder=bool(params["unit_norm_decoder"]) and not params["tied"],
+        amp=bool(params["amp"]),
+        verbose=int(params["verbose"]),
+    )
