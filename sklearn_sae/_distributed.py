@@ -62,7 +62,6 @@ _ACCELERATE_ATTRIBUTES = (
     "accelerator",
     "unwrap_after_train",
     "_wrapped_with_accelerator",
-    "order_seed",
     "_replica",
     "callbacks__print_log__sink",  # the accelerator's print method, and so the accelerator
 )

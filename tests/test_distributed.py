@@ -154,6 +154,7 @@ def test_two_processes_train_one_model_on_disjoint_shares(tmp_path):
     # there is no process group.
     estimator = estimators[0]
     assert type(estimator.net_) is SAENet and not hasattr(estimator.net_, "accelerator")
+    assert estimator.net_.get_params()["order_seed"] == estimator.net_.order_seed  # a whole net, not a torn one
     restored = pickle.loads(pickle.dumps(estimator))
     X_new = np.random.default_rng(1).normal(size=(200, N_FEATURES)).astype(np.float32)
     codes = restored.transform(X_new)
