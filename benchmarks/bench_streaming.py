@@ -11,6 +11,10 @@ Three measurements (each can be run alone):
   although the kernel can drop them at will, which would measure the page cache.
 * ``read``: rows per second of the batch iterators alone (no training), streaming from a warm
   float16 HDF5 file against slicing an in-memory float32 tensor: the ceiling a fast GPU sees.
+* ``readahead``: rows per second of the on-disk batches consumed by a stand-in for a training
+  step of tunable cost (``--work`` matrix products per batch, which release the GIL as a GPU
+  step would), with and without reading the next window in the background; windows of
+  ``--window-mib`` so that a file of ``--rows`` rows spans many of them.
 * ``quality``: held-out ``score`` of streaming and in-memory fits of the same synthetic
   rows over several seeds.
 
@@ -104,6 +108,43 @@ def bench_read(args, tmp):
             print(f"read: {name:10s} {n_seen} rows x {args.width} in {seconds:.2f} s -> {n_seen / seconds:9.0f} rows/s")
 
 
+def bench_readahead(args, tmp):
+    import statistics
+
+    import torch
+
+    from sklearn_sae._rows import BlockBatches, OnDiskRows
+
+    path = Path(tmp) / "readahead.h5"
+    _write_h5(path, 5 * args.rows, args.width, np.float16)
+    _warm(path)
+    weight = torch.randn(args.width, 64)
+
+    def rows_per_second(rows, read_ahead, work):
+        batches = BlockBatches(rows, rows.blocks, args.batch_size, shuffle=True, seed=0, read_ahead=read_ahead,
+                               buffer_bytes=args.window_mib << 20)
+        batches.set_epoch(1)
+        start, n_seen = time.perf_counter(), 0
+        for index in range(len(batches)):
+            x = batches[index].float()
+            n_seen += len(x)
+            for _ in range(work):
+                x @ weight
+        batches.release()
+        return n_seen / (time.perf_counter() - start)
+
+    with h5py.File(path, "r") as f:
+        rows = OnDiskRows(f["X"])
+        for work in args.work:
+            rates = {True: [], False: []}
+            for _ in range(args.repeats):
+                for read_ahead in (True, False):
+                    rates[read_ahead].append(rows_per_second(rows, read_ahead, work))
+            ahead, in_turn = statistics.median(rates[True]), statistics.median(rates[False])
+            print(f"readahead: work {work}: {ahead:9.0f} rows/s reading ahead, {in_turn:9.0f} in turn "
+                  f"(median of {args.repeats}) -> {ahead / in_turn:.2f}x")
+
+
 def _peak_growth_child(path, n_latents, batch_size, device, in_memory=False):
     """Run in a fresh process: one-epoch fit on the file; print RSS before and peak after, in MiB.
 
@@ -168,7 +209,7 @@ def bench_quality(args, tmp):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    kinds = ["speed", "read", "memory", "quality"]
+    kinds = ["speed", "read", "readahead", "memory", "quality"]
     parser.add_argument("what", nargs="*", help=f"any of {', '.join(kinds)} (default: all)")
     parser.add_argument("--rows", type=int, default=20_000, help="rows of the speed file")
     parser.add_argument("--width", type=int, default=1024)
@@ -179,6 +220,8 @@ def main():
     parser.add_argument("--memory-batch-size", type=int, default=4096)
     parser.add_argument("--memory-in-memory", action="store_true", help="measure the in-memory fit instead")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--work", type=int, nargs="+", default=[0, 1, 3], help="readahead: products per batch")
+    parser.add_argument("--window-mib", type=int, default=4, help="readahead: shuffle window size")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tmp", default=None, help="folder for the files (default: a temporary one)")
     args = parser.parse_args()

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -153,6 +154,9 @@ class _TensorBatches:
     def units(self) -> list[range]:
         return [range(index, index + 1) for index in range(len(self))]
 
+    def expect(self, batch_ids) -> None:
+        pass  # nothing to read ahead
+
     def release(self) -> None:
         pass
 
@@ -269,6 +273,13 @@ class OnDiskRows(Dataset):
 class BlockBatches(torch.utils.data.Dataset):
     """Map-style dataset of the batches of one epoch: item ``i`` is batch ``i`` (a CPU tensor).
 
+    The rows of a window are read into a buffer, permuted and cut into
+    batches. While one window's batches are served, a reader thread reads
+    the next window into a second buffer (NumPy's copies, casts and h5py's
+    reads run outside the GIL while the training step computes), so a fit
+    waits for the disk only when the disk is slower than training. The
+    batches, their order and their values do not depend on the read-ahead.
+
     Parameters
     ----------
     rows : OnDiskRows
@@ -282,29 +293,38 @@ class BlockBatches(torch.utils.data.Dataset):
         ``(seed, epoch)``; otherwise blocks and rows come in file order.
     seed : int, default=0
     buffer_bytes : int, default=None
-        Upper bound on the shuffle buffer (at least one block and one batch); None is :data:`BUFFER_BYTES`.
+        Upper bound on one window's buffer (at least one block and one batch);
+        None is :data:`BUFFER_BYTES`. Reading ahead holds two.
+    read_ahead : bool, default=True
+        Read the next window in a background thread.
     """
 
-    def __init__(self, rows, blocks, batch_size, *, shuffle=False, seed=0, buffer_bytes=None):
+    def __init__(self, rows, blocks, batch_size, *, shuffle=False, seed=0, buffer_bytes=None, read_ahead=True):
         self.rows = rows
         self.blocks = np.asarray(blocks, dtype=np.int64)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.seed = seed
+        self.read_ahead = read_ahead
         row_bytes = rows.n_features * rows.dtype.itemsize
         buffer_rows = max(self.batch_size, (buffer_bytes or BUFFER_BYTES) // row_bytes)
         self.blocks_per_window = max(1, buffer_rows // rows.block_rows)
-        self._buffer = None
+        self._buffer = None  # the buffer of the window being served
+        self._spare = None  # the other one, which the reader fills
+        self._reader = None  # a one-thread executor, created on the first read ahead
+        self._pending = None  # (window, buffer, future of (order, n_rows))
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
         """Lay out the batches of ``epoch``: the block order and the windows it fills."""
+        self._cancel_pending()
         self.epoch = epoch
         order = np.random.default_rng([self.seed, epoch]).permutation(self.blocks) if self.shuffle else self.blocks
         self._windows = [order[i : i + self.blocks_per_window] for i in range(0, len(order), self.blocks_per_window)]
         window_rows = np.array([self.rows.block_sizes(window).sum() for window in self._windows], dtype=np.int64)
         self._first_batch = np.concatenate([[0], np.cumsum(-(-window_rows // self.batch_size))])
-        self._loaded = None  # (window id, row order within the buffer)
+        self._loaded = None  # (window id, row order within the buffer, rows)
+        self.expect(range(len(self)))
 
     def __len__(self) -> int:
         return int(self._first_batch[-1])
@@ -312,6 +332,12 @@ class BlockBatches(torch.utils.data.Dataset):
     def units(self) -> list[range]:
         """The batch ids of each window of the current epoch: the units shared among processes."""
         return [range(int(a), int(b)) for a, b in zip(self._first_batch[:-1], self._first_batch[1:])]
+
+    def expect(self, batch_ids) -> None:
+        """Say in which order the batches will be asked for (all of them by default), to read the right window ahead."""
+        windows = np.searchsorted(self._first_batch, np.asarray(list(batch_ids), dtype=np.int64), side="right") - 1
+        self._visits = [int(w) for i, w in enumerate(windows) if i == 0 or w != windows[i - 1]]
+        self._cursor = 0
 
     def __getitem__(self, index: int) -> torch.Tensor:
         if not 0 <= index < len(self):
@@ -323,28 +349,70 @@ class BlockBatches(torch.utils.data.Dataset):
         start = (index - int(self._first_batch[window])) * self.batch_size
         stop = min(start + self.batch_size, n_rows)
         rows = torch.from_numpy(self._buffer[:n_rows])
-        # A copy either way: the buffer is overwritten by the next window while the batch may still be in use.
+        # A copy either way: the buffer is overwritten by a later window while the batch may still be in use.
         return rows[start:stop].clone() if order is None else rows.index_select(0, order[start:stop])
 
-    def _load_window(self, window: int) -> None:
-        blocks = self._windows[window]
-        if self._buffer is None:
-            largest_blocks = np.sort(self.rows.block_sizes(self.blocks))[::-1][: self.blocks_per_window]
-            capacity = int(largest_blocks.sum())  # no larger than the rows served, for small inputs
-            self._buffer = np.empty((capacity, self.rows.n_features), dtype=self.rows.dtype)
+    def _new_buffer(self) -> np.ndarray:
+        largest_blocks = np.sort(self.rows.block_sizes(self.blocks))[::-1][: self.blocks_per_window]
+        capacity = int(largest_blocks.sum())  # no larger than the rows served, for small inputs
+        return np.empty((capacity, self.rows.n_features), dtype=self.rows.dtype)
+
+    def _read_window(self, window: int, buffer: np.ndarray):
+        """Read ``window``'s blocks into ``buffer``; return ``(row order or None, rows)``. Runs in either thread."""
         n_rows = 0
-        for block in np.sort(blocks):  # file order within a window: sequential reads
-            n_rows += self.rows.read_block(int(block), self._buffer[n_rows:])
+        for block in np.sort(self._windows[window]):  # file order within a window: sequential reads
+            n_rows += self.rows.read_block(int(block), buffer[n_rows:])
         order = None
         if self.shuffle:
             window_seed = int(np.random.default_rng([self.seed, self.epoch, window]).integers(2**62))
-            generator = torch.Generator().manual_seed(window_seed)
-            order = torch.randperm(n_rows, generator=generator)
+            order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(window_seed))
+        return order, n_rows
+
+    def _load_window(self, window: int) -> None:
+        if self._pending is not None and self._pending[0] == window:
+            _, buffer, future = self._pending
+            self._pending = None
+            order, n_rows = future.result()  # a read error (a non-finite row) surfaces here, when it matters
+        else:
+            self._cancel_pending()
+            buffer = self._spare if self._spare is not None else self._new_buffer()
+            order, n_rows = self._read_window(window, buffer)
+        self._spare, self._buffer = self._buffer, buffer
         self._loaded = (window, order, n_rows)
+        self._read_next(window)
+
+    def _read_next(self, window: int) -> None:
+        """Start reading the window that follows ``window`` in the expected order, if any."""
+        while self._cursor < len(self._visits) and self._visits[self._cursor] != window:
+            self._cursor += 1
+        self._cursor += 1
+        if not self.read_ahead or self._cursor >= len(self._visits):
+            return
+        following = self._visits[self._cursor]
+        if following == window:
+            return
+        if self._reader is None:
+            self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sklearn_sae-read-ahead")
+        buffer = self._spare if self._spare is not None else self._new_buffer()
+        self._spare = None  # the reader owns it until the window is served
+        self._pending = (following, buffer, self._reader.submit(self._read_window, following, buffer))
+
+    def _cancel_pending(self) -> None:
+        """Wait for a read ahead that will not be used, and take its buffer back."""
+        if getattr(self, "_pending", None) is None:
+            return
+        _, buffer, future = self._pending
+        self._pending = None
+        future.cancel() or future.exception()  # wait; its error belongs to a window nobody asks for
+        self._spare = buffer
 
     def release(self) -> None:
-        """Drop the buffer (it is allocated again on the next read)."""
-        self._buffer = None
+        """Stop reading ahead and drop the buffers (they are allocated again on the next read)."""
+        self._cancel_pending()
+        if self._reader is not None:
+            self._reader.shutdown(wait=True)
+            self._reader = None
+        self._buffer = self._spare = None
         self._loaded = None
 
 
@@ -442,6 +510,7 @@ class EpochIterator:
 
     def __iter__(self):
         batches, ids = self._layout()
+        batches.expect(ids)
         device = torch.device(self.net.device)
         on_cuda = device.type == "cuda"
         for index in ids:

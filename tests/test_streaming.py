@@ -124,6 +124,7 @@ def test_fit_holds_one_buffer_and_reads_each_row_once_per_epoch(tmp_path, signal
     batches = rows.epoch(64, seed=0, epoch=0, shuffle=True)
     batches[0]
     assert batches._buffer.shape[0] < len(signals) / 4
+    batches.release()  # waits for the window being read ahead, which must not count below
 
     reads = _count_reads(monkeypatch)
     SparseAutoencoderTransformer(**{**SMALL, "max_epochs": 2}).fit(X_disk)
@@ -153,6 +154,57 @@ def test_batches_cover_every_training_row_once_in_a_new_order_each_epoch(tmp_pat
     # Windows draw their blocks from the whole file, not from consecutive runs of it.
     first_window_blocks = set(torch.cat([batches[i] for i in windows[0]])[:, 0].numpy() // 2 // 10)
     assert len(first_window_blocks) == 20 and first_window_blocks != set(train[:20])
+
+
+def _served(batches, ids):
+    out = [batches[index] for index in ids]
+    batches.release()
+    return out
+
+
+@pytest.mark.parametrize("share", [None, (3, 1)])  # all windows, or one process's share of three
+def test_reading_ahead_changes_no_batch(tmp_path, share):
+    X = np.arange(1000 * 4, dtype=np.float32).reshape(1000, 4)
+    rows = _rows.OnDiskRows(_memmap(tmp_path / "X.npy", X), block_rows=10)
+
+    def epoch(read_ahead):
+        batches = _rows.BlockBatches(rows, rows.blocks, 32, shuffle=True, seed=2, buffer_bytes=100 * 16,
+                                     read_ahead=read_ahead)
+        batches.set_epoch(1)
+        ids = range(len(batches)) if share is None else _rows.share_batches(
+            batches.units(), num_processes=share[0], process_index=share[1], even=True
+        )
+        batches.expect(ids)
+        return _served(batches, ids)
+
+    ahead, in_turn = epoch(True), epoch(False)
+    assert len(ahead) == len(in_turn) > 0
+    for got, expected in zip(ahead, in_turn):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_a_bad_row_read_ahead_is_reported_when_its_window_is_served(tmp_path):
+    X = np.zeros((400, 4), dtype=np.float32)
+    X[395, 2] = np.nan  # in the last block, so in the last window of a file-order epoch
+    rows = _rows.OnDiskRows(_memmap(tmp_path / "X.npy", X), block_rows=10)
+    batches = _rows.BlockBatches(rows, rows.blocks, 50, buffer_bytes=100 * 16)
+    last_window = batches.units()[-1]
+    for index in range(last_window.start):
+        batches[index]  # the windows before it, while the last one is read ahead: no error yet
+    with pytest.raises(ValueError, match="Row 395 "):
+        batches[last_window.start]
+    batches.release()
+    assert batches._reader is None
+
+
+def test_a_read_ahead_that_is_never_served_raises_nothing(tmp_path):
+    X = np.zeros((400, 4), dtype=np.float32)
+    X[395, 2] = np.nan
+    rows = _rows.OnDiskRows(_memmap(tmp_path / "X.npy", X), block_rows=10)
+    batches = _rows.BlockBatches(rows, rows.blocks, 50, buffer_bytes=100 * 16)
+    batches[batches.units()[-2].start]  # the next window, the bad one, is read ahead but never asked for
+    batches.release()
+    assert batches._reader is None and batches._buffer is None
 
 
 def test_batches_are_served_by_a_dataloader(tmp_path, signals):
