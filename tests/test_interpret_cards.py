@@ -427,6 +427,18 @@ def test_atlas_is_written_and_holds_every_latent(tmp_path):
     assert list(tmp_path.iterdir()) == [path]  # the temporary file was renamed, nothing left behind
 
 
+def test_atlas_page_files_ship_as_package_data():
+    import importlib.resources
+
+    assets = importlib.resources.files("sklearn_sae.interpret").joinpath("atlas")
+    assert sorted(entry.name for entry in assets.iterdir() if not entry.name.startswith(".")) == [
+        "atlas.css", "atlas.js", "error-trap.js", "page.html"
+    ]
+    page = assets.joinpath("page.html").read_text(encoding="utf-8")
+    for placeholder in ("@@STYLE@@", "@@ERROR_TRAP@@", "@@SCRIPT@@", "@@DATA@@", "@@TITLE@@"):
+        assert placeholder in page
+
+
 def test_atlas_is_self_contained(tmp_path):
     text = write_planted_atlas(tmp_path).read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.IGNORECASE)
@@ -569,7 +581,8 @@ def test_atlas_table_marks_dead_latents(tmp_path):
 
 
 def test_page_code_cannot_close_its_own_elements():
-    from sklearn_sae.interpret._atlas_template import ERROR_TRAP, SCRIPT, STYLE
+    from sklearn_sae.interpret._atlas_page import _asset
 
-    for code in (ERROR_TRAP, SCRIPT, STYLE):
-        assert "</" not in code and "<!--" not in code and "@@" not in code
+    for name in ("error-trap.js", "atlas.js", "atlas.css"):
+        code = _asset(name)
+        assert "</" not in code and "<!--" not in code and "@@" not in code and "<script" not in code, name

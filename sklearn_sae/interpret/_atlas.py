@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .._atomic import atomic_file
-from ._atlas_template import render_page
+from ._atlas_page import render_page
 from ._cards import CardSource, _json_scalar
 from ._stats import _check_count
 
