@@ -29,7 +29,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from sklearn_sae.datasets import _fill_uniprot_rows, convert_embeddings, save_embeddings
+from sklearn_sae.datasets import convert_embeddings, save_embeddings
+from sklearn_sae.datasets._layouts import _fill_uniprot_rows
 
 
 def _status_bytes(field):

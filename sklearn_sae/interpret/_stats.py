@@ -16,11 +16,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["latent_scale", "latent_stats", "split_signs", "split_signs_names"]
+from .._blocks import BLOCK_ELEMENTS
 
-# Dense codes are converted to CSC this many elements at a time, so that the
-# temporary boolean masks stay small however large the dense matrix is.
-_DENSE_BLOCK_ELEMENTS = 1 << 24
+__all__ = ["latent_scale", "latent_stats", "split_signs", "split_signs_names"]
 
 
 def latent_stats(codes) -> pd.DataFrame:
@@ -208,7 +206,8 @@ def _codes_dtype(dtype) -> np.dtype:
 
 def _dense_to_csc(array, dtype) -> sp.csc_matrix:
     n_rows, n_cols = array.shape
-    block = max(1, _DENSE_BLOCK_ELEMENTS // max(n_rows, 1))
+    # Converted to CSC a block of columns at a time, so that the temporary masks stay small.
+    block = max(1, BLOCK_ELEMENTS // max(n_rows, 1))
     blocks = [
         sp.csc_matrix(array[:, start : start + block].astype(dtype, copy=False)) for start in range(0, n_cols, block)
     ]
