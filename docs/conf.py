@@ -20,7 +20,11 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.doctest",
     "numpydoc",
+    "myst_parser",  # the guide pages written in Markdown (moved from the README)
 ]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+myst_heading_anchors = 3  # "page.md#section" links resolve to the section
 
 exclude_patterns = ["_build", "images/*.md"]
 templates_path = []
