@@ -179,10 +179,21 @@ def _top_features(differences: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-differences, kind="stable")[:k]
 
 
-def _probe(train, train_positive, test, test_positive, columns, *, C, max_iter):
-    model = LogisticRegression(C=C, max_iter=max_iter).fit(train[:, columns], train_positive)
-    predicted = model.predict(test[:, columns])
+def _probe(train, train_positive, test, test_positive, columns, *, C, max_iter, standardize):
+    train, test = _dense(train[:, columns]), _dense(test[:, columns])  # k columns: small
+    if standardize:
+        # An L2 penalty is not scale-free: scale every column alike, so that embeddings of variance 1e-3
+        # are not penalised into predicting one class while codes of order 1 are not.
+        mean, scale = train.mean(axis=0), train.std(axis=0)
+        scale[scale == 0] = 1.0
+        train, test = (train - mean) / scale, (test - mean) / scale
+    model = LogisticRegression(C=C, max_iter=max_iter).fit(train, train_positive)
+    predicted = model.predict(test)
     return accuracy_score(test_positive, predicted), f1_score(test_positive, predicted, zero_division=0.0)
+
+
+def _dense(block):
+    return block.toarray() if sp.issparse(block) else np.asarray(block)
 
 
 def _check_ks(ks) -> tuple[int, ...]:
@@ -209,7 +220,7 @@ def _as_features(array, name):
 
 
 def sparse_probing(codes_train, y_train, codes_test, y_test, ks=(1, 2, 5), *, X_train=None, X_test=None,
-                   classes=None, C=1.0, max_iter=1000, min_class_size=2) -> pd.DataFrame:
+                   classes=None, C=1.0, max_iter=1000, standardize=True, min_class_size=2) -> pd.DataFrame:
     """k-sparse probes of every class, on SAE latents and, as references, on raw dimensions.
 
     For each class ``c`` (one-vs-rest: ``y == c``), the latents are ranked by
@@ -220,6 +231,15 @@ def sparse_probing(codes_train, y_train, codes_test, y_test, ks=(1, 2, 5), *, X_
     latents of the training rows and scored on the test rows. The test rows
     reach neither the ranking nor the probe. ``k`` larger than the number of
     latents is clipped to it.
+
+    One departure from SAEBench: the chosen columns are standardised (by
+    their training mean and standard deviation) before the probe, by
+    default. SAEBench probes language-model activations and SAE codes at
+    their natural scales, but an L2-penalised probe is not scale-free:
+    protein embeddings of variance 1e-3 (the shipped NEAR vectors) would be
+    penalised into predicting a single class while codes of order 1 would
+    not, which would make the raw-dimension reference lose for its units
+    alone. ``standardize=False`` gives SAEBench's probe.
 
     Parameters
     ----------
@@ -237,6 +257,9 @@ def sparse_probing(codes_train, y_train, codes_test, y_test, ks=(1, 2, 5), *, X_
         The classes to probe; ``None`` is every class of ``y_train``.
     C, max_iter : float, int
         Of the logistic regression.
+    standardize : bool, default=True
+        Scale the chosen columns to zero mean and unit variance on the
+        training rows before the probe (see above).
     min_class_size : int, default=2
         A class needs at least this many positive and negative rows in both
         splits; the others are skipped with a warning naming them.
@@ -288,7 +311,8 @@ def sparse_probing(codes_train, y_train, codes_test, y_test, ks=(1, 2, 5), *, X_
             if representation == "raw_top_k":  # and the reference on every raw dimension
                 probes.append(("raw_full", train.shape[1], np.arange(train.shape[1])))
             for name, k, columns in probes:
-                accuracy, f1 = _probe(train, train_positive, test, test_positive, columns, C=C, max_iter=max_iter)
+                accuracy, f1 = _probe(train, train_positive, test, test_positive, columns, C=C, max_iter=max_iter,
+                                      standardize=standardize)
                 accuracy, f1 = float(accuracy), float(f1)
                 rows.append({
                     "representation": name,
@@ -419,7 +443,8 @@ def _unit_rows(atoms: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- scorers
 
 
-def make_sparse_probing_scorer(ks=(1, 2, 5), *, metric="f1", n_splits=3, random_state=0, C=1.0, max_iter=1000):
+def make_sparse_probing_scorer(ks=(1, 2, 5), *, metric="f1", n_splits=3, random_state=0, C=1.0, max_iter=1000,
+                               standardize=True):
     """A scorer for ``GridSearchCV``: sparse probing on the rows it scores, as an inner cross-validation.
 
     ``scorer(estimator, X, y)`` (scikit-learn's convention; higher is
@@ -445,8 +470,8 @@ def make_sparse_probing_scorer(ks=(1, 2, 5), *, metric="f1", n_splits=3, random_
         Parts of the inner cross-validation.
     random_state : int, default=0
         Shuffles the rows before they are split.
-    C, max_iter : float, int
-        Of the logistic regression probes.
+    C, max_iter, standardize
+        As for :func:`sparse_probing`.
 
     Returns
     -------
@@ -490,7 +515,8 @@ def make_sparse_probing_scorer(ks=(1, 2, 5), *, metric="f1", n_splits=3, random_
             warnings.simplefilter("ignore", UserWarning)  # a class absent from one part is skipped there
             for train, test in folds.split(np.zeros(len(y)), strata if len(np.unique(strata)) > 1 else y):
                 table = sparse_probing(_rows(codes, train), y[train], _rows(codes, test), y[test], ks,
-                                       classes=classes, C=C, max_iter=max_iter, min_class_size=1)
+                                       classes=classes, C=C, max_iter=max_iter, standardize=standardize,
+                                       min_class_size=1)
                 if len(table):
                     scores.append(table[metric].mean())
         return float(np.mean(scores)) if scores else float("nan")

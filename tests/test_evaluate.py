@@ -11,6 +11,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import GridSearchCV
+from sklearn.preprocessing import StandardScaler
 
 from sklearn_sae import SparseAutoencoderTransformer, evaluate
 from sklearn_sae.datasets import make_sparse_signals
@@ -41,18 +42,23 @@ def _split(codes, y, n_train=200):
     return codes[:n_train], y[:n_train], codes[n_train:], y[n_train:]
 
 
-def test_sparse_probing_equals_scikit_learn_by_hand(labelled_codes):
+@pytest.mark.parametrize("standardize", [True, False])
+def test_sparse_probing_equals_scikit_learn_by_hand(labelled_codes, standardize):
     codes, y = labelled_codes
     train, y_train, test, y_test = _split(codes, y)
-    table = sparse_probing(train, y_train, test, y_test, ks=(1, 2, 5))
+    table = sparse_probing(train, y_train, test, y_test, ks=(1, 2, 5), standardize=standardize)
     assert len(table) == 3 * 3
     for row in table.itertuples():
         positive = y_train == row[2]  # "class"
         difference = np.abs(train[positive].mean(axis=0) - train[~positive].mean(axis=0))
         columns = np.argsort(-difference, kind="stable")[: row.k]
         assert row.features == tuple(columns)
-        model = LogisticRegression(C=1.0, max_iter=1000).fit(train[:, columns], positive)
-        predicted = model.predict(test[:, columns])
+        features_train, features_test = train[:, columns], test[:, columns]
+        if standardize:
+            scaler = StandardScaler().fit(features_train)
+            features_train, features_test = scaler.transform(features_train), scaler.transform(features_test)
+        model = LogisticRegression(C=1.0, max_iter=1000).fit(features_train, positive)
+        predicted = model.predict(features_test)
         assert row.accuracy == accuracy_score(y_test == row[2], predicted)
         assert row.f1 == f1_score(y_test == row[2], predicted)
 
@@ -64,6 +70,16 @@ def test_sparse_probing_of_csr_codes_is_that_of_dense_codes(labelled_codes):
     sparse = sparse_probing(sp.csr_matrix(train), y_train, sp.csr_matrix(test), y_test)
     pd.testing.assert_frame_equal(dense[["class", "k", "features"]], sparse[["class", "k", "features"]])
     np.testing.assert_allclose(dense[["accuracy", "f1"]], sparse[["accuracy", "f1"]], atol=1e-12)
+
+
+def test_standardizing_makes_the_probe_blind_to_units(labelled_codes):
+    codes, y = labelled_codes
+    train, y_train, test, y_test = _split(codes, y)
+    natural = sparse_probing(train, y_train, test, y_test)
+    tiny = sparse_probing(train * 1e-3, y_train, test * 1e-3, y_test)  # embeddings of variance ~1e-7
+    np.testing.assert_allclose(natural["f1"], tiny["f1"], atol=1e-9)
+    unscaled = sparse_probing(train * 1e-3, y_train, test * 1e-3, y_test, standardize=False)
+    assert unscaled["f1"].mean() < natural["f1"].mean()  # the L2 penalty swamps features this small
 
 
 def test_a_latent_that_is_the_label_is_chosen_first_and_probes_perfectly(labelled_codes):
