@@ -117,3 +117,40 @@ def test_gumbel_topk_at_its_defaults_is_not_worse_than_topk():
     scores = {name: sae.score(X_test) for name, sae in fitted.items()}
     assert scores["topk"] > 0.9  # the problem is learnable, so the comparison means something
     assert scores["gumbel_topk"] >= scores["topk"] - 0.01, scores
+
+
+# ----------------------------------------------------------------------------- hierarchical generator
+
+
+def test_hierarchical_signals_keep_their_structure():
+    from sklearn_sae.datasets import make_hierarchical_signals
+
+    X, atoms, codes, parent = make_hierarchical_signals(
+        n_samples=20_000, n_features=32, n_parents=10, children_per_parent=3, parent_l0=2.0,
+        child_probability=0.4, correlation=0.5, child_similarity=0.6, random_state=0,
+    )
+    n_parents = 10
+    np.testing.assert_allclose(np.linalg.norm(atoms, axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(np.einsum("cf,cf->c", atoms[n_parents:], atoms[parent[n_parents:]]), 0.6, rtol=1e-12)
+    np.testing.assert_allclose(X, codes @ atoms, rtol=1e-5, atol=1e-5)
+    active = codes > 0
+    assert not (active[:, n_parents:] & ~active[:, parent[n_parents:]]).any()  # no child without its parent
+    given_parent = active[:, n_parents:][active[:, parent[n_parents:]]].mean()
+    assert given_parent == pytest.approx(0.4, abs=0.02)
+    assert active[:, :n_parents].sum(axis=1).mean() == pytest.approx(2.0, rel=0.05)
+    frequencies = active[:, :n_parents].mean(axis=0)
+    assert (np.diff(frequencies) < 0.02).all() and frequencies[0] > 2 * frequencies[-1]  # Zipfian, falling
+    firing = active[:, :n_parents].astype(float)
+    off_diagonal = np.corrcoef(firing.T)[~np.eye(n_parents, dtype=bool)]
+    assert off_diagonal.mean() > 0.05  # correlated firing
+
+
+def test_hierarchical_signals_refuse_bad_parameters():
+    from sklearn_sae.datasets import make_hierarchical_signals
+
+    with pytest.raises(ValueError, match="correlation"):
+        make_hierarchical_signals(correlation=1.0)
+    with pytest.raises(ValueError, match="parent_l0"):
+        make_hierarchical_signals(n_parents=4, parent_l0=5)
+    with pytest.raises(ValueError, match="children_per_parent"):
+        make_hierarchical_signals(children_per_parent=-1)

@@ -25,7 +25,7 @@ from ._labels import load_protein_labels
 from ._layouts import load_embeddings
 from ._saving import convert_embeddings, save_embeddings
 from ._splits import train_val_test_split
-from ._synthetic import make_sparse_signals
+from ._synthetic import make_hierarchical_signals, make_sparse_signals
 
 __all__ = [
     "load_embeddings",
@@ -36,4 +36,5 @@ __all__ = [
     "load_codes",
     "train_val_test_split",
     "make_sparse_signals",
+    "make_hierarchical_signals",
 ]
