@@ -146,10 +146,12 @@ def test_load_missing_file(tmp_path):
 
 
 def test_load_not_hdf5(tmp_path):
-    path = tmp_path / "emb.csv"
+    path = tmp_path / "emb.h5"  # named as HDF5, holding a table: a .csv name would be read as one
     path.write_text("id,x\nP1,0.5\n")
     with pytest.raises(ValueError, match=_message(path, "is not an HDF5 file")):
         load_embeddings(path)
+    with pytest.raises(ValueError, match=_message(path, "is not an HDF5 file")):
+        load_embeddings(path, format="hdf5")
 
 
 def test_load_empty_file(tmp_path):

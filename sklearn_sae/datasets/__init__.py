@@ -21,6 +21,7 @@ and the block size are the package's own (:mod:`sklearn_sae._blocks`).
 """
 
 from ._codes import load_codes, write_codes
+from ._formats import load_residue_embeddings, pool_residues
 from ._labels import load_protein_labels
 from ._layouts import load_embeddings
 from ._saving import convert_embeddings, save_embeddings
@@ -29,6 +30,8 @@ from ._synthetic import make_hierarchical_signals, make_sparse_signals
 
 __all__ = [
     "load_embeddings",
+    "load_residue_embeddings",
+    "pool_residues",
     "load_protein_labels",
     "save_embeddings",
     "convert_embeddings",

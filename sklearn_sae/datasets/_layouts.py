@@ -8,13 +8,25 @@ from h5py import h5, h5d, h5s, h5t
 
 from .._blocks import first_nonfinite_row
 from ._checks import _NUMERIC_KINDS, _check_float_dtype, _check_ids, _check_readable_hdf5, _first_duplicate, _missing_message
+from ._formats import detect_format, read_other_format
 
 
 _MATRIX_KEYS = ("embeddings", "ids")
 
 
-def load_embeddings(path, *, ids=None, dtype=np.float32):
-    """Load protein embeddings from an HDF5 file.
+def load_embeddings(path, *, ids=None, dtype=np.float32, format=None, layer=None,
+                    representation="mean_representations"):
+    """Load protein embeddings from an HDF5 file, or from the files other tools write.
+
+    Besides the two HDF5 layouts below, ``format`` (by default recognised
+    from the path) reads ESM's ``extract.py`` output (a directory of
+    ``.pt`` files: ``format="esm"``, choose the ``layer``), a ``.npy`` array
+    with a ``.ids.txt`` file of ids beside it, an ``.npz`` archive with
+    ``ids`` and ``embeddings``, and CSV or Parquet tables of vectors; see
+    :mod:`sklearn_sae.datasets` and the guide "Bringing your own embeddings".
+    HDF5 files of ProtTrans and bio_embeddings, whose datasets are named by a
+    hash of the sequence and carry the FASTA id in an ``original_id``
+    attribute, come back under those ids.
 
     The layout is detected from the file: if its root holds both an
     ``embeddings`` and an ``ids`` dataset it is read as the ``"matrix"``
@@ -75,9 +87,12 @@ def load_embeddings(path, *, ids=None, dtype=np.float32):
     >>> load_embeddings(path, ids=["Q67890"])[1]
     array([[3., 4., 8.]], dtype=float32)
     """
-    path = _check_readable_hdf5(path)
     dtype = _check_float_dtype(dtype)
     wanted = None if ids is None else _check_ids(ids, what="ids")
+    fmt = detect_format(path) if format is None else format
+    if fmt != "hdf5":
+        return read_other_format(path, fmt, wanted=wanted, dtype=dtype, layer=layer, representation=representation)
+    path = _check_readable_hdf5(path)
     try:
         with h5py.File(path, "r") as f:
             return _read_layout(f, path, wanted, dtype)
@@ -100,7 +115,31 @@ def _read_layout(f, path, wanted, dtype):
     layout, names = _layout_of(f, path)
     if layout == "matrix":
         return _read_matrix(f, path, wanted, dtype)
-    return _read_uniprot(f, path, names, wanted, dtype)
+    original = _original_ids(f, names)
+    if original is None:
+        return _read_uniprot(f, path, names, wanted, dtype)
+    # bio_embeddings / ProtTrans: datasets named by the sequence's hash, the FASTA id in an attribute.
+    name_of = dict(zip(original, names))
+    if wanted is not None:
+        missing = [name for name in wanted if name not in name_of]
+        if missing:
+            raise ValueError(_missing_message(path, missing))
+    keys = [name_of[name] for name in (wanted if wanted is not None else original)]
+    _, X = _read_uniprot(f, path, keys, None, dtype)
+    return np.asarray(list(wanted if wanted is not None else original), dtype=object), X
+
+
+def _original_ids(f, names):
+    """The ``original_id`` attributes of every dataset, when they all have one (else None); unique ones."""
+    if not names or "original_id" not in f[names[0]].attrs:
+        return None
+    original = []
+    for name in names:
+        value = f[name].attrs.get("original_id")
+        if value is None:
+            return None
+        original.append(value.decode() if isinstance(value, bytes) else str(value))
+    return list(_check_ids(original, what="the original_id attributes"))
 
 
 def _layout_of(f, path):

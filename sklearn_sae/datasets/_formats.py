@@ -1,0 +1,346 @@
+"""Embeddings as other tools write them: ESM's ``.pt`` files, NumPy arrays and tables of vectors.
+
+Each reader returns ``(ids, X)``: every protein's id (``str``) and its
+vector, in the file's order; :func:`read_other_format` then selects the
+wanted ids, casts and checks the values once, as the HDF5 readers do.
+
+Formats, and how they are recognised from the path (or named with ``format=``):
+
+``"esm"``
+    A directory of ``.pt`` files, or one ``.pt`` file, as facebookresearch/esm's
+    ``scripts/extract.py`` (``esm-extract``) writes them: one file per
+    sequence holding a dict with ``label`` (the FASTA id) and
+    ``mean_representations``, ``representations`` (per residue) or
+    ``bos_representations``, each keyed by layer number. Files are read with
+    ``torch.load(weights_only=True)``: a file that holds anything but
+    tensors and plain containers is refused, never unpickled.
+``"npy"``
+    A 2-D ``.npy`` array beside a text file of ids, one per line, named like
+    the array with ``.ids.txt`` in place of ``.npy``.
+``"npz"``
+    An ``.npz`` archive with ``ids`` (strings) and ``embeddings`` (2-D).
+``"csv"``, ``"parquet"``
+    A table with one row per protein: an ``id`` or ``accession`` column (or
+    else the first column) and one numeric column per dimension; a Parquet
+    file may instead hold the vector in a single list column.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .._blocks import first_nonfinite_row
+from ._checks import _check_ids, _missing_message
+
+ESM_REPRESENTATIONS = ("mean_representations", "bos_representations")
+"""The per-protein entries of an ESM ``.pt`` dict (``representations`` is per residue)."""
+
+_SUFFIXES = {".pt": "esm", ".npy": "npy", ".npz": "npz", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+_ID_COLUMNS = ("id", "accession")
+
+
+def detect_format(path) -> str:
+    """The format of ``path``: ``"hdf5"``, ``"esm"``, ``"npy"``, ``"npz"``, ``"csv"`` or ``"parquet"``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No such file or directory: {str(path)!r}")
+    if path.is_dir():
+        return "esm"
+    suffix = path.suffix.lower()
+    if suffix in (".h5", ".hdf5", ".hdf"):
+        return "hdf5"
+    if suffix not in _SUFFIXES:
+        raise ValueError(
+            f"Cannot tell the format of {str(path)!r} from its name; pass format= one of "
+            f"'hdf5', {', '.join(repr(name) for name in sorted(set(_SUFFIXES.values())))}."
+        )
+    return _SUFFIXES[suffix]
+
+
+def read_other_format(path, fmt, *, wanted, dtype, layer=None, representation="mean_representations"):
+    """``(ids, X)`` from a file in a non-HDF5 format, the ``wanted`` ids in their order (all when None)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No such file or directory: {str(path)!r}")
+    if fmt == "esm":
+        ids, rows = _read_esm(path, layer=layer, representation=representation)
+    elif layer is not None:
+        raise ValueError(f"layer= applies to ESM .pt files only, not to format {fmt!r}.")
+    elif fmt == "npy":
+        ids, rows = _read_npy(path)
+    elif fmt == "npz":
+        ids, rows = _read_npz(path)
+    elif fmt in ("csv", "parquet"):
+        ids, rows = _read_table(path, fmt)
+    else:
+        raise ValueError(f"format={fmt!r} is not one of 'hdf5', 'esm', 'npy', 'npz', 'csv', 'parquet'.")
+    ids = _check_ids(ids, what=f"the ids of {str(path)!r}")
+    if wanted is not None:
+        position = {name: index for index, name in enumerate(ids)}
+        missing = [name for name in wanted if name not in position]
+        if missing:
+            raise ValueError(_missing_message(path, missing))
+        order = np.fromiter((position[name] for name in wanted), dtype=np.intp, count=len(wanted))
+        ids, rows = ids[order], rows[order]
+    with np.errstate(over="ignore"):
+        X = np.ascontiguousarray(rows, dtype=dtype)
+    bad_row = first_nonfinite_row(X)
+    if bad_row is not None:
+        raise ValueError(f"Embeddings file {str(path)!r}: the vector of {ids[bad_row]!r} holds NaN or infinite "
+                         f"values (or values too large for {np.dtype(dtype).name}).")
+    return ids, X
+
+
+def _read_esm(path: Path, *, layer, representation):
+    if representation not in ESM_REPRESENTATIONS:
+        raise ValueError(f"representation must be one of {ESM_REPRESENTATIONS} for per-protein vectors, "
+                         f"got {representation!r}.")
+    files = sorted(path.glob("*.pt")) if path.is_dir() else [path]
+    if not files:
+        raise ValueError(f"{str(path)!r} holds no .pt files; expected the output directory of ESM's extract.py.")
+    ids, rows = [], []
+    for file in files:
+        entry = _load_esm_file(file)
+        layers = entry.get(representation)
+        if not isinstance(layers, dict) or not layers:
+            present = sorted(key for key in entry if key.endswith("representations"))
+            raise ValueError(f"{str(file)!r} has no {representation!r} (it holds {present}); extract with "
+                             f"--include {representation.split('_')[0]}, or pass representation= one of {present}.")
+        chosen = _esm_layer(file, layers, layer)
+        vector = layers[chosen]
+        if vector.ndim != 1:
+            raise ValueError(f"{str(file)!r}: {representation}[{chosen}] has shape {tuple(vector.shape)}, not a vector.")
+        ids.append(entry["label"])
+        rows.append(vector.float().numpy())
+    widths = {len(row) for row in rows}
+    if len(widths) > 1:
+        raise ValueError(f"The .pt files of {str(path)!r} hold vectors of different widths: {sorted(widths)}.")
+    return ids, np.stack(rows)
+
+
+def _load_esm_file(file: Path) -> dict:
+    import pickle
+
+    import torch
+
+    try:
+        entry = torch.load(file, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
+        raise ValueError(f"{str(file)!r} is not an ESM .pt file that can be read safely "
+                         f"(torch.load(weights_only=True) refused it: {error})") from None
+    if not isinstance(entry, dict) or not isinstance(entry.get("label"), str):
+        raise ValueError(f"{str(file)!r} does not hold an ESM dict (one with a 'label' string and "
+                         "'mean_representations' or 'representations' keyed by layer).")
+    return entry
+
+
+def _esm_layer(file: Path, layers: dict, layer):
+    if layer is None:
+        if len(layers) > 1:
+            raise ValueError(f"{str(file)!r} holds layers {sorted(layers)}; choose one with layer=.")
+        return next(iter(layers))
+    if layer not in layers:
+        raise ValueError(f"{str(file)!r} has no layer {layer}; it holds layers {sorted(layers)}.")
+    return layer
+
+
+def _read_npy(path: Path):
+    ids_path = path.with_suffix(".ids.txt")
+    if not ids_path.is_file():
+        raise ValueError(f"{str(path)!r} needs its ids beside it, one per line, in {str(ids_path)!r}.")
+    X = np.load(path, allow_pickle=False, mmap_mode="r")
+    if X.ndim != 2:
+        raise ValueError(f"{str(path)!r} holds an array of shape {X.shape}; expected (n_proteins, n_features).")
+    ids = ids_path.read_text(encoding="utf-8").splitlines()
+    if len(ids) != len(X):
+        raise ValueError(f"{str(ids_path)!r} lists {len(ids)} ids for the {len(X)} rows of {str(path)!r}.")
+    return ids, X
+
+
+def _read_npz(path: Path):
+    with np.load(path, allow_pickle=False) as archive:
+        missing = [key for key in ("ids", "embeddings") if key not in archive]
+        if missing:
+            raise ValueError(f"{str(path)!r} has no {missing} array(s); it holds {sorted(archive.files)}.")
+        ids, X = archive["ids"], archive["embeddings"]
+    if X.ndim != 2 or ids.ndim != 1 or len(ids) != len(X):
+        raise ValueError(f"{str(path)!r}: 'embeddings' of shape {X.shape} and 'ids' of shape {ids.shape} do not "
+                         "describe one vector per id.")
+    if ids.dtype.kind not in "US":
+        raise ValueError(f"{str(path)!r}: 'ids' must be strings, found dtype {ids.dtype}.")
+    return [str(name) for name in ids.astype(str)], X
+
+
+def _read_table(path: Path, fmt: str):
+    import pandas as pd
+
+    table = pd.read_csv(path, dtype={name: str for name in _ID_COLUMNS}) if fmt == "csv" else pd.read_parquet(path)
+    if table.shape[1] < 2:
+        raise ValueError(f"{str(path)!r} needs an id column and at least one value column.")
+    id_column = next((name for name in _ID_COLUMNS if name in table.columns), table.columns[0])
+    ids = table[id_column].astype(str).tolist()
+    values = table.drop(columns=[id_column])
+    if values.shape[1] == 1 and values.dtypes.iloc[0] == object:  # one list column per protein (Parquet)
+        rows = values.iloc[:, 0].tolist()
+        widths = {len(row) for row in rows}
+        if len(widths) != 1:
+            raise ValueError(f"{str(path)!r}: the vectors of column {values.columns[0]!r} differ in length.")
+        return ids, np.asarray(rows, dtype=np.float64)
+    non_numeric = [name for name, kind in values.dtypes.items() if kind.kind not in "biuf"]
+    if non_numeric:
+        raise ValueError(f"{str(path)!r}: column(s) {non_numeric[:5]} are not numbers; a table of vectors holds "
+                         f"the id column ({id_column!r}) and one numeric column per dimension.")
+    return ids, values.to_numpy()
+
+
+# ----------------------------------------------------------------------------- per-residue embeddings
+
+
+def load_residue_embeddings(path, *, format=None, layer=None, dtype=np.float32):
+    """Load per-residue embeddings as rows: one row per residue, with each protein's range of rows.
+
+    Reads UniProt's ``per-residue.h5`` and the per-residue HDF5 files of
+    ProtTrans and bio_embeddings (one ``(length, d)`` dataset per protein,
+    named by its id, or by a hash with the id in an ``original_id``
+    attribute), and ESM's ``extract.py`` output made with ``--include
+    per_tok`` (``representations``, choose the ``layer``). Rows of
+    ``X_residues`` from ``offsets[i]`` to ``offsets[i + 1]`` are the residues
+    of ``ids[i]``, in order, so a residue-level SAE trains on ``X_residues``
+    and :func:`pool_residues` turns its codes back into one row per protein.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An HDF5 file, or a directory (or one file) of ESM ``.pt`` files.
+    format : {"hdf5", "esm"}, default=None
+        ``None`` recognises it from the path.
+    layer : int, default=None
+        The ESM layer (needed when the files hold several).
+    dtype : numpy dtype, default=np.float32
+
+    Returns
+    -------
+    ids : ndarray of object of shape (n_proteins,)
+    X_residues : ndarray of shape (n_residues, n_features)
+    offsets : ndarray of int64 of shape (n_proteins + 1,)
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import h5py, numpy as np
+    >>> from sklearn_sae.datasets import load_residue_embeddings, pool_residues
+    >>> path = os.path.join(tempfile.mkdtemp(), "per-residue.h5")
+    >>> with h5py.File(path, "w") as f:
+    ...     _ = f.create_dataset("P1", data=np.ones((3, 2)))
+    ...     _ = f.create_dataset("P2", data=np.zeros((2, 2)))
+    >>> ids, X, offsets = load_residue_embeddings(path)
+    >>> ids.tolist(), X.shape, offsets.tolist()
+    (['P1', 'P2'], (5, 2), [0, 3, 5])
+    >>> pool_residues(X, offsets).tolist()
+    [[1.0, 1.0], [0.0, 0.0]]
+    """
+    path = Path(path)
+    fmt = detect_format(path) if format is None else format
+    if fmt == "esm":
+        ids, blocks = _read_esm_residues(path, layer)
+    elif fmt == "hdf5":
+        if layer is not None:
+            raise ValueError("layer= applies to ESM .pt files only.")
+        ids, blocks = _read_hdf5_residues(path)
+    else:
+        raise ValueError(f"Per-residue embeddings are read from HDF5 or ESM .pt files, not format {fmt!r}.")
+    ids = _check_ids(ids, what=f"the ids of {str(path)!r}")
+    widths = {block.shape[1] for block in blocks}
+    if len(widths) > 1:
+        raise ValueError(f"{str(path)!r} holds residue vectors of different widths: {sorted(widths)}.")
+    offsets = np.concatenate([[0], np.cumsum([len(block) for block in blocks])]).astype(np.int64)
+    X = np.empty((int(offsets[-1]), widths.pop()), dtype=dtype)
+    for start, block in zip(offsets, blocks):
+        X[start : start + len(block)] = block
+    bad_row = first_nonfinite_row(X)
+    if bad_row is not None:
+        protein = int(np.searchsorted(offsets, bad_row, side="right")) - 1
+        raise ValueError(f"{str(path)!r}: residue {bad_row - offsets[protein]} of {ids[protein]!r} holds NaN or "
+                         "infinite values.")
+    return ids, X, offsets
+
+
+def _read_esm_residues(path: Path, layer):
+    files = sorted(path.glob("*.pt")) if path.is_dir() else [path]
+    if not files:
+        raise ValueError(f"{str(path)!r} holds no .pt files; expected the output directory of ESM's extract.py.")
+    ids, blocks = [], []
+    for file in files:
+        entry = _load_esm_file(file)
+        layers = entry.get("representations")
+        if not isinstance(layers, dict) or not layers:
+            raise ValueError(f"{str(file)!r} has no per-residue 'representations'; extract with --include per_tok.")
+        block = layers[_esm_layer(file, layers, layer)]
+        if block.ndim != 2:
+            raise ValueError(f"{str(file)!r}: its representations have shape {tuple(block.shape)}, not (length, d).")
+        ids.append(entry["label"])
+        blocks.append(block.float().numpy())
+    return ids, blocks
+
+
+def _read_hdf5_residues(path: Path):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        names = list(f.keys())
+        if not names:
+            raise ValueError(f"{str(path)!r} holds no datasets.")
+        ids, blocks = [], []
+        for name in names:
+            dataset = f[name]
+            if not isinstance(dataset, h5py.Dataset) or dataset.ndim != 2:
+                shape = getattr(dataset, "shape", "a group")
+                raise ValueError(f"{str(path)!r}: entry {name!r} is {shape}, not a (length, d) matrix of residues.")
+            original = dataset.attrs.get("original_id")
+            ids.append(name if original is None else (original.decode() if isinstance(original, bytes) else original))
+            blocks.append(dataset[()])
+    return ids, blocks
+
+
+def pool_residues(values, offsets, *, method="mean"):
+    """One row per protein from per-residue rows (embeddings or codes): their mean or maximum.
+
+    Parameters
+    ----------
+    values : array-like or sparse matrix of shape (n_residues, n_columns)
+        Per-residue rows; CSR codes stay sparse (the mean and the maximum of
+        non-negative sparse codes are sparse).
+    offsets : array-like of int of shape (n_proteins + 1,)
+        As :func:`load_residue_embeddings` returns them: rows
+        ``offsets[i]:offsets[i + 1]`` belong to protein ``i``.
+    method : {"mean", "max"}, default="mean"
+
+    Returns
+    -------
+    pooled : ndarray or scipy.sparse.csr_matrix of shape (n_proteins, n_columns)
+    """
+    import scipy.sparse as sp
+
+    offsets = np.asarray(offsets, dtype=np.int64)
+    if offsets.ndim != 1 or offsets[0] != 0 or offsets[-1] != values.shape[0] or (np.diff(offsets) < 1).any():
+        raise ValueError(f"offsets must rise from 0 to the {values.shape[0]} rows, by at least one row a protein.")
+    if method not in ("mean", "max"):
+        raise ValueError(f"method must be 'mean' or 'max', got {method!r}.")
+    lengths = np.diff(offsets)
+    if sp.issparse(values):
+        values = sp.csr_matrix(values)
+        if method == "mean":
+            owner = np.repeat(np.arange(len(lengths)), lengths)
+            membership = sp.csr_matrix((1.0 / lengths[owner], (owner, np.arange(len(owner)))),
+                                       shape=(len(lengths), values.shape[0]))
+            return sp.csr_matrix(membership @ values)
+        if values.nnz and values.data.min() < 0:
+            raise ValueError("max pooling of sparse values needs them non-negative (codes are): a missing entry is 0.")
+        rows = [values[start:stop].max(axis=0) for start, stop in zip(offsets[:-1], offsets[1:])]
+        return sp.csr_matrix(sp.vstack(rows))
+    values = np.asarray(values)
+    reduce = np.add if method == "mean" else np.maximum
+    pooled = reduce.reduceat(values, offsets[:-1], axis=0)
+    return pooled / lengths[:, None] if method == "mean" else pooled
