@@ -12,9 +12,15 @@ root, as UniProt ships them) into a temporary folder, then:
    the source and from each converted file. The files were just written, so
    these are warm page-cache figures.
 
+With ``--residues L``, it instead writes a per-residue file (one ``(L, dim)``
+float16 dataset per protein, as UniProt's ``per-residue.h5``), converts it with
+``convert_residue_embeddings`` in a fresh process (seconds, peak RSS growth),
+and fits a small SAE for one epoch on the converted rows, read from disk.
+
 Usage::
 
     python benchmarks/bench_convert.py --proteins 50000 --dim 1024
+    python benchmarks/bench_convert.py --proteins 1000 --dim 1024 --residues 400
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from sklearn_sae.datasets import convert_embeddings, save_embeddings
+from sklearn_sae.datasets import convert_embeddings, convert_residue_embeddings, save_embeddings
 from sklearn_sae.datasets._layouts import _fill_uniprot_rows
 
 
@@ -49,7 +55,10 @@ def _convert_in_child(src, dst, compression, results):
         clear_refs.write("5")
     before = _status_bytes("VmRSS")
     start = time.perf_counter()
-    convert_embeddings(src, dst, compression=compression)
+    if compression == "residues":
+        convert_residue_embeddings(src, dst)
+    else:
+        convert_embeddings(src, dst, compression=compression)
     seconds = time.perf_counter() - start
     results.put((seconds, _status_bytes("VmHWM") - before))
 
@@ -105,6 +114,29 @@ def read_rows_matrix(path, rows):
         return time.perf_counter() - start_time
 
 
+def bench_residues(args):
+    from sklearn_sae import SparseAutoencoderTransformer
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as folder:
+        src, dst = Path(folder) / "per-residue.h5", Path(folder) / "residues.h5"
+        with h5py.File(src, "w") as f:
+            for index in range(args.proteins):
+                f.create_dataset(f"P{index:07d}", data=rng.normal(size=(args.residues, args.dim)).astype(np.float16))
+        n_rows = args.proteins * args.residues
+        print(f"{args.proteins:,} proteins x {args.residues} residues x {args.dim} float16: {n_rows:,} rows, "
+              f"source {os.path.getsize(src) / 2**20:,.0f} MiB")
+        seconds, growth = convert_measured(src, dst, "residues")
+        print(f"convert_residue_embeddings: {seconds:.1f} s ({n_rows / seconds:,.0f} residues/s), peak RSS growth "
+              f"{growth / 2**20:.0f} MiB, file {os.path.getsize(dst) / 2**20:,.0f} MiB")
+        with h5py.File(dst, "r") as f:
+            start = time.perf_counter()
+            sae = SparseAutoencoderTransformer(n_latents=256, k=8, max_epochs=1, batch_size=4096, lr=1e-3,
+                                               device="cpu", random_state=0).fit(f["embeddings"])
+            print(f"one-epoch on-disk fit on the residues: {time.perf_counter() - start:.0f} s, "
+                  f"validation FVU {sae.history_[-1, 'valid_fvu']:.3f}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--proteins", type=int, default=50_000)
@@ -112,7 +144,10 @@ def main(argv=None):
     parser.add_argument("--block-rows", type=int, default=256, help="rows per random block read")
     parser.add_argument("--blocks", type=int, default=100, help="random blocks read per file")
     parser.add_argument("--rows", type=int, default=2000, help="random single rows read per file")
+    parser.add_argument("--residues", type=int, default=None, help="residues per protein: measure per-residue conversion")
     args = parser.parse_args(argv)
+    if args.residues:
+        return bench_residues(args)
 
     rng = np.random.default_rng(0)
     ids = np.array([f"P{i:07d}" for i in range(args.proteins)], dtype=object)

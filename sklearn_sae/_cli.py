@@ -1,7 +1,10 @@
 """The ``sklearn-sae`` command line (also ``python -m sklearn_sae``).
 
-One subcommand for now, ``convert``: UniProt's one-dataset-per-protein file
-to the chunked matrix layout (`sklearn_sae.datasets.convert_embeddings`).
+One subcommand for now, ``convert``: embeddings in any format
+`sklearn_sae.datasets.load_embeddings` reads to the chunked matrix layout
+(`sklearn_sae.datasets.convert_embeddings`), or per-residue embeddings to a
+chunked matrix of residues with their offsets
+(`sklearn_sae.datasets.convert_residue_embeddings`).
 Errors print one line and exit with status 1; bad arguments exit with 2, as
 argparse does.
 """
@@ -43,9 +46,14 @@ def _parser():
         "convert",
         help="convert an embeddings file to the chunked matrix layout",
         description=(
-            "Convert an HDF5 embeddings file (UniProt's per-protein.h5, one dataset per protein, or a "
-            "matrix-layout file) to the matrix layout: one chunked 2-D 'embeddings' dataset beside 'ids', "
-            "fast for random reads of blocks of rows. DST is written under a temporary name and renamed "
+            "Convert embeddings to the matrix layout: one chunked 2-D 'embeddings' dataset beside 'ids', "
+            "fast for random reads of blocks of rows. SRC may be: an HDF5 file (UniProt's per-protein.h5, "
+            "one dataset per protein; ProtTrans or bio_embeddings output, ids from 'original_id'; a "
+            "matrix-layout file), converted in bounded memory; a directory of ESM extract.py .pt files "
+            "(--layer); a .npy array with a .ids.txt file beside it; an .npz archive with 'ids' and "
+            "'embeddings'; a CSV or Parquet table of vectors. With --residues, SRC holds per-residue "
+            "embeddings (UniProt's per-residue.h5, ProtTrans, bio_embeddings, ESM --include per_tok) and DST "
+            "gets one row per residue plus 'offsets'. DST is written under a temporary name and renamed "
             "when complete."
         ),
     )
@@ -62,6 +70,8 @@ def _parser():
         metavar="N",
         help="rows per HDF5 chunk (default: as many as fill 128 KiB)",
     )
+    convert.add_argument("--layer", type=int, default=None, help="the layer of ESM .pt files that hold several")
+    convert.add_argument("--residues", action="store_true", help="SRC holds per-residue embeddings")
     convert.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar (it is shown only on a terminal anyway)"
     )
@@ -82,13 +92,21 @@ def _positive_int(text):
 def _convert(args):
     import numpy as np
 
-    from .datasets import convert_embeddings
+    from .datasets import convert_embeddings, convert_residue_embeddings
 
+    progress = not args.quiet and sys.stderr.isatty()
+    if args.residues:
+        if args.compression != "none":
+            raise ValueError("--compression is not available with --residues.")
+        convert_residue_embeddings(args.src, args.dst, dtype=np.dtype(args.dtype), chunk_rows=args.chunk_rows,
+                                   layer=args.layer, progress=progress)
+        return
     convert_embeddings(
         args.src,
         args.dst,
         dtype=np.dtype(args.dtype),
         compression=None if args.compression == "none" else args.compression,
         chunk_rows=args.chunk_rows,
-        progress=not args.quiet and sys.stderr.isatty(),
+        progress=progress,
+        layer=args.layer,
     )

@@ -182,3 +182,56 @@ def test_pooling_residues_keeps_codes_sparse(method):
     np.testing.assert_allclose(pooled.toarray(), expected)
     with pytest.raises(ValueError, match="offsets must rise"):
         pool_residues(codes, [0, 3, 3, 8])
+
+
+# ----------------------------------------------------------------------------- conversion
+
+
+def test_residues_convert_to_a_matrix_an_on_disk_fit_trains_on(tmp_path):
+    from sklearn_sae import SparseAutoencoderTransformer
+    from sklearn_sae.datasets import convert_residue_embeddings, load_residue_embeddings, pool_residues
+
+    blocks = _residue_blocks(lengths=(30, 12, 41, 25), width=6)
+    src = tmp_path / "per-residue.h5"
+    with h5py.File(src, "w") as f:
+        for index, block in enumerate(blocks):
+            dataset = f.create_dataset(hashlib.md5(str(index).encode()).hexdigest(), data=block)
+            dataset.attrs["original_id"] = IDS[index]
+    dst = convert_residue_embeddings(src, tmp_path / "residues.h5", dtype=np.float32, chunk_rows=16)
+    ids, X, offsets = load_residue_embeddings(dst)
+    expected_ids, expected_X, expected_offsets = load_residue_embeddings(src)
+    assert ids.tolist() == expected_ids.tolist() and sorted(ids) == sorted(IDS)
+    np.testing.assert_array_equal(X, expected_X)
+    np.testing.assert_array_equal(offsets, expected_offsets)
+    with h5py.File(dst, "r") as f:  # a residue-level SAE trains on the rows without loading them
+        assert f["embeddings"].chunks == (16, 6)
+        sae = SparseAutoencoderTransformer(n_latents=8, k=2, max_epochs=2, device="cpu", random_state=0,
+                                           sparse_output=True).fit(f["embeddings"])
+        codes = sae.transform(f["embeddings"])
+    assert pool_residues(codes, offsets, method="max").shape == (4, 8)
+
+
+def test_convert_reads_every_format_and_the_command_line_lists_them(tmp_path, vectors, capsys):
+    from sklearn_sae._cli import main
+    from sklearn_sae.datasets import convert_embeddings
+
+    folder = _write_esm(tmp_path / "esm", vectors, layers=(6, 12), per_token=True)
+    with pytest.raises(ValueError, match="choose one with layer="):
+        convert_embeddings(folder, tmp_path / "esm.h5")
+    ids, X = load_embeddings(convert_embeddings(folder, tmp_path / "esm.h5", layer=12, dtype=np.float32))
+    assert ids.tolist() == IDS
+    np.testing.assert_array_equal(X, vectors)
+    assert main(["convert", "--layer", "6", "--residues", "--dtype", "float32", str(folder),
+                 str(tmp_path / "esm-residues.h5"), "-q"]) == 0
+    from sklearn_sae.datasets import load_residue_embeddings
+
+    _, residues, offsets = load_residue_embeddings(tmp_path / "esm-residues.h5")
+    assert offsets.tolist() == [0, 5, 10, 15, 20] and residues.shape == (20, 8)
+    np.savez(tmp_path / "emb.npz", ids=np.array(IDS), embeddings=vectors)
+    assert main(["convert", str(tmp_path / "emb.npz"), str(tmp_path / "npz.h5"), "-q"]) == 0
+    np.testing.assert_array_equal(load_embeddings(tmp_path / "npz.h5")[1], vectors.astype(np.float16))
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    help_text = capsys.readouterr().out
+    for name in ("ESM", ".npy", ".npz", "CSV", "Parquet", "bio_embeddings", "--residues", "--layer"):
+        assert name in help_text

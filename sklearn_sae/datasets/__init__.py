@@ -21,7 +21,7 @@ and the block size are the package's own (:mod:`sklearn_sae._blocks`).
 """
 
 from ._codes import load_codes, write_codes
-from ._formats import load_residue_embeddings, pool_residues
+from ._formats import convert_residue_embeddings, load_residue_embeddings, pool_residues
 from ._labels import load_protein_labels
 from ._layouts import load_embeddings
 from ._saving import convert_embeddings, save_embeddings
@@ -31,6 +31,7 @@ from ._synthetic import make_hierarchical_signals, make_sparse_signals
 __all__ = [
     "load_embeddings",
     "load_residue_embeddings",
+    "convert_residue_embeddings",
     "pool_residues",
     "load_protein_labels",
     "save_embeddings",

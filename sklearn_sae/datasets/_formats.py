@@ -27,6 +27,7 @@ Formats, and how they are recognised from the path (or named with ``format=``):
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import numpy as np
@@ -44,13 +45,13 @@ _ID_COLUMNS = ("id", "accession")
 def detect_format(path) -> str:
     """The format of ``path``: ``"hdf5"``, ``"esm"``, ``"npy"``, ``"npz"``, ``"csv"`` or ``"parquet"``."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No such file or directory: {str(path)!r}")
     if path.is_dir():
         return "esm"
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5", ".hdf"):
         return "hdf5"
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "Embeddings file does not exist", str(path))
     if suffix not in _SUFFIXES:
         raise ValueError(
             f"Cannot tell the format of {str(path)!r} from its name; pass format= one of "
@@ -63,7 +64,7 @@ def read_other_format(path, fmt, *, wanted, dtype, layer=None, representation="m
     """``(ids, X)`` from a file in a non-HDF5 format, the ``wanted`` ids in their order (all when None)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"No such file or directory: {str(path)!r}")
+        raise FileNotFoundError(errno.ENOENT, "Embeddings file does not exist", str(path))
     if fmt == "esm":
         ids, rows = _read_esm(path, layer=layer, representation=representation)
     elif layer is not None:
@@ -292,6 +293,12 @@ def _read_hdf5_residues(path: Path):
         names = list(f.keys())
         if not names:
             raise ValueError(f"{str(path)!r} holds no datasets.")
+        if {"embeddings", "ids", "offsets"} <= set(names):  # written by convert_residue_embeddings
+            X, offsets = f["embeddings"][()], f["offsets"][()]
+            ids = [name.decode() if isinstance(name, bytes) else str(name) for name in f["ids"][()]]
+            if len(offsets) != len(ids) + 1 or offsets[-1] != len(X):
+                raise ValueError(f"{str(path)!r}: 'offsets' does not describe the rows of 'embeddings' for 'ids'.")
+            return ids, [X[start:stop] for start, stop in zip(offsets[:-1], offsets[1:])]
         ids, blocks = [], []
         for name in names:
             dataset = f[name]
@@ -344,3 +351,116 @@ def pool_residues(values, offsets, *, method="mean"):
     reduce = np.add if method == "mean" else np.maximum
     pooled = reduce.reduceat(values, offsets[:-1], axis=0)
     return pooled / lengths[:, None] if method == "mean" else pooled
+
+
+def convert_residue_embeddings(src, dst, *, dtype=np.float16, chunk_rows=None, layer=None, progress=False):
+    """Write per-residue embeddings to one chunked HDF5 matrix of residues, in bounded memory.
+
+    The output holds ``embeddings`` (one row per residue, chunked like
+    `convert_embeddings`' output), ``ids`` (one per protein) and ``offsets``
+    (``n_proteins + 1`` int64: rows ``offsets[i]:offsets[i + 1]`` are the
+    residues of ``ids[i]``), so that a residue-level SAE trains on
+    ``h5py.File(dst)["embeddings"]`` with the on-disk fit, and
+    :func:`load_residue_embeddings` reads it back. One protein's residues
+    are held at a time (a block of rows for the write): memory does not
+    grow with the file.
+
+    Parameters
+    ----------
+    src : str or os.PathLike
+        Per-residue HDF5 (UniProt, ProtTrans, bio_embeddings) or a directory
+        of ESM ``per_tok`` ``.pt`` files.
+    dst : str or os.PathLike
+        The file to write; replaced when complete.
+    dtype : numpy dtype, default=np.float16
+    chunk_rows : int, default=None
+        Residues per chunk; ``None`` fills 128 KiB.
+    layer : int, default=None
+        The ESM layer.
+    progress : bool, default=False
+        A tqdm progress bar, counted in proteins.
+
+    Returns
+    -------
+    path : pathlib.Path
+    """
+    src, dst = Path(src), Path(dst)
+    dtype = np.dtype(dtype)
+    proteins, close = _residue_source(src, layer)
+    try:
+        return _write_residues(proteins, src, dst, dtype, chunk_rows, progress)
+    finally:
+        close()
+
+
+def _write_residues(proteins, src, dst, dtype, chunk_rows, progress):
+    import h5py
+
+    from .._atomic import atomic_file
+    from ._checks import _progress_bar
+
+    ids = _check_ids([name for name, _, _ in proteins], what=f"the ids of {str(src)!r}")
+    lengths = np.array([length for _, length, _ in proteins], dtype=np.int64)
+    widths = {width for _, _, (width, _) in proteins}
+    if len(widths) != 1:
+        raise ValueError(f"{str(src)!r} holds residue vectors of different widths: {sorted(widths)}.")
+    width = widths.pop()
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    if chunk_rows is None:
+        chunk_rows = max(1, (128 * 1024) // (width * dtype.itemsize))
+    chunk_rows = int(min(chunk_rows, max(int(offsets[-1]), 1)))
+    with atomic_file(dst, suffix=".h5") as temporary, h5py.File(temporary, "w") as target:
+        embeddings = target.create_dataset("embeddings", shape=(int(offsets[-1]), width), dtype=dtype,
+                                           chunks=(chunk_rows, width))
+        with _progress_bar(len(proteins), enabled=progress) as bar:
+            for (name, _, (_, read)), start in zip(proteins, offsets[:-1]):
+                block = np.asarray(read(), dtype=np.float32)
+                bad = first_nonfinite_row(block)
+                if bad is not None:
+                    raise ValueError(f"{str(src)!r}: residue {bad} of {name!r} holds NaN or infinite values.")
+                with np.errstate(over="ignore"):
+                    cast = block.astype(dtype)
+                if not np.isfinite(cast).all():
+                    raise ValueError(f"{str(src)!r}: a residue of {name!r} overflows {dtype.name}; use float32.")
+                embeddings[start : start + len(block)] = cast
+                bar.update(1)
+        target.create_dataset("ids", data=ids, dtype=h5py.string_dtype())
+        target.create_dataset("offsets", data=offsets)
+    return dst
+
+
+def _residue_source(src: Path, layer):
+    """``([(id, n_residues, (width, read))], close)`` for every protein: only shapes are read until ``read()``."""
+    fmt = detect_format(src)
+    if fmt == "esm":
+        files = sorted(src.glob("*.pt")) if src.is_dir() else [src]
+
+        def reader(file):
+            def read():
+                entry = _load_esm_file(file)
+                return entry["representations"][_esm_layer(file, entry["representations"], layer)].float().numpy()
+            return read
+
+        proteins = []
+        for file in files:  # each file once for its shape; once more when it is written
+            entry = _load_esm_file(file)
+            layers = entry.get("representations")
+            if not isinstance(layers, dict) or not layers:
+                raise ValueError(f"{str(file)!r} has no per-residue 'representations'; extract with --include per_tok.")
+            block = layers[_esm_layer(file, layers, layer)]
+            proteins.append((entry["label"], int(block.shape[0]), (int(block.shape[1]), reader(file))))
+        return proteins, lambda: None
+    if fmt != "hdf5":
+        raise ValueError(f"Per-residue embeddings are read from HDF5 or ESM .pt files, not format {fmt!r}.")
+    import h5py
+
+    handle = h5py.File(src, "r")  # open while the readers read; the caller closes it
+    proteins = []
+    for name in handle.keys():
+        dataset = handle[name]
+        if not isinstance(dataset, h5py.Dataset) or dataset.ndim != 2:
+            raise ValueError(f"{str(src)!r}: entry {name!r} is not a (length, d) matrix of residues.")
+        original = dataset.attrs.get("original_id")
+        label = name if original is None else (original.decode() if isinstance(original, bytes) else str(original))
+        proteins.append((label, int(dataset.shape[0]), (int(dataset.shape[1]), lambda d=dataset: d[()])))
+    return proteins, handle.close

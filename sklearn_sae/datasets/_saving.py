@@ -10,7 +10,8 @@ import numpy as np
 from .._atomic import atomic_file
 from .._blocks import first_nonfinite_row
 from ._checks import _NUMERIC_KINDS, _check_float_dtype, _check_ids, _check_readable_hdf5, _check_writable_path, _is_int, _progress_bar
-from ._layouts import _fill_uniprot_rows, _layout_of, _matrix_datasets, _uniprot_reference_length
+from ._formats import detect_format
+from ._layouts import _fill_uniprot_rows, load_embeddings, _layout_of, _matrix_datasets, _uniprot_reference_length
 
 
 _LAYOUTS = ("uniprot", "matrix")
@@ -142,8 +143,14 @@ _BLOCK_BYTES = 32 * 1024 * 1024
 _COMPRESSIONS = (None, "gzip", "lzf")
 
 
-def convert_embeddings(src, dst, *, dtype=np.float16, compression=None, chunk_rows=None, progress=False):
+def convert_embeddings(src, dst, *, dtype=np.float16, compression=None, chunk_rows=None, progress=False,
+                       layer=None):
     """Convert an embeddings file to the chunked ``"matrix"`` layout.
+
+    ``src`` may also be in any other format `load_embeddings` reads (ESM
+    ``.pt`` files, with ``layer``; ``.npy``, ``.npz``, CSV, Parquet): those
+    are loaded whole first, so only the HDF5 layouts convert in bounded
+    memory. Per-residue files convert with `convert_residue_embeddings`.
 
     UniProt's ``per-protein.h5`` stores one dataset per protein, and opening
     an HDF5 object costs far more than reading its 1024 numbers, so random
@@ -222,29 +229,54 @@ def convert_embeddings(src, dst, *, dtype=np.float16, compression=None, chunk_ro
     >>> load_embeddings(dst)[0]
     array(['P1', 'P2', 'P3'], dtype=object)
     """
-    src = _check_readable_hdf5(src)
+    in_hdf5 = detect_format(src) == "hdf5"
+    if in_hdf5:
+        src = _check_readable_hdf5(src)
     dtype = _check_float_dtype(dtype)
     if compression not in _COMPRESSIONS:
         raise ValueError(f"compression must be one of {_COMPRESSIONS}, got {compression!r}.")
     if chunk_rows is not None and (not _is_int(chunk_rows) or chunk_rows < 1):
         raise ValueError(f"chunk_rows must be a positive integer or None, got {chunk_rows!r}.")
     dst = _check_writable_path(dst)
+    if not in_hdf5:
+        ids, X = load_embeddings(src, dtype=np.float32, layer=layer)
+        return _write_matrix(dst, ids, X.shape[1], *_array_source(ids, X, src), dtype=dtype,
+                             compression=compression, chunk_rows=chunk_rows, progress=progress)
+    if layer is not None:
+        raise ValueError("layer= applies to ESM .pt files only.")
     with h5py.File(src, "r") as source:
         ids, n_features, fill_rows, describe_row = _row_source(source, src)
-        if chunk_rows is None:
-            chunk_rows = max(1, _CHUNK_BYTES // (n_features * dtype.itemsize))
-        chunk_rows = min(chunk_rows, len(ids))
-        with atomic_file(dst, suffix=".h5") as temporary, h5py.File(temporary, "w") as target:
-            embeddings = target.create_dataset(
-                "embeddings",
-                shape=(len(ids), n_features),
-                dtype=dtype,
-                chunks=(chunk_rows, n_features),
-                compression=compression,
-                shuffle=compression is not None,
-            )
-            _copy_rows(fill_rows, describe_row, embeddings, progress=progress)
-            target.create_dataset("ids", data=ids, dtype=h5py.string_dtype())
+        return _write_matrix(dst, ids, n_features, fill_rows, describe_row, dtype=dtype, compression=compression,
+                             chunk_rows=chunk_rows, progress=progress)
+
+
+def _array_source(ids, X, path):
+    """``(fill_rows, describe_row)`` over rows already in memory."""
+    def fill_rows(start, stop, out):
+        out[: stop - start] = X[start:stop]
+
+    def describe_row(row):
+        return f"Embeddings file {str(path)!r}: the vector of {ids[row]!r}"
+
+    return fill_rows, describe_row
+
+
+def _write_matrix(dst, ids, n_features, fill_rows, describe_row, *, dtype, compression, chunk_rows, progress):
+    """Write rows from ``fill_rows`` to the chunked matrix layout at ``dst``; return the path."""
+    if chunk_rows is None:
+        chunk_rows = max(1, _CHUNK_BYTES // (n_features * dtype.itemsize))
+    chunk_rows = min(chunk_rows, len(ids))
+    with atomic_file(dst, suffix=".h5") as temporary, h5py.File(temporary, "w") as target:
+        embeddings = target.create_dataset(
+            "embeddings",
+            shape=(len(ids), n_features),
+            dtype=dtype,
+            chunks=(chunk_rows, n_features),
+            compression=compression,
+            shuffle=compression is not None,
+        )
+        _copy_rows(fill_rows, describe_row, embeddings, progress=progress)
+        target.create_dataset("ids", data=ids, dtype=h5py.string_dtype())
     return dst
 
 
