@@ -33,7 +33,7 @@ from sklearn_sae.datasets import load_embeddings, load_protein_labels, make_spar
 from sklearn_sae.evaluate import core_metrics, feature_splitting, ground_truth_recovery, sparse_probing
 
 ROOT = Path(__file__).resolve().parents[1]
-ACTIVATIONS = ("relu", "topk", "gumbel_topk")
+ACTIVATIONS = ("relu", "topk", "gumbel_topk", "batchtopk")
 
 
 def _fit(X, activation, seed, args):
@@ -56,7 +56,7 @@ def bench_suite(args):
         n_samples=8000, n_features=64, n_atoms=128, n_active=4, random_state=0
     )
     rows = []
-    for activation in ACTIVATIONS:
+    for activation in args.activations:
         for seed in args.seeds:
             start = time.perf_counter()
             sae = _fit(X[train], activation, seed, args)
@@ -85,7 +85,7 @@ def bench_suite(args):
           "mean [min, max]:\n")
     print("| activation | " + " | ".join(columns) + " |")
     print("|---|" + "---:|" * len(columns))
-    for activation in ACTIVATIONS:
+    for activation in args.activations:
         cells = [f"{summary.loc[activation, (c, 'mean')]:.3g} [{summary.loc[activation, (c, 'min')]:.3g}, "
                  f"{summary.loc[activation, (c, 'max')]:.3g}]" for c in columns]
         print(f"| {activation} | " + " | ".join(cells) + " |")
@@ -125,6 +125,7 @@ def main():
     kinds = ["suite", "speed"]
     parser.add_argument("what", nargs="*", help=f"any of {', '.join(kinds)} (default: all)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--activations", nargs="+", default=list(ACTIVATIONS), choices=ACTIVATIONS)
     parser.add_argument("--n-latents", type=int, default=1024)
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=10)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-__all__ = ["ReLU", "TopK", "GumbelTopK", "GUMBEL_CANDIDATES", "TopKSelection", "make_activation", "dense_codes", "code_activity"]
+__all__ = ["ReLU", "TopK", "GumbelTopK", "BatchTopK", "GUMBEL_CANDIDATES", "TopKSelection", "make_activation", "dense_codes", "code_activity"]
 
 HARD_TAU = 1e-6
 """At or below this temperature the Gumbel noise can only reorder pre-activations closer than about
@@ -221,14 +221,66 @@ class GumbelTopK(TopK):
         return torch.relu(z_pre) * mask
 
 
+class BatchTopK(nn.Module):
+    """BatchTopK (Bussmann et al. 2024): the ``k * batch`` largest activations of a whole batch in training.
+
+    In training, the ``k * n_rows`` largest ReLU'd pre-activations of the
+    batch are kept, wherever they are, so rows use more or fewer latents and
+    the mean L0 is ``k``. The codes would then depend on the batch; at
+    inference a latent fires where its pre-activation exceeds one global
+    threshold ``theta`` instead, so codes are a function of the row alone.
+    ``theta`` is a running average of the smallest kept positive activation
+    of each training batch, ``theta <- theta + 0.01 * (min - theta)`` (the
+    rate of the paper and of SAELens; dictionary_learning uses 0.001 and
+    starts after 1,000 steps), started at the first batch's value. It is a
+    buffer, so saving, loading, pickling and checkpoints carry it. In a
+    data-parallel fit it is averaged over the processes after every step
+    (:class:`sklearn_sae._distributed.SyncThreshold`).
+
+    Parameters
+    ----------
+    k : int
+        Mean non-zeros per row in training.
+    """
+
+    THRESHOLD_RATE = 0.01
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = k
+        self.register_buffer("threshold", torch.zeros(()))
+        self.register_buffer("n_updates", torch.zeros((), dtype=torch.long))
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}"
+
+    def forward(self, z_pre: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return torch.relu(z_pre) * (z_pre > self.threshold.to(z_pre.dtype))
+        flat = torch.relu(z_pre).flatten()
+        kept, positions = flat.topk(min(self.k * z_pre.shape[0], flat.numel()), sorted=False)
+        self._update_threshold(kept.detach())
+        return torch.zeros_like(flat).scatter(0, positions, kept).view_as(z_pre)
+
+    @torch.no_grad()
+    def _update_threshold(self, kept: torch.Tensor) -> None:
+        # Without a host sync: a batch with no positive kept value leaves theta as it was.
+        smallest = torch.where(kept > 0, kept, torch.inf).min().float()
+        updated = torch.where(self.n_updates > 0, torch.lerp(self.threshold, smallest, self.THRESHOLD_RATE), smallest)
+        self.threshold.copy_(torch.where(torch.isfinite(smallest), updated, self.threshold))
+        self.n_updates.add_(torch.isfinite(smallest).long())
+
+
 def make_activation(
     name: str, *, k: int, tau_start: float, tau_end: float, anneal_steps: int, candidates: str = "positive"
 ) -> nn.Module:
-    """Build the activation module called ``name`` (``relu``, ``topk``, ``gumbel_topk``)."""
+    """Build the activation module called ``name`` (``relu``, ``topk``, ``gumbel_topk``, ``batchtopk``)."""
     if name == "relu":
         return ReLU()
     if name == "topk":
         return TopK(k)
+    if name == "batchtopk":
+        return BatchTopK(k)
     if name == "gumbel_topk":
         return GumbelTopK(k, tau_start=tau_start, tau_end=tau_end, anneal_steps=anneal_steps, candidates=candidates)
-    raise ValueError(f"Unknown activation {name!r}; expected 'relu', 'topk' or 'gumbel_topk'.")
+    raise ValueError(f"Unknown activation {name!r}; expected 'relu', 'topk', 'gumbel_topk' or 'batchtopk'.")

@@ -54,6 +54,7 @@ __all__ = [
     "GlobalEpochMetrics",
     "BroadcastWeights",
     "SyncFiringCounts",
+    "SyncThreshold",
     "make_accelerator",
     "is_main_process",
 ]
@@ -299,6 +300,22 @@ class SyncFiringCounts(Callback):
         self.before_ = None
 
 
+class SyncThreshold(Callback):
+    """Average a learned inference threshold (BatchTopK's ``theta``) over the processes after every step.
+
+    Each process updates ``theta`` from its own batch during the forward
+    pass, after DDP has broadcast the buffers; averaging after the step keeps
+    one threshold everywhere, the running average of the processes' batch
+    minima.
+    """
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        threshold = getattr(net.module_.activation, "threshold", None)
+        if training and threshold is not None and _is_distributed(net):
+            torch.distributed.all_reduce(threshold, op=torch.distributed.ReduceOp.SUM)
+            threshold.div_(net.accelerator.num_processes)
+
+
 def _is_distributed(net) -> bool:
     accelerator = getattr(net, "accelerator", None)
     return accelerator is not None and accelerator.num_processes > 1
@@ -380,6 +397,7 @@ class DataParallel:
             if name == "init_pre_bias":
                 adapted.append(("broadcast_weights", BroadcastWeights()))
                 adapted.append(("sync_firing_counts", SyncFiringCounts()))
+                adapted.append(("sync_threshold", SyncThreshold()))
         return adapted
 
     def steps_per_epoch(self, units) -> int:

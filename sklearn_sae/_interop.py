@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from ._activations import GumbelTopK, TopK
+from ._activations import BatchTopK, GumbelTopK, TopK
 from ._atomic import atomic_directory
 from ._model import LAYER_NORM_EPS
 from ._persistence import SavedModel, read_safetensors
@@ -117,12 +117,22 @@ def _activation_name(activation) -> str:
     """The estimator's name of a fitted activation module."""
     if isinstance(activation, GumbelTopK):
         return "gumbel_topk"
+    if isinstance(activation, BatchTopK):
+        return "batchtopk"
     return "topk" if isinstance(activation, TopK) else "relu"
 
 
 def _exported_activation(activation, module, format, as_topk):
     """``("relu" | "topk", k)`` the export will use, or why this activation cannot be exported as asked."""
     n_latents = module.n_latents
+    if activation == "batchtopk":
+        # Its inference is a JumpReLU with every threshold equal to theta, which SAELens can hold; writing it
+        # (and reading it back) is not built yet, and sparsify has Top-K coders only.
+        raise ValueError(
+            f"activation='batchtopk' cannot be exported to {format} yet: at inference it keeps every activation "
+            "above one learned threshold, which sparsify's Top-K coders cannot compute; SAELens's JumpReLU could, "
+            "but this version does not write it. Save it with save() instead."
+        )
     if activation == "topk":
         return "topk", module.activation.k
     if activation == "gumbel_topk":

@@ -340,7 +340,7 @@ class ModelSpec:
     ----------
     n_features, n_latents : int
         Input width and number of latents.
-    activation : {"relu", "topk", "gumbel_topk"}
+    activation : {"relu", "topk", "gumbel_topk", "batchtopk"}
     k : int
         Latents kept per row (the top-k activations).
     normalize, tied : bool

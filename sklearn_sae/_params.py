@@ -38,12 +38,12 @@ ANNEAL_FRACTION = 0.005
 (benchmarks/bench_gumbel.py: short, early noise revives the latents that Top-K leaves dead from the
 start; a longer noisy phase drifts the latent bias down and kills them instead)."""
 
-DEFAULT_L1_COEF = {"relu": 1e-3, "topk": 0.0, "gumbel_topk": 0.0}
+DEFAULT_L1_COEF = {"relu": 1e-3, "topk": 0.0, "gumbel_topk": 0.0, "batchtopk": 0.0}
 """``l1_coef=None`` means this: ReLU needs the penalty to be sparse, Top-K does not."""
 
 PARAMETER_CONSTRAINTS: dict = {
     "n_latents": [Interval(Integral, 1, None, closed="left"), None],
-    "activation": [StrOptions({"relu", "topk", "gumbel_topk"})],
+    "activation": [StrOptions({"relu", "topk", "gumbel_topk", "batchtopk"})],
     "k": [Interval(Integral, 1, None, closed="left")],
     "l1_coef": [Interval(Real, 0, None, closed="left"), None],
     "normalize": ["boolean"],

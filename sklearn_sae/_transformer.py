@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.history import History
 
 from . import _interop, _persistence
-from ._activations import GumbelTopK, TopK, TopKSelection
+from ._activations import GumbelTopK, ReLU, TopK, TopKSelection
 from ._blocks import block_rows_for, check_on_disk, fvu_over_blocks, is_on_disk, iter_row_blocks
 from ._checkpoint import training_fingerprint
 from ._defaults import DEAD_WARNING_FRACTION
@@ -55,13 +55,18 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         proteins of width 1,900 that is about 1,000 latents, not 7,600, most
         of which would have died. ``partial_fit``, which does not know the
         rows in advance, takes ``4 * n_features``.
-    activation : {"topk", "gumbel_topk", "relu"}, default="topk"
+    activation : {"topk", "gumbel_topk", "batchtopk", "relu"}, default="topk"
         ``"topk"`` keeps the ``k`` largest pre-activations of each row (after
         a ReLU), so each row has at most ``k`` non-zeros. ``"gumbel_topk"``
         does the same at inference, but starts training with Gumbel noise in
         the selection and a temperature that anneals linearly to hard Top-K
         (see ``anneal_steps``), which gives every latent a chance to learn
         before the selection hardens: fewer dead latents than ``"topk"``.
+        ``"batchtopk"`` (Bussmann et al. 2024) keeps the ``k * batch_size``
+        largest activations of each training batch, so rows use more or fewer
+        latents with a mean L0 of ``k``; at inference a latent fires where
+        its pre-activation exceeds one learned threshold, so codes do not
+        depend on the batch and a row's L0 varies (CSR output stays sparse).
         ``"relu"`` gives dense codes made sparse by the L1 penalty.
     k : int, default=32
         Non-zeros per row for the top-k activations; ignored by ``"relu"``.
@@ -932,7 +937,7 @@ def _warn_if_unhealthy(net) -> None:
     dead = net.history[-1, "train_dead_fraction"]
     if dead <= DEAD_WARNING_FRACTION:
         return
-    if isinstance(net.module_.activation, TopK):  # and GumbelTopK
+    if not isinstance(net.module_.activation, ReLU):  # the top-k activations
         revive = "keep aux_k='auto' (AuxK revives dead latents)"
     else:  # AuxK is for the top-k activations; ReLU's latents are pushed to zero by the L1 penalty
         revive = "lower l1_coef (the L1 penalty pushes latents to zero)"

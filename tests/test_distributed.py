@@ -334,3 +334,19 @@ def test_distributed_refuses_what_it_cannot_keep_in_step(tmp_path):
     with pytest.raises(ValueError, match="checkpoint_dir is not supported with distributed=True"):
         sae.set_params(checkpoint_dir=tmp_path / "ckpt").fit(X)
     assert not (tmp_path / "ckpt").exists()
+
+
+def _fit_batchtopk(folder):
+    """Run in each launched process: a data-parallel BatchTopK fit; write down its threshold and weights."""
+    estimator = _estimator(activation="batchtopk").fit(_data())
+    rank = torch.distributed.get_rank()
+    with open(folder / f"rank{rank}.pkl", "wb") as file:
+        pickle.dump(estimator.net_.module_.state_dict(), file)
+
+
+def test_a_data_parallel_batchtopk_fit_ends_with_one_threshold_everywhere(tmp_path):
+    _launch(_fit_batchtopk, tmp_path)
+    states = [pickle.loads((tmp_path / f"rank{rank}.pkl").read_bytes()) for rank in range(2)]
+    assert float(states[0]["activation.threshold"]) > 0
+    for name, tensor in states[0].items():  # the threshold too: averaged over the processes every step
+        assert torch.equal(tensor, states[1][name]), name

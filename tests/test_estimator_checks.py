@@ -28,6 +28,7 @@ ESTIMATORS = [
     _small(activation="gumbel_topk", anneal_steps=0.5),
     _small(activation="topk", sparse_output=True),
     _small(activation="gumbel_topk", tied=False, normalize=False, sparse_output=True),
+    _small(activation="batchtopk", sparse_output=True),
 ]
 
 

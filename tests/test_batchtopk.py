@@ -1,0 +1,91 @@
+"""BatchTopK: k * batch activations kept in training, one learned threshold at inference."""
+
+import pickle
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from sklearn_sae import SparseAutoencoderTransformer
+from sklearn_sae._activations import BatchTopK
+from sklearn_sae.datasets import make_sparse_signals
+
+
+@pytest.fixture(scope="module")
+def X():
+    return make_sparse_signals(n_samples=800, n_features=16, n_atoms=32, n_active=3, random_state=0)[0]
+
+
+def _fit(X, **params):
+    defaults = dict(activation="batchtopk", n_latents=32, k=4, max_epochs=3, device="cpu", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return SparseAutoencoderTransformer(**{**defaults, **params}).fit(X)
+
+
+def test_training_keeps_k_times_batch_activations_anywhere_in_the_batch():
+    activation = BatchTopK(k=3).train()
+    z_pre = torch.randn(8, 20)
+    z_pre[0] += 10  # one row takes most of the batch's budget
+    codes = activation(z_pre)
+    assert int((codes != 0).sum()) == 3 * 8
+    assert int((codes[0] != 0).sum()) > 3  # rows use more or fewer latents than k
+    kept = torch.relu(z_pre).flatten().topk(24).values
+    assert torch.equal(codes.flatten().sort().values[-24:], kept.sort().values)
+    assert float(activation.threshold) == pytest.approx(float(kept.min()))  # first batch: its smallest kept value
+
+
+def test_the_threshold_is_a_running_average_and_inference_uses_it():
+    activation = BatchTopK(k=2).train()
+    first, second = torch.rand(4, 10) + 1, torch.rand(4, 10) + 2
+    activation(first)
+    theta = float(activation.threshold)
+    activation(second)
+    smallest = float(torch.relu(second).flatten().topk(8).values.min())
+    assert float(activation.threshold) == pytest.approx(theta + 0.01 * (smallest - theta), rel=1e-6)
+    activation.eval()
+    z_pre = torch.tensor([[0.5, theta, 5.0]])
+    activation.threshold.fill_(1.0)
+    assert activation(z_pre).tolist() == [[0.0, theta if theta > 1 else 0.0, 5.0]]
+
+
+def test_fit_has_mean_training_l0_k_and_codes_that_do_not_depend_on_the_batch(X):
+    sae = _fit(X)
+    assert np.allclose(sae.history_[:, "train_l0"], 4.0)
+    assert float(sae.net_.module_.activation.threshold) > 0
+    together = sae.transform(X)
+    one_by_one = np.vstack([sae.transform(X[i : i + 1]) for i in range(20)])
+    np.testing.assert_array_equal(one_by_one != 0, together[:20] != 0)
+    np.testing.assert_allclose(one_by_one, together[:20], rtol=1e-5, atol=1e-6)
+
+
+def test_csr_reruns_save_load_pickle_and_partial_fit(X, tmp_path):
+    sae = _fit(X)
+    np.testing.assert_array_equal(sae.transform(X), _fit(X).transform(X))  # bit-identical on the CPU
+    sparse = sae.set_params(sparse_output=True).transform(X)
+    assert sp.isspmatrix_csr(sparse)
+    np.testing.assert_array_equal(sparse.toarray(), sae.set_params(sparse_output=False).transform(X))
+    sae.save(tmp_path / "model")
+    loaded = SparseAutoencoderTransformer.load(tmp_path / "model")
+    assert float(loaded.net_.module_.activation.threshold) == float(sae.net_.module_.activation.threshold)
+    np.testing.assert_array_equal(loaded.transform(X), sae.transform(X))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(sae)).transform(X), sae.transform(X))
+    incremental = SparseAutoencoderTransformer(activation="batchtopk", n_latents=32, k=4, device="cpu",
+                                               random_state=0, lr=1e-3)
+    for block in np.array_split(X, 4):
+        incremental.partial_fit(block)
+    assert float(incremental.net_.module_.activation.threshold) > 0
+
+
+def test_on_disk_fit_and_export_refusals(X, tmp_path):
+    with h5py.File(tmp_path / "X.h5", "w") as f:
+        f["X"] = X
+    with h5py.File(tmp_path / "X.h5", "r") as f:
+        sae = _fit(f["X"])
+        assert sae.transform(f["X"]).shape == (800, 32)
+    for format in ("sparsify", "saelens"):
+        with pytest.raises(ValueError, match="batchtopk.*cannot be exported"):
+            sae.export(tmp_path / format, format, normalization="standardized")
