@@ -102,6 +102,9 @@ def export_model(module, directory, format, *, unit_norm_decoder: bool, normaliz
         "layer_norm_eps": LAYER_NORM_EPS,
         "tied": bool(module.tied),
     }
+    if architecture == "jumprelu":
+        marker["k"] = int(k)  # the training budget, which a JumpReLU file does not hold
+        weights["threshold"] = module.activation.threshold.detach().float().cpu().expand(n_latents).clone()
     if format == "sparsify":
         unit_norm_decoder = not module.tied and unit_norm_decoder
         config, tensors, weights_file = _sparsify_files(weights, k, n_features, n_latents, unit_norm_decoder)
@@ -126,13 +129,14 @@ def _exported_activation(activation, module, format, as_topk):
     """``("relu" | "topk", k)`` the export will use, or why this activation cannot be exported as asked."""
     n_latents = module.n_latents
     if activation == "batchtopk":
-        # Its inference is a JumpReLU with every threshold equal to theta, which SAELens can hold; writing it
-        # (and reading it back) is not built yet, and sparsify has Top-K coders only.
-        raise ValueError(
-            f"activation='batchtopk' cannot be exported to {format} yet: at inference it keeps every activation "
-            "above one learned threshold, which sparsify's Top-K coders cannot compute; SAELens's JumpReLU could, "
-            "but this version does not write it. Save it with save() instead."
-        )
+        if format == "sparsify":
+            raise ValueError(
+                "activation='batchtopk' cannot be exported to sparsify: at inference it keeps every activation "
+                "above one learned threshold, a variable number per row, which sparsify's Top-K coders cannot "
+                "compute. Export it to format='saelens' (as a JumpReLU SAE), or save it with save()."
+            )
+        # At inference it is a JumpReLU whose thresholds all equal theta, as SAELens saves BatchTopK SAEs.
+        return "jumprelu", module.activation.k
     if activation == "topk":
         return "topk", module.activation.k
     if activation == "gumbel_topk":
@@ -233,7 +237,7 @@ def _sparsify_files(weights, k, n_features, n_latents, unit_norm_decoder):
 
 def _saelens_files(weights, architecture, k, n_features, n_latents, normalization):
     config = {
-        "architecture": "standard" if architecture == "relu" else "topk",
+        "architecture": {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu"}[architecture],
         "d_in": n_features,
         "d_sae": n_latents,
         "dtype": "float32",
@@ -251,6 +255,8 @@ def _saelens_files(weights, architecture, k, n_features, n_latents, normalizatio
         "W_dec": weights["W_dec"],
         "b_dec": weights["pre_bias"],
     }
+    if architecture == "jumprelu":
+        tensors["threshold"] = weights["threshold"]
     return config, tensors, SAELENS_WEIGHTS_FILE
 
 
@@ -393,8 +399,9 @@ def _read_sparsify(directory):
     return weights, params
 
 
-SAELENS_ARCHITECTURES = {"standard": "relu", "topk": "topk"}
-"""SAELens architectures that import, and the activation each becomes."""
+SAELENS_ARCHITECTURES = {"standard": "relu", "topk": "topk", "jumprelu": "batchtopk"}
+"""SAELens architectures that import, and the activation each becomes (a JumpReLU only when all its
+thresholds are equal: a BatchTopK SAE at inference)."""
 
 
 def _read_saelens(directory):
@@ -404,8 +411,8 @@ def _read_saelens(directory):
     architecture = config.get("architecture", "standard")
     if architecture not in SAELENS_ARCHITECTURES:
         raise ValueError(
-            f"The {where} has architecture {architecture!r}; only {sorted(SAELENS_ARCHITECTURES)} (ReLU and "
-            "Top-K SAEs) compute what this package's model computes."
+            f"The {where} has architecture {architecture!r}; only {sorted(SAELENS_ARCHITECTURES)} (ReLU, Top-K, "
+            "and JumpReLU with one threshold for every latent) compute what this package's model computes."
         )
     if not config.get("apply_b_dec_to_input", True):
         raise ValueError(
@@ -439,6 +446,7 @@ def _read_saelens(directory):
             "b_enc": (n_latents,),
             "W_dec": (n_latents, n_features),
             "b_dec": (n_features,),
+            **({"threshold": (n_latents,)} if architecture == "jumprelu" else {}),
         },
         where,
     )
@@ -455,6 +463,14 @@ def _read_saelens(directory):
         "pre_bias": tensors["b_dec"],
         "b_lat": tensors["b_enc"],
     }
+    if architecture == "jumprelu":
+        threshold = tensors["threshold"]
+        if not bool((threshold == threshold[0]).all()) or float(threshold[0]) < 0:
+            raise ValueError(
+                f"The {where} is a JumpReLU SAE with per-latent thresholds; this package computes a JumpReLU "
+                "only with one non-negative threshold for every latent (a BatchTopK SAE at inference)."
+            )
+        weights["threshold"] = threshold[0].clone()
     return weights, params
 
 
@@ -476,6 +492,11 @@ def _saved_model(weights, params, marker) -> SavedModel:
         state_dict["W_dec"] = weights["W_dec"]
     if marker.get("activation") == "relu" and params.get("k") == n_latents:
         params = {**params, "activation": "relu"}  # our ReLU model, exported with as_topk=True
+    if "threshold" in weights:  # BatchTopK's inference threshold; the training budget k only our record knows
+        state_dict["activation.threshold"] = weights["threshold"]
+        state_dict["activation.n_updates"] = torch.ones((), dtype=torch.long)  # training on continues the average
+        if isinstance(marker.get("k"), int) and 1 <= marker["k"] <= n_latents:
+            params = {**params, "k": marker["k"]}
     params = {"n_latents": n_latents, "normalize": normalize, "tied": tied, **params}
     return SavedModel(
         params=params, n_features=n_features, n_latents=n_latents, anneal_steps=None, state_dict=state_dict,

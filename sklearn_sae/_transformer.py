@@ -842,6 +842,12 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
           rounding); but its Gumbel noise and temperature schedule cannot be
           carried, so it needs ``as_topk=True``, which says that training the
           exported model further would continue as plain Top-K.
+        - ``activation="batchtopk"``: SAELens only, written as a ``"jumprelu"``
+          SAE whose thresholds all equal the learned ``theta``, as SAELens
+          saves BatchTopK SAEs; it computes the same codes, and importing it
+          back gives a BatchTopK model again (its ``k`` from the record this
+          package writes beside the files). sparsify's coders are Top-K
+          only and cannot compute a threshold: refused.
         - ``normalize=True``: neither library standardises rows as this
           model does (zero mean, then division by ``sqrt(var + 1e-5)`` with
           the biased variance). ``normalization="standardized"`` exports the

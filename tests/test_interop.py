@@ -89,12 +89,12 @@ def test_sparsify_loads_export(sparsify, X, tmp_path, tied, activation):
     np.testing.assert_allclose(reconstruction, estimator.reconstruct(X), **TOLERANCE)
 
 
-@pytest.mark.parametrize("activation", ["topk", "relu"])
+@pytest.mark.parametrize("activation", ["topk", "relu", "batchtopk"])
 def test_saelens_loads_export(sae_lens, X, tmp_path, activation):
     estimator = fitted(X, activation=activation, normalize=False)
     estimator.export(tmp_path, "saelens")
     sae = sae_lens.SAE.load_from_disk(tmp_path)
-    assert sae.cfg.architecture() == {"topk": "topk", "relu": "standard"}[activation]
+    assert sae.cfg.architecture() == {"topk": "topk", "relu": "standard", "batchtopk": "jumprelu"}[activation]
     codes, reconstruction = saelens_outputs(sae, torch.from_numpy(X))
     np.testing.assert_allclose(codes, estimator.transform(X), **TOLERANCE)
     np.testing.assert_allclose(reconstruction, estimator.reconstruct(X), **TOLERANCE)
@@ -198,6 +198,7 @@ def test_export_needs_a_fitted_estimator(tmp_path):
         (dict(activation="relu", normalize=False), "saelens", {}),
         (dict(activation="relu", normalize=False), "sparsify", dict(as_topk=True)),
         (dict(activation="gumbel_topk", normalize=False), "saelens", dict(as_topk=True)),
+        (dict(activation="batchtopk", normalize=True), "saelens", dict(normalization="standardized")),
     ],
 )
 def test_round_trip_is_bit_identical(X, tmp_path, params, format, options):
@@ -276,7 +277,6 @@ def edit_config(directory, **changes):
         ("sparsify", dict(transcode=True), "transcoder"),
         ("sparsify", dict(activation="groupmax"), "activation='groupmax'"),
         ("sparsify", dict(multi_topk=True), "Multi-TopK"),
-        ("saelens", dict(architecture="jumprelu"), "architecture 'jumprelu'"),
         ("saelens", dict(architecture="gated"), "architecture 'gated'"),
         ("saelens", dict(normalize_activations="layer_norm"), "normalize_activations='layer_norm'"),
         ("saelens", dict(normalize_activations="expected_average_only_in"), "expected_average_only_in"),
@@ -347,3 +347,19 @@ def test_load_of_a_directory_in_no_known_format_names_what_it_expected(tmp_path)
     (tmp_path / "cfg.json").write_text("{}")
     with pytest.raises(ValueError, match="sklearn_sae.json"):
         SparseAutoencoderTransformer.load(tmp_path)
+
+
+def test_a_jumprelu_with_per_latent_thresholds_is_refused(X, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    fitted(X, activation="batchtopk", normalize=False).export(tmp_path, "saelens")
+    tensors = load_file(tmp_path / "sae_weights.safetensors")
+    tensors["threshold"] = torch.linspace(0.1, 1.0, N_LATENTS)
+    save_file(tensors, tmp_path / "sae_weights.safetensors")
+    with pytest.raises(ValueError, match="per-latent thresholds"):
+        SparseAutoencoderTransformer.load(tmp_path)
+
+
+def test_batchtopk_is_refused_by_sparsify(X, tmp_path):
+    with pytest.raises(ValueError, match="batchtopk' cannot be exported to sparsify"):
+        fitted(X, activation="batchtopk", normalize=False).export(tmp_path, "sparsify")
