@@ -91,7 +91,7 @@ def main(argv=None):
     parser.add_argument("--batches", type=int, default=32, help="training batches per fit (one epoch)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--activations", default="topk,gumbel_topk,relu")
+    parser.add_argument("--activations", default="topk,gumbel_topk,batchtopk,relu")
     parser.add_argument("--no-amp", action="store_true")
     parser.add_argument("--quick", action="store_true", help="d=256, L=2048, batch 256: about a minute")
     args = parser.parse_args(argv)
