@@ -46,7 +46,7 @@ from skorch.hf import AccelerateMixin
 from skorch.utils import noop, to_tensor
 
 from ._rows import OnDiskRows, share_batches
-from ._training import EpochMetrics, SAENet
+from ._training import EpochMetrics, SAENet, to_float32
 
 __all__ = [
     "DataParallel",
@@ -189,8 +189,7 @@ class DistributedSAENet(AccelerateMixin, SAENet):
         x = to_tensor(x, device=self.device)
         with torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.amp):
             output = replica(x, **fit_params)
-        aux = output.aux_residual_hat
-        return output._replace(x_hat=output.x_hat.float(), aux_residual_hat=None if aux is None else aux.float())
+        return to_float32(output)
 
     def evaluation_step(self, batch, training=False):
         # The mixin gathers predictions from every process; the metrics are summed per process and added up at

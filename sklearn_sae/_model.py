@@ -53,6 +53,8 @@ class SAEOutput(NamedTuple):
     """Encoder output before the activation, ``(batch, n_latents)``; ``None`` on the sparse path."""
     aux_residual_hat: torch.Tensor | None = None
     """AuxK only (training with dead latents): the dead latents' reconstruction of ``x - x_hat``, input units."""
+    prefix_x_hats: tuple | None = None
+    """Matryoshka only: the reconstruction by each nested prefix of the dictionary (smallest first), input units."""
 
 
 def layer_norm_no_affine(x: torch.Tensor, eps: float = LAYER_NORM_EPS):
@@ -154,6 +156,11 @@ class SparseAutoencoder(nn.Module):
         latents reconstruct the residual (:func:`auxk_loss`); 0 turns it off.
     dead_window : int, default=10_000
         A latent is dead once it has not fired for this many training rows.
+    prefixes : tuple of int, default=()
+        Matryoshka (Bussmann et al. 2025; Nabeshima 2024): the sizes of the
+        nested prefixes of the dictionary that must each reconstruct the
+        input too; :meth:`forward` then also returns their reconstructions.
+        ``()`` is a plain SAE.
     """
 
     def __init__(
@@ -166,6 +173,7 @@ class SparseAutoencoder(nn.Module):
         tied: bool = True,
         aux_k: int = 0,
         dead_window: int = 10_000,
+        prefixes: tuple = (),
     ):
         super().__init__()
         self.n_features = n_features
@@ -174,6 +182,7 @@ class SparseAutoencoder(nn.Module):
         self.tied = tied
         self.aux_k = aux_k
         self.dead_window = dead_window
+        self.prefixes = tuple(int(size) for size in prefixes)
         self.activation = activation
         # Training rows seen since each latent last fired; a buffer so it survives pickling.
         self.register_buffer("rows_since_fired", torch.zeros(n_latents, dtype=torch.long))
@@ -266,7 +275,8 @@ class SparseAutoencoder(nn.Module):
         ``gumbel_topk`` in eval mode and once annealed. AuxK does not need
         the dense pre-activations: it encodes only the dead latents.
         """
-        return isinstance(self.activation, TopK) and self.activation.is_hard
+        # Matryoshka's prefix reconstructions need the codes' gradient, which the sparse kernels do not give.
+        return isinstance(self.activation, TopK) and self.activation.is_hard and not self.prefixes
 
     @torch.no_grad()
     def encode_topk(self, x: torch.Tensor) -> TopKSelection:
@@ -294,7 +304,13 @@ class SparseAutoencoder(nn.Module):
         if self.training:
             aux_residual_hat = self._auxk_residual(x_norm, sigma)
             self._track_firing(codes)
-        return SAEOutput(x_hat, codes, z_pre, aux_residual_hat)
+        prefix_x_hats = None
+        if self.prefixes:  # each prefix decodes with its own atoms only: a fraction of one decoder GEMM each
+            weight = self.decoder_weight
+            prefix_x_hats = tuple(
+                (codes[:, :size] @ weight[:size].to(codes.dtype) + self.pre_bias) * sigma + mu for size in self.prefixes
+            )
+        return SAEOutput(x_hat, codes, z_pre, aux_residual_hat, prefix_x_hats)
 
     @torch.no_grad()
     def _track_firing(self, codes) -> None:
@@ -354,6 +370,8 @@ class ModelSpec:
         batches (float) until :meth:`over_steps` resolves it.
     gumbel_candidates : str
         Which latents the Gumbel noise may select.
+    prefixes : tuple of int, default=()
+        Matryoshka's nested prefix sizes (``()``: off).
     """
 
     n_features: int
@@ -368,6 +386,7 @@ class ModelSpec:
     tau_end: float
     anneal_steps: int | float
     gumbel_candidates: str
+    prefixes: tuple = ()
 
     def over_steps(self, total_steps: int) -> "ModelSpec":
         """This spec with a fractional ``anneal_steps`` resolved against a fit of ``total_steps`` batches (at least 1)."""
@@ -385,7 +404,7 @@ class ModelSpec:
         )
         return dict(
             n_features=self.n_features, n_latents=self.n_latents, activation=activation, normalize=self.normalize,
-            tied=self.tied, aux_k=self.aux_k, dead_window=self.dead_window,
+            tied=self.tied, aux_k=self.aux_k, dead_window=self.dead_window, prefixes=self.prefixes,
         )
 
     def expected_tensors(self) -> dict:

@@ -27,6 +27,7 @@ __all__ = [
     "TrainingSettings",
     "check_params",
     "resolve_n_latents",
+    "matryoshka_prefixes",
     "model_spec",
     "training_settings",
 ]
@@ -71,6 +72,7 @@ PARAMETER_CONSTRAINTS: dict = {
     "verbose": ["verbose"],
     "checkpoint_dir": [str, os.PathLike, None],
     "distributed": ["boolean"],
+    "matryoshka": ["array-like", None],
 }
 """The estimator's ``_parameter_constraints``: every parameter, checked by sklearn's validation."""
 
@@ -117,11 +119,41 @@ def model_spec(params: dict, n_features: int, n_latents: int, *, anneal_steps: i
         anneal_steps = params["anneal_steps"]
         anneal_steps = int(anneal_steps) if isinstance(anneal_steps, Integral) else float(anneal_steps)
     return ModelSpec(
+        prefixes=matryoshka_prefixes(params, int(n_latents)),
         n_features=int(n_features), n_latents=int(n_latents), activation=activation, k=k,
         normalize=bool(params["normalize"]), tied=bool(params["tied"]), aux_k=aux_k, dead_window=dead_window,
         tau_start=float(params["tau_start"]), tau_end=float(params["tau_end"]), anneal_steps=anneal_steps,
         gumbel_candidates=params["gumbel_candidates"],
     )
+
+
+MATRYOSHKA_ACTIVATIONS = ("topk", "gumbel_topk", "batchtopk")
+
+
+def matryoshka_prefixes(params: dict, n_latents: int) -> tuple:
+    """The latents in each nested prefix of ``params["matryoshka"]`` (fractions), or ``()`` when it is None."""
+    fractions = params.get("matryoshka")
+    if fractions is None:
+        return ()
+    fractions = [float(fraction) for fraction in fractions]
+    if params["activation"] not in MATRYOSHKA_ACTIVATIONS:
+        raise ValueError(
+            f"matryoshka applies to the top-k activations {MATRYOSHKA_ACTIVATIONS}, not to "
+            f"activation={params['activation']!r}: its nested prefixes each reconstruct with the same codes, which "
+            "an L1 penalty would push apart. Set matryoshka=None or choose a top-k activation."
+        )
+    if not fractions or any(not 0 < fraction < 1 for fraction in fractions) or sorted(set(fractions)) != fractions:
+        raise ValueError(
+            f"matryoshka must hold increasing fractions of the dictionary in (0, 1), such as (1/16, 1/8, 1/4, 1/2); "
+            f"got {tuple(fractions)}. The whole dictionary is always the last level."
+        )
+    sizes = tuple(max(1, round(fraction * n_latents)) for fraction in fractions)
+    if sorted(set(sizes)) != list(sizes) or sizes[-1] >= n_latents:
+        raise ValueError(
+            f"matryoshka={tuple(fractions)} gives prefixes of {sizes} latents out of {n_latents}: they must be "
+            "distinct and smaller than the dictionary. Use fewer or coarser levels, or more latents."
+        )
+    return sizes
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,11 @@ class SAELoss(nn.Module):
     def forward(self, output: SAEOutput, x: torch.Tensor) -> LossTerms:
         nmse = nmse_loss(output.x_hat, x)
         l1 = l1_penalty(output.codes, x)
-        total = nmse + self.l1_coef * l1
+        reconstruction = nmse
+        if output.prefix_x_hats:  # Matryoshka: the mean NMSE over the nested prefixes and the whole dictionary
+            levels = [nmse_loss(prefix, x) for prefix in output.prefix_x_hats] + [nmse]
+            reconstruction = torch.stack(levels).mean()
+        total = reconstruction + self.l1_coef * l1
         if output.aux_residual_hat is not None and self.aux_coef > 0:
             total = total + self.aux_coef * auxk_loss(output.aux_residual_hat, output.x_hat, x)
         return LossTerms(total, nmse, l1)
@@ -148,11 +152,20 @@ class SAENet(NeuralNet):
         device_type = torch.device(self.device).type
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=self.amp):
             output = super().infer(x, **fit_params)
-        aux = output.aux_residual_hat
-        return output._replace(x_hat=output.x_hat.float(), aux_residual_hat=None if aux is None else aux.float())
+        return to_float32(output)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         return self.criterion_(y_pred, X.to(self.device)).total
+
+
+def to_float32(output: SAEOutput) -> SAEOutput:
+    """``output`` with its reconstructions in float32, whatever precision autocast computed them in."""
+    aux, prefixes = output.aux_residual_hat, output.prefix_x_hats
+    return output._replace(
+        x_hat=output.x_hat.float(),
+        aux_residual_hat=None if aux is None else aux.float(),
+        prefix_x_hats=None if prefixes is None else tuple(prefix.float() for prefix in prefixes),
+    )
 
 
 class _SplitTotals:
@@ -186,6 +199,10 @@ class _SplitTotals:
             "nonzeros": n_nonzero,
             "fired": fired,
         }
+        if output.prefix_x_hats:
+            batch["prefix_residuals"] = torch.stack(
+                [(prefix.detach() - x).square().sum(dtype=torch.float64) for prefix in output.prefix_x_hats]
+            )
         if self.sums is None:
             self.sums = batch
         else:
@@ -198,7 +215,12 @@ class _SplitTotals:
         n = self.n_rows
         total_variance = float(sums["x_square_sum"] - sums["x_sum"].square().sum() / n)
         residual = float(sums["residual"])
+        prefix_fvu = {}
+        if "prefix_residuals" in sums:
+            for level, prefix_residual in enumerate(sums["prefix_residuals"].tolist()):
+                prefix_fvu[f"fvu_level{level}"] = prefix_residual / total_variance if total_variance > 0 else 0.0
         return {
+            **prefix_fvu,
             "loss": float(sums["loss"]) / n,
             "nmse": float(sums["nmse"]) / max(int(sums["nmse_rows"]), 1),
             "fvu": residual / total_variance if total_variance > 0 else (0.0 if residual == 0 else float("inf")),
@@ -254,7 +276,8 @@ class EpochMetrics(Callback):
         for prefix, totals in self.totals_.items():
             if totals.n_rows:
                 results = totals.result()
-                for metric in EPOCH_METRICS:
+                levels = sorted(key for key in results if key.startswith("fvu_level"))
+                for metric in (*EPOCH_METRICS, *levels):  # Matryoshka: each nested prefix's FVU too
                     net.history.record(f"{prefix}_{metric}", results[metric])
         for name, X in (self.eval_sets or {}).items():
             results = self._score(net, X)
@@ -271,6 +294,10 @@ class EpochLog(PrintLog):
 
     In a log file the ANSI colour codes are noise; the table itself is unchanged.
     """
+
+    def _sorted_keys(self, keys):
+        # Matryoshka's per-level FVUs are for history_, not for the table.
+        return [key for key in super()._sorted_keys(keys) if "_fvu_level" not in key]
 
     def format_row(self, row, key, color):
         if not _stdout_is_terminal():

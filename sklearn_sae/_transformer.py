@@ -219,6 +219,19 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         opens the file itself and passes the same array, and each reads only
         its own windows of blocks from disk.
 
+    matryoshka : sequence of float, default=None
+        Matryoshka training (Bussmann et al. 2025; Nabeshima 2024) for the
+        top-k activations: increasing fractions of the dictionary, such as
+        ``(1/16, 1/8, 1/4, 1/2)``, whose prefixes (the first
+        ``round(f * n_latents)`` latents) must each reconstruct the input
+        with the same codes, the whole dictionary being the last level. The
+        loss is the mean NMSE over the levels (Bussmann et al.'s mean; other
+        versions weight or re-sample them), which pushes general features
+        into the early latents and their refinements into the later ones.
+        ``history_`` records each level's FVU as ``train_fvu_level0``, ... and
+        ``valid_fvu_level0``, .... At inference the model is its activation
+        alone. Training takes the dense path (no sparse Top-K kernels).
+        ``None`` is a plain SAE.
     Attributes
     ----------
     net_ : skorch.NeuralNet
@@ -304,6 +317,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         verbose=0,
         checkpoint_dir=None,
         distributed=False,
+        matryoshka=None,
     ):
         self.n_latents = n_latents
         self.activation = activation
@@ -334,6 +348,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self.verbose = verbose
         self.checkpoint_dir = checkpoint_dir
         self.distributed = distributed
+        self.matryoshka = matryoshka
 
     # ------------------------------------------------------------------ fit
 
