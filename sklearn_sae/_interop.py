@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from ._activations import BatchTopK, GumbelTopK, TopK
+from ._activations import BatchTopK, GumbelTopK, JumpReLU, TopK
 from ._atomic import atomic_directory
 from ._model import LAYER_NORM_EPS
 from ._persistence import SavedModel, read_safetensors
@@ -103,7 +103,8 @@ def export_model(module, directory, format, *, unit_norm_decoder: bool, normaliz
         "tied": bool(module.tied),
     }
     if architecture == "jumprelu":
-        marker["k"] = int(k)  # the training budget, which a JumpReLU file does not hold
+        if k is not None:
+            marker["k"] = int(k)  # BatchTopK's training budget, which a JumpReLU file does not hold
         weights["threshold"] = module.activation.threshold.detach().float().cpu().expand(n_latents).clone()
     if format == "sparsify":
         unit_norm_decoder = not module.tied and unit_norm_decoder
@@ -122,6 +123,8 @@ def _activation_name(activation) -> str:
         return "gumbel_topk"
     if isinstance(activation, BatchTopK):
         return "batchtopk"
+    if isinstance(activation, JumpReLU):
+        return "jumprelu"
     return "topk" if isinstance(activation, TopK) else "relu"
 
 
@@ -137,6 +140,13 @@ def _exported_activation(activation, module, format, as_topk):
             )
         # At inference it is a JumpReLU whose thresholds all equal theta, as SAELens saves BatchTopK SAEs.
         return "jumprelu", module.activation.k
+    if activation == "jumprelu":
+        if format == "sparsify":
+            raise ValueError(
+                "activation='jumprelu' cannot be exported to sparsify, whose coders are Top-K only: a JumpReLU "
+                "keeps every activation above its latent's threshold. Export it to format='saelens'."
+            )
+        return "jumprelu", None
     if activation == "topk":
         return "topk", module.activation.k
     if activation == "gumbel_topk":
@@ -399,9 +409,9 @@ def _read_sparsify(directory):
     return weights, params
 
 
-SAELENS_ARCHITECTURES = {"standard": "relu", "topk": "topk", "jumprelu": "batchtopk"}
-"""SAELens architectures that import, and the activation each becomes (a JumpReLU only when all its
-thresholds are equal: a BatchTopK SAE at inference)."""
+SAELENS_ARCHITECTURES = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}
+"""SAELens architectures that import, and the activation each becomes (a JumpReLU that this package
+exported from a BatchTopK model comes back as one)."""
 
 
 def _read_saelens(directory):
@@ -411,8 +421,8 @@ def _read_saelens(directory):
     architecture = config.get("architecture", "standard")
     if architecture not in SAELENS_ARCHITECTURES:
         raise ValueError(
-            f"The {where} has architecture {architecture!r}; only {sorted(SAELENS_ARCHITECTURES)} (ReLU, Top-K, "
-            "and JumpReLU with one threshold for every latent) compute what this package's model computes."
+            f"The {where} has architecture {architecture!r}; only {sorted(SAELENS_ARCHITECTURES)} (ReLU, Top-K "
+            "and JumpReLU SAEs) compute what this package's model computes."
         )
     if not config.get("apply_b_dec_to_input", True):
         raise ValueError(
@@ -465,12 +475,13 @@ def _read_saelens(directory):
     }
     if architecture == "jumprelu":
         threshold = tensors["threshold"]
-        if not bool((threshold == threshold[0]).all()) or float(threshold[0]) < 0:
+        if not bool((threshold > 0).all()):
             raise ValueError(
-                f"The {where} is a JumpReLU SAE with per-latent thresholds; this package computes a JumpReLU "
-                "only with one non-negative threshold for every latent (a BatchTopK SAE at inference)."
+                f"The {where} is a JumpReLU SAE with thresholds at or below 0; this package's JumpReLU learns "
+                "positive thresholds (as their logarithm), so it cannot hold them exactly."
             )
-        weights["threshold"] = threshold[0].clone()
+        weights["threshold"] = threshold
+        params["activation"] = "jumprelu"
     return weights, params
 
 
@@ -492,11 +503,16 @@ def _saved_model(weights, params, marker) -> SavedModel:
         state_dict["W_dec"] = weights["W_dec"]
     if marker.get("activation") == "relu" and params.get("k") == n_latents:
         params = {**params, "activation": "relu"}  # our ReLU model, exported with as_topk=True
-    if "threshold" in weights:  # BatchTopK's inference threshold; the training budget k only our record knows
-        state_dict["activation.threshold"] = weights["threshold"]
+    threshold = weights.get("threshold")
+    if threshold is not None and marker.get("activation") == "batchtopk" and bool((threshold == threshold[0]).all()):
+        # Our BatchTopK, exported as a JumpReLU: one threshold; the training budget k only our record knows.
+        params = {**params, "activation": "batchtopk"}
+        state_dict["activation.threshold"] = threshold[0].clone()
         state_dict["activation.n_updates"] = torch.ones((), dtype=torch.long)  # training on continues the average
         if isinstance(marker.get("k"), int) and 1 <= marker["k"] <= n_latents:
             params = {**params, "k": marker["k"]}
+    elif threshold is not None:
+        state_dict["activation.log_threshold"] = threshold.log()
     params = {"n_latents": n_latents, "normalize": normalize, "tied": tied, **params}
     return SavedModel(
         params=params, n_features=n_features, n_latents=n_latents, anneal_steps=None, state_dict=state_dict,

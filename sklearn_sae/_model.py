@@ -55,6 +55,8 @@ class SAEOutput(NamedTuple):
     """AuxK only (training with dead latents): the dead latents' reconstruction of ``x - x_hat``, input units."""
     prefix_x_hats: tuple | None = None
     """Matryoshka only: the reconstruction by each nested prefix of the dictionary (smallest first), input units."""
+    l0_penalty: torch.Tensor | None = None
+    """JumpReLU in training: the mean number of active latents a row, with a gradient for the thresholds."""
 
 
 def layer_norm_no_affine(x: torch.Tensor, eps: float = LAYER_NORM_EPS):
@@ -310,7 +312,8 @@ class SparseAutoencoder(nn.Module):
             prefix_x_hats = tuple(
                 (codes[:, :size] @ weight[:size].to(codes.dtype) + self.pre_bias) * sigma + mu for size in self.prefixes
             )
-        return SAEOutput(x_hat, codes, z_pre, aux_residual_hat, prefix_x_hats)
+        l0_penalty = getattr(self.activation, "l0_penalty", None) if self.training else None
+        return SAEOutput(x_hat, codes, z_pre, aux_residual_hat, prefix_x_hats, l0_penalty)
 
     @torch.no_grad()
     def _track_firing(self, codes) -> None:
@@ -356,7 +359,7 @@ class ModelSpec:
     ----------
     n_features, n_latents : int
         Input width and number of latents.
-    activation : {"relu", "topk", "gumbel_topk", "batchtopk"}
+    activation : {"relu", "topk", "gumbel_topk", "batchtopk", "jumprelu"}
     k : int
         Latents kept per row (the top-k activations).
     normalize, tied : bool
@@ -400,7 +403,7 @@ class ModelSpec:
             raise ValueError("anneal_steps is still a fraction; resolve it with ModelSpec.over_steps first.")
         activation = make_activation(
             self.activation, k=self.k, tau_start=self.tau_start, tau_end=self.tau_end,
-            anneal_steps=self.anneal_steps, candidates=self.gumbel_candidates,
+            anneal_steps=self.anneal_steps, candidates=self.gumbel_candidates, n_latents=self.n_latents,
         )
         return dict(
             n_features=self.n_features, n_latents=self.n_latents, activation=activation, normalize=self.normalize,

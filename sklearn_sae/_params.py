@@ -39,12 +39,12 @@ ANNEAL_FRACTION = 0.005
 (benchmarks/bench_gumbel.py: short, early noise revives the latents that Top-K leaves dead from the
 start; a longer noisy phase drifts the latent bias down and kills them instead)."""
 
-DEFAULT_L1_COEF = {"relu": 1e-3, "topk": 0.0, "gumbel_topk": 0.0, "batchtopk": 0.0}
+DEFAULT_L1_COEF = {"relu": 1e-3, "topk": 0.0, "gumbel_topk": 0.0, "batchtopk": 0.0, "jumprelu": 1e-3}
 """``l1_coef=None`` means this: ReLU needs the penalty to be sparse, Top-K does not."""
 
 PARAMETER_CONSTRAINTS: dict = {
     "n_latents": [Interval(Integral, 1, None, closed="left"), None],
-    "activation": [StrOptions({"relu", "topk", "gumbel_topk", "batchtopk"})],
+    "activation": [StrOptions({"relu", "topk", "gumbel_topk", "batchtopk", "jumprelu"})],
     "k": [Interval(Integral, 1, None, closed="left")],
     "l1_coef": [Interval(Real, 0, None, closed="left"), None],
     "normalize": ["boolean"],
@@ -87,7 +87,7 @@ def resolve_n_latents(params: dict, n_features: int, *, n_train: int | None = No
 
     ``n_train`` is the number of training rows when known (``fit``), which caps the default.
     """
-    sparse_codes = params["activation"] != "relu"
+    sparse_codes = params["activation"] not in ("relu", "jumprelu")  # k bounds the top-k activations only
     n_latents = params["n_latents"]
     if n_latents is None:
         n_latents = default_n_latents(n_features, k=params["k"], n_train=n_train, sparse_codes=sparse_codes)
@@ -97,7 +97,9 @@ def resolve_n_latents(params: dict, n_features: int, *, n_train: int | None = No
             "latents. Lower k or raise n_latents."
         )
     if isinstance(params["aux_k"], Integral) and not sparse_codes:
-        raise ValueError("aux_k applies to the top-k activations only; set aux_k=None for activation='relu'.")
+        raise ValueError(
+            f"aux_k applies to the top-k activations only; set aux_k=None for activation={params['activation']!r}."
+        )
     return int(n_latents)
 
 
@@ -109,7 +111,7 @@ def model_spec(params: dict, n_features: int, n_latents: int, *, anneal_steps: i
     parameter's, a fraction until a fit resolves it.
     """
     k, activation = int(params["k"]), params["activation"]
-    if activation == "relu" or params["aux_k"] is None:
+    if activation in ("relu", "jumprelu") or params["aux_k"] is None:
         aux_k = 0
     else:
         aux_k = default_aux_k(k, n_latents) if params["aux_k"] == "auto" else int(params["aux_k"])
@@ -183,7 +185,7 @@ class TrainingSettings:
 def training_settings(params: dict) -> TrainingSettings:
     """The training settings of ``params`` (checked already)."""
     l1_coef = DEFAULT_L1_COEF[params["activation"]] if params["l1_coef"] is None else float(params["l1_coef"])
-    uses_aux = params["activation"] != "relu" and params["aux_k"] is not None
+    uses_aux = params["activation"] not in ("relu", "jumprelu") and params["aux_k"] is not None
     return TrainingSettings(
         lr=params["lr"] if params["lr"] == "auto" else float(params["lr"]),
         max_epochs=params["max_epochs"] if params["max_epochs"] == "auto" else int(params["max_epochs"]),

@@ -81,7 +81,9 @@ class SAELoss(nn.Module):
         if output.prefix_x_hats:  # Matryoshka: the mean NMSE over the nested prefixes and the whole dictionary
             levels = [nmse_loss(prefix, x) for prefix in output.prefix_x_hats] + [nmse]
             reconstruction = torch.stack(levels).mean()
-        total = reconstruction + self.l1_coef * l1
+        # JumpReLU is made sparse by an L0 penalty (its thresholds' only gradient), the others by the L1 one.
+        sparsity = output.l0_penalty if output.l0_penalty is not None else l1
+        total = reconstruction + self.l1_coef * sparsity
         if output.aux_residual_hat is not None and self.aux_coef > 0:
             total = total + self.aux_coef * auxk_loss(output.aux_residual_hat, output.x_hat, x)
         return LossTerms(total, nmse, l1)

@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.history import History
 
 from . import _interop, _persistence
-from ._activations import GumbelTopK, ReLU, TopK, TopKSelection
+from ._activations import GumbelTopK, JumpReLU, ReLU, TopK, TopKSelection
 from ._blocks import block_rows_for, check_on_disk, fvu_over_blocks, is_on_disk, iter_row_blocks
 from ._checkpoint import training_fingerprint
 from ._defaults import DEAD_WARNING_FRACTION
@@ -55,7 +55,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         proteins of width 1,900 that is about 1,000 latents, not 7,600, most
         of which would have died. ``partial_fit``, which does not know the
         rows in advance, takes ``4 * n_features``.
-    activation : {"topk", "gumbel_topk", "batchtopk", "relu"}, default="topk"
+    activation : {"topk", "gumbel_topk", "batchtopk", "jumprelu", "relu"}, default="topk"
         ``"topk"`` keeps the ``k`` largest pre-activations of each row (after
         a ReLU), so each row has at most ``k`` non-zeros. ``"gumbel_topk"``
         does the same at inference, but starts training with Gumbel noise in
@@ -67,13 +67,19 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         latents with a mean L0 of ``k``; at inference a latent fires where
         its pre-activation exceeds one learned threshold, so codes do not
         depend on the batch and a row's L0 varies (CSR output stays sparse).
+        ``"jumprelu"`` (Rajamanoharan et al. 2024) fires a latent where its
+        pre-activation exceeds the latent's own learned threshold, trained
+        with straight-through estimators and an L0 penalty weighted by
+        ``l1_coef``; the L0 follows from that weight, so choose it with
+        :func:`~sklearn_sae.calibration.calibrate_l1_coef` for a target L0.
         ``"relu"`` gives dense codes made sparse by the L1 penalty.
     k : int, default=32
         Non-zeros per row for the top-k activations; ignored by ``"relu"``.
         Must not exceed ``n_latents``.
     l1_coef : float, default=None
-        Weight of the L1 penalty on the codes. ``None`` means 1e-3 for
-        ``"relu"`` and 0 for the top-k activations.
+        Weight of the L1 penalty on the codes (for ``"jumprelu"``, of its L0
+        penalty). ``None`` means 1e-3 for ``"relu"`` and ``"jumprelu"`` and
+        0 for the top-k activations.
     normalize : bool, default=True
         Standardise each row to zero mean and unit variance before encoding
         and undo it after decoding.
@@ -863,6 +869,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
           back gives a BatchTopK model again (its ``k`` from the record this
           package writes beside the files). sparsify's coders are Top-K
           only and cannot compute a threshold: refused.
+        - ``activation="jumprelu"``: SAELens only, as its ``"jumprelu"``
+          architecture with the learned thresholds; sparsify refuses.
         - ``normalize=True``: neither library standardises rows as this
           model does (zero mean, then division by ``sqrt(var + 1e-5)`` with
           the biased variance). ``normalization="standardized"`` exports the
@@ -958,10 +966,10 @@ def _warn_if_unhealthy(net) -> None:
     dead = net.history[-1, "train_dead_fraction"]
     if dead <= DEAD_WARNING_FRACTION:
         return
-    if not isinstance(net.module_.activation, ReLU):  # the top-k activations
+    if not isinstance(net.module_.activation, (ReLU, JumpReLU)):  # the top-k activations
         revive = "keep aux_k='auto' (AuxK revives dead latents)"
-    else:  # AuxK is for the top-k activations; ReLU's latents are pushed to zero by the L1 penalty
-        revive = "lower l1_coef (the L1 penalty pushes latents to zero)"
+    else:  # AuxK is for the top-k activations; these latents are pushed to zero by the L1 (or L0) penalty
+        revive = "lower l1_coef (the sparsity penalty pushes latents to zero)"
     warn_user(
         f"{dead:.1%} of the {net.module_.n_latents} latents never fired on the training rows in the last epoch "
         f"(dead latents; more than {DEAD_WARNING_FRACTION:.0%}). Lower lr (lr='auto' scales it to the width), "

@@ -30,6 +30,7 @@ ESTIMATORS = [
     _small(activation="gumbel_topk", tied=False, normalize=False, sparse_output=True),
     _small(activation="batchtopk", sparse_output=True),
     _small(activation="topk", matryoshka=(0.25, 0.5)),
+    _small(activation="jumprelu"),
 ]
 
 

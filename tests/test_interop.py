@@ -89,12 +89,13 @@ def test_sparsify_loads_export(sparsify, X, tmp_path, tied, activation):
     np.testing.assert_allclose(reconstruction, estimator.reconstruct(X), **TOLERANCE)
 
 
-@pytest.mark.parametrize("activation", ["topk", "relu", "batchtopk"])
+@pytest.mark.parametrize("activation", ["topk", "relu", "batchtopk", "jumprelu"])
 def test_saelens_loads_export(sae_lens, X, tmp_path, activation):
     estimator = fitted(X, activation=activation, normalize=False)
     estimator.export(tmp_path, "saelens")
     sae = sae_lens.SAE.load_from_disk(tmp_path)
-    assert sae.cfg.architecture() == {"topk": "topk", "relu": "standard", "batchtopk": "jumprelu"}[activation]
+    architectures = {"topk": "topk", "relu": "standard", "batchtopk": "jumprelu", "jumprelu": "jumprelu"}
+    assert sae.cfg.architecture() == architectures[activation]
     codes, reconstruction = saelens_outputs(sae, torch.from_numpy(X))
     np.testing.assert_allclose(codes, estimator.transform(X), **TOLERANCE)
     np.testing.assert_allclose(reconstruction, estimator.reconstruct(X), **TOLERANCE)
@@ -349,14 +350,17 @@ def test_load_of_a_directory_in_no_known_format_names_what_it_expected(tmp_path)
         SparseAutoencoderTransformer.load(tmp_path)
 
 
-def test_a_jumprelu_with_per_latent_thresholds_is_refused(X, tmp_path):
+def test_a_jumprelu_with_per_latent_thresholds_comes_back_as_jumprelu(X, tmp_path):
     from safetensors.torch import load_file, save_file
 
     fitted(X, activation="batchtopk", normalize=False).export(tmp_path, "saelens")
     tensors = load_file(tmp_path / "sae_weights.safetensors")
     tensors["threshold"] = torch.linspace(0.1, 1.0, N_LATENTS)
     save_file(tensors, tmp_path / "sae_weights.safetensors")
-    with pytest.raises(ValueError, match="per-latent thresholds"):
+    assert SparseAutoencoderTransformer.load(tmp_path).activation == "jumprelu"
+    tensors["threshold"][0] = 0.0
+    save_file(tensors, tmp_path / "sae_weights.safetensors")
+    with pytest.raises(ValueError, match="thresholds at or below 0"):
         SparseAutoencoderTransformer.load(tmp_path)
 
 
