@@ -512,7 +512,7 @@ def _saved_model(weights, params, marker) -> SavedModel:
         if isinstance(marker.get("k"), int) and 1 <= marker["k"] <= n_latents:
             params = {**params, "k": marker["k"]}
     elif threshold is not None:
-        state_dict["activation.log_threshold"] = threshold.log()
+        state_dict["activation.log_threshold"] = threshold.log() / JumpReLU.THRESHOLD_SPEED
     params = {"n_latents": n_latents, "normalize": normalize, "tied": tied, **params}
     return SavedModel(
         params=params, n_features=n_features, n_latents=n_latents, anneal_steps=None, state_dict=state_dict,

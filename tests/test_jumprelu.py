@@ -31,8 +31,10 @@ def test_the_thresholds_get_the_kernel_gradients():
     (codes.sum() + activation.l0_penalty).backward()
     assert z_pre.grad.tolist() == [[0.0, 1.0, 0.0], [1.0, 0.0, 1.0]]  # straight through the kept entries
     # Within eps / 2 = 0.1 of theta: 0.45 and 0.55 (latent 0), 0.58 (latent 2). Per such entry, the codes give
-    # -theta / eps = -2.5 and the L0 penalty (a mean over 2 rows) -1 / eps / 2 = -2.5; times theta for log_threshold.
-    torch.testing.assert_close(activation.log_threshold.grad, torch.tensor([-10.0, 0.0, -5.0]) * 0.5)
+    # -theta / eps = -2.5 and the L0 penalty (a mean over 2 rows) -1 / eps / 2 = -2.5; times theta (and the
+    # speed-up of the scaled logarithm) for log_threshold.
+    torch.testing.assert_close(activation.log_threshold.grad,
+                               torch.tensor([-10.0, 0.0, -5.0]) * 0.5 * JumpReLU.THRESHOLD_SPEED)
 
 
 def test_a_larger_penalty_gives_a_smaller_l0(X):
