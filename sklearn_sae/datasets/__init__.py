@@ -13,7 +13,8 @@ Two HDF5 layouts are understood:
 Codes too large for memory are written block by block to HDF5 as the
 arrays of a CSR matrix by `write_codes` and read back by `load_codes`.
 
-One private module per concern: ``_layouts`` (reading both layouts),
+One private module per concern: ``_layouts`` (reading both HDF5 layouts),
+``_formats`` (ESM ``.pt``, NumPy and table files; per-residue embeddings),
 ``_saving`` (writing and converting), ``_codes`` (codes on disk),
 ``_splits``, ``_synthetic`` (data with known features), ``_labels``
 (per-protein label tables) and ``_checks`` (what they share). Block reads
