@@ -9,6 +9,8 @@ divided by. Measured in one run, interleaved over ``--repeats`` rounds:
   decoder, autograd, Adam) written below, the straightforward baseline;
 * ``fit[activation, fp32|amp]``: ``SparseAutoencoderTransformer.fit`` end to
   end (skorch loop, data slicing, callbacks, LR schedule, clipping, metrics);
+  an activation written ``name+matryoshka`` trains with
+  ``matryoshka=(1/16, 1/8, 1/4, 1/2)``;
 * ``transform[activation, dense|csr]``: dense and sparse output;
 * peak memory of ``transform`` with dense and with sparse output.
 
@@ -17,6 +19,8 @@ Usage::
     python benchmarks/bench_speed.py --quick
     python benchmarks/bench_speed.py                       # d=1024, L=8192, k=64, batch 1024
     python benchmarks/bench_speed.py --device cuda --latents 32768 --batch 4096
+    OMP_NUM_THREADS=2 python benchmarks/bench_speed.py --no-amp --d 256 --latents 4096 --k 32 --batch 1024 \
+        --batches 16 --activations topk,batchtopk,jumprelu,topk+matryoshka,batchtopk+matryoshka
 """
 
 from __future__ import annotations
@@ -50,6 +54,10 @@ class DenseTopKReference(torch.nn.Module):
         values, indices = z.topk(self.k, dim=-1)
         codes = torch.zeros_like(z).scatter(1, indices, torch.relu(values))
         return codes @ self.W_dec + self.pre_bias
+
+
+MATRYOSHKA = (1 / 16, 1 / 8, 1 / 4, 1 / 2)
+"""The prefix fractions of the ``NAME+matryoshka`` cases."""
 
 
 def synchronize(device):
@@ -91,7 +99,8 @@ def main(argv=None):
     parser.add_argument("--batches", type=int, default=32, help="training batches per fit (one epoch)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--activations", default="topk,gumbel_topk,batchtopk,relu")
+    parser.add_argument("--activations", default="topk,gumbel_topk,batchtopk,jumprelu,topk+matryoshka,relu",
+                        help="comma-separated; NAME+matryoshka adds matryoshka=MATRYOSHKA to activation NAME")
     parser.add_argument("--no-amp", action="store_true")
     parser.add_argument("--quick", action="store_true", help="d=256, L=2048, batch 256: about a minute")
     args = parser.parse_args(argv)
@@ -115,9 +124,11 @@ def main(argv=None):
         optimizer.step()
 
     def fit(activation, amp):
+        activation, _, variant = activation.partition("+")
         sae = SparseAutoencoderTransformer(
             n_latents=args.latents, activation=activation, k=args.k, batch_size=args.batch, max_epochs=1,
             validation_fraction=0.0, amp=amp, device=args.device, random_state=0, anneal_steps=1,
+            matryoshka=MATRYOSHKA if variant == "matryoshka" else None,
         )
         return sae.fit(X)
 
@@ -155,6 +166,13 @@ def main(argv=None):
         median = statistics.median(seconds[name])
         rate = samples / median
         print(f"| {name} | {median:.4f} | {rate:,.0f} | {rate / gemm_rate:.2f} |")
+
+    # A threshold activation's cost follows its L0 (JumpReLU's is whatever one epoch of its penalty left).
+    print("\n| fitted model | training L0 (last epoch) | transform L0 |")
+    print("|---|---:|---:|")
+    for name, sae in fitted.items():
+        codes = sae.set_params(sparse_output=True).transform(X[: args.batch])
+        print(f"| {name} | {sae.history_[-1, 'train_l0']:.1f} | {codes.nnz / codes.shape[0]:.1f} |")
 
     if device.type == "cpu":
         source = fitted[f"fit[{args.activations.split(',')[0]},fp32]"]

@@ -73,11 +73,18 @@ _UPCAST_EXACTLY = (torch.float16, torch.bfloat16)
 # ----------------------------------------------------------------------------- export
 
 
-def export_model(module, directory, format, *, unit_norm_decoder: bool, normalization=None, as_topk=False) -> None:
+def export_model(
+    module, directory, format, *, unit_norm_decoder: bool, normalization=None, as_topk=False, matryoshka=None
+) -> None:
     """Write a fitted module in another library's format (see :meth:`SparseAutoencoderTransformer.export`).
 
     ``unit_norm_decoder`` is the estimator's parameter of that name (sparsify
-    records whether decoder rows are kept at unit norm).
+    records whether decoder rows are kept at unit norm). ``matryoshka`` is the
+    estimator's parameter of that name: a Matryoshka model exports as its
+    activation alone (the nested prefixes are a property of its training, not
+    of what it computes), and the record keeps the fractions so that
+    importing the directory back restores them (``size / n_latents`` for
+    each prefix when the parameter no longer gives the module's prefixes).
     """
     if format not in FORMATS:
         raise ValueError(f"format={format!r} is not supported; use one of {FORMATS}.")
@@ -102,9 +109,12 @@ def export_model(module, directory, format, *, unit_norm_decoder: bool, normaliz
         "layer_norm_eps": LAYER_NORM_EPS,
         "tied": bool(module.tied),
     }
+    if module.prefixes:
+        marker["matryoshka"] = _matryoshka_fractions(module, matryoshka)
     if architecture == "jumprelu":
-        if k is not None:
-            marker["k"] = int(k)  # BatchTopK's training budget, which a JumpReLU file does not hold
+        if k is not None:  # BatchTopK's training budget and the batches its theta averages, which the file lacks
+            marker["k"] = int(k)
+            marker["threshold_updates"] = int(module.activation.n_updates)
         weights["threshold"] = module.activation.threshold.detach().float().cpu().expand(n_latents).clone()
     if format == "sparsify":
         unit_norm_decoder = not module.tied and unit_norm_decoder
@@ -115,6 +125,18 @@ def export_model(module, directory, format, *, unit_norm_decoder: bool, normaliz
         save_file(tensors, str(temporary / weights_file), metadata={"format": "pt"})
         (temporary / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
         (temporary / MARKER_FILE).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+
+
+def _matryoshka_fractions(module, matryoshka) -> list:
+    """The prefix fractions of a Matryoshka module: the estimator's if they still give its prefixes."""
+    n_latents = module.n_latents
+    try:
+        fractions = [float(fraction) for fraction in matryoshka]
+    except (TypeError, ValueError):  # None, or set_params gave it something else since the fit
+        fractions = None
+    if fractions and tuple(max(1, round(fraction * n_latents)) for fraction in fractions) == module.prefixes:
+        return fractions
+    return [size / n_latents for size in module.prefixes]
 
 
 def _activation_name(activation) -> str:
@@ -280,16 +302,20 @@ def load_foreign(directory):
     one with ``cfg.json`` and ``sae_weights.safetensors`` as SAELens's. Only
     architectures this package computes exactly are accepted: sparsify Top-K
     coders (no skip connection, not a transcoder, not Multi-TopK), SAELens
-    ``"standard"`` (imported as ``activation="relu"``) and ``"topk"`` SAEs that
-    subtract ``b_dec`` from the input, with no input normalisation. Anything
-    else raises ``ValueError`` saying what cannot be represented. float16 and
+    ``"standard"`` (imported as ``activation="relu"``), ``"topk"`` and
+    ``"jumprelu"`` (positive thresholds) SAEs that subtract ``b_dec`` from the
+    input, with no input normalisation. Anything else raises ``ValueError``
+    saying what cannot be represented. float16 and
     bfloat16 weights are converted to float32 (exactly) and float64 refused;
     SAELens's ``hook_z`` reshaping only flattens ``(n_heads, d_head)`` into
     the rows this package takes. The imported model starts with no record
     of dead latents (neither library keeps one in its files). Directories
     written by :meth:`SparseAutoencoderTransformer.export` come back as the
-    model that was exported (normalisation and tying included), with the same
-    ``transform`` bit for bit when the export was exact.
+    model that was exported (normalisation, tying, BatchTopK and Matryoshka
+    included), with the same ``transform`` bit for bit when the export was
+    exact, except JumpReLU's: its thresholds come back through their scaled
+    logarithm, within a float32 rounding, so a pre-activation within that
+    rounding of its threshold may fire on one side only.
 
     Only JSON and safetensors are read: nothing is unpickled.
 
@@ -409,6 +435,10 @@ def _read_sparsify(directory):
     return weights, params
 
 
+SETTLED_THRESHOLD_UPDATES = 10_000
+"""BatchTopK's count of threshold updates when an export's record lacks it: ``0.99**10_000`` is 2e-44, so its
+``theta`` is taken as a settled average, which further training moves at the rate of 0.01 a batch."""
+
 SAELENS_ARCHITECTURES = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}
 """SAELens architectures that import, and the activation each becomes (a JumpReLU that this package
 exported from a BatchTopK model comes back as one)."""
@@ -508,11 +538,16 @@ def _saved_model(weights, params, marker) -> SavedModel:
         # Our BatchTopK, exported as a JumpReLU: one threshold; the training budget k only our record knows.
         params = {**params, "activation": "batchtopk"}
         state_dict["activation.threshold"] = threshold[0].clone()
-        state_dict["activation.n_updates"] = torch.ones((), dtype=torch.long)  # training on continues the average
+        # Training on continues the same average; a record without the count (an older export) counts it as settled.
+        updates = marker.get("threshold_updates")
+        updates = updates if isinstance(updates, int) and updates >= 1 else SETTLED_THRESHOLD_UPDATES
+        state_dict["activation.n_updates"] = torch.tensor(updates, dtype=torch.long)
         if isinstance(marker.get("k"), int) and 1 <= marker["k"] <= n_latents:
             params = {**params, "k": marker["k"]}
     elif threshold is not None:
         state_dict["activation.log_threshold"] = threshold.log() / JumpReLU.THRESHOLD_SPEED
+    if isinstance(marker.get("matryoshka"), list):  # trained with nested prefixes: a fit further keeps them
+        params = {**params, "matryoshka": marker["matryoshka"]}
     params = {"n_latents": n_latents, "normalize": normalize, "tied": tied, **params}
     return SavedModel(
         params=params, n_features=n_features, n_latents=n_latents, anneal_steps=None, state_dict=state_dict,

@@ -15,14 +15,15 @@ the two one parameter.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from ._activations import TopK, TopKSelection, code_activity, make_activation
-from ._sparse_ops import topk_sae_encode, topk_sae_forward
+from ._activations import BatchTopK, TopK, TopKSelection, code_activity, make_activation
+from ._sparse_ops import prefix_decodes, topk_sae_encode, topk_sae_forward
 
 __all__ = [
     "ModelSpec",
@@ -272,13 +273,17 @@ class SparseAutoencoder(nn.Module):
         """Whether :meth:`forward` runs the sparse Top-K kernels of :mod:`._sparse_ops`.
 
         They compute the same function and gradients as the dense evaluation
-        but touch only the ``k`` kept latents after the encoder GEMM. Used
+        but touch only the kept latents after the encoder GEMM. Used
         whenever the activation is exactly Top-K: ``topk`` always,
-        ``gumbel_topk`` in eval mode and once annealed. AuxK does not need
-        the dense pre-activations: it encodes only the dead latents.
+        ``gumbel_topk`` in eval mode and once annealed; and for
+        ``batchtopk`` in training, whose selection over the whole batch the
+        kernels make too (at inference its threshold runs densely). AuxK does
+        not need the dense pre-activations: it encodes only the dead latents;
+        nor do Matryoshka's prefixes, decoded from the kept latents.
         """
-        # Matryoshka's prefix reconstructions need the codes' gradient, which the sparse kernels do not give.
-        return isinstance(self.activation, TopK) and self.activation.is_hard and not self.prefixes
+        if isinstance(self.activation, BatchTopK):
+            return self.training
+        return isinstance(self.activation, TopK) and self.activation.is_hard
 
     @torch.no_grad()
     def encode_topk(self, x: torch.Tensor) -> TopKSelection:
@@ -289,16 +294,24 @@ class SparseAutoencoder(nn.Module):
     def forward(self, x: torch.Tensor) -> SAEOutput:
         x_norm, mu, sigma = self.preprocess(x)
         if self.uses_sparse_path():
+            batch = isinstance(self.activation, BatchTopK)
             y_pre, values, indices = topk_sae_forward(
-                x_norm, self.W_enc, self.b_lat, self.decoder_weight, self.pre_bias, self.activation.k
+                x_norm, self.W_enc, self.b_lat, self.decoder_weight, self.pre_bias, self.activation.k, batch=batch
             )
             codes = TopKSelection(values, indices)
             aux_residual_hat = None
             if self.training:
-                self.activation.step_()
+                if batch:
+                    self.activation.update_threshold_(values.detach())
+                else:
+                    self.activation.step_()
                 aux_residual_hat = self._auxk_residual(x_norm, sigma)
                 self._track_firing(codes)
-            return SAEOutput(y_pre * sigma + mu, codes, None, aux_residual_hat)
+            prefix_x_hats = None
+            if self.prefixes:  # each prefix decodes the kept latents among its own atoms: one sparse decode for all
+                decodes = prefix_decodes(values, indices, self.decoder_weight, self.prefixes)
+                prefix_x_hats = tuple((decode + self.pre_bias) * sigma + mu for decode in decodes)
+            return SAEOutput(y_pre * sigma + mu, codes, None, aux_residual_hat, prefix_x_hats)
         z_pre = self.encode_pre(x_norm)
         codes = self.activation(z_pre)
         x_hat = self.decode(codes) * sigma + mu
@@ -307,11 +320,11 @@ class SparseAutoencoder(nn.Module):
             aux_residual_hat = self._auxk_residual(x_norm, sigma)
             self._track_firing(codes)
         prefix_x_hats = None
-        if self.prefixes:  # each prefix decodes with its own atoms only: a fraction of one decoder GEMM each
-            weight = self.decoder_weight
-            prefix_x_hats = tuple(
-                (codes[:, :size] @ weight[:size].to(codes.dtype) + self.pre_bias) * sigma + mu for size in self.prefixes
-            )
+        if self.prefixes:  # each level adds its own atoms' part: a fraction of one decoder GEMM for all of them
+            weight = self.decoder_weight.to(codes.dtype)
+            bounds = (0, *self.prefixes)
+            parts = [codes[:, start:end] @ weight[start:end] for start, end in zip(bounds, bounds[1:])]
+            prefix_x_hats = tuple((decode + self.pre_bias) * sigma + mu for decode in itertools.accumulate(parts))
         l0_penalty = getattr(self.activation, "l0_penalty", None) if self.training else None
         return SAEOutput(x_hat, codes, z_pre, aux_residual_hat, prefix_x_hats, l0_penalty)
 

@@ -130,14 +130,27 @@ def model_spec(params: dict, n_features: int, n_latents: int, *, anneal_steps: i
 
 
 MATRYOSHKA_ACTIVATIONS = ("topk", "gumbel_topk", "batchtopk")
+"""The activations Matryoshka training composes with (Bussmann et al. 2025 train BatchTopK; Top-K and
+Gumbel-Top-K keep the same fixed sparsity). ReLU and JumpReLU are refused: their sparsity penalty would pull
+against the prefixes' reconstructions, which ask each prefix to carry as much of the input as it can."""
 
 
 def matryoshka_prefixes(params: dict, n_latents: int) -> tuple:
-    """The latents in each nested prefix of ``params["matryoshka"]`` (fractions), or ``()`` when it is None."""
+    """The latents in each nested prefix of ``params["matryoshka"]`` (fractions), or ``()`` when it is None.
+
+    The fractions must be strictly increasing in (0, 1) and give distinct prefixes smaller than the dictionary;
+    a prefix may hold fewer latents than ``k`` (it reconstructs with the kept latents among its own).
+    """
     fractions = params.get("matryoshka")
     if fractions is None:
         return ()
-    fractions = [float(fraction) for fraction in fractions]
+    try:
+        fractions = [float(fraction) for fraction in fractions]
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"matryoshka must hold increasing fractions of the dictionary in (0, 1), such as (1/16, 1/8, 1/4, 1/2); "
+            f"got {fractions!r}, which holds something other than numbers."
+        ) from None
     if params["activation"] not in MATRYOSHKA_ACTIVATIONS:
         raise ValueError(
             f"matryoshka applies to the top-k activations {MATRYOSHKA_ACTIVATIONS}, not to "

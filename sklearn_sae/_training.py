@@ -66,7 +66,14 @@ class SAELoss(nn.Module):
     """``NMSE + l1_coef * L1 (+ aux_coef * AuxK)``, normalised by the input's norm (see :mod:`._model`).
 
     The AuxK term is there only for training batches in which the model
-    reports dead latents (``output.aux_residual_hat`` is set).
+    reports dead latents (``output.aux_residual_hat`` is set). JumpReLU
+    (``output.l0_penalty`` set) replaces the L1 term by its L0 penalty,
+    Rajamanoharan et al.'s, with the same weight. Matryoshka
+    (``output.prefix_x_hats`` set) replaces the NMSE by the mean of the NMSEs
+    of every nested prefix and of the whole dictionary: equal weights, as
+    in Bussmann et al. (2025), averaged rather than summed (SAELens sums
+    them) so that the term stays on the scale of one NMSE beside ``l1_coef``
+    and ``aux_coef``. ``LossTerms.nmse`` stays the whole dictionary's.
     """
 
     def __init__(self, l1_coef: float = 0.0, aux_coef: float = 0.0):

@@ -1,10 +1,11 @@
-"""Choosing the L1 weight of a ReLU autoencoder for a target sparsity.
+"""Choosing the sparsity weight of a ReLU or JumpReLU autoencoder for a target sparsity.
 
 A ReLU SAE's sparsity is whatever its L1 penalty leaves, which makes it hard
 to compare with a Top-K SAE of a given ``k``: at ``l1_coef=1e-3`` the shipped
-proteins keep about 270 latents a row, not 64. :func:`calibrate_l1_coef`
+proteins keep about 270 latents a row, not 64. A JumpReLU SAE is the same
+with an L0 penalty, whose weight is its ``l1_coef`` too. :func:`calibrate_l1_coef`
 searches for the ``l1_coef`` that gives a chosen mean L0 on held-out rows, so
-ReLU and Top-K models can be compared at equal sparsity.
+ReLU, JumpReLU and Top-K models can be compared at equal sparsity.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from . import metrics
 
 __all__ = ["calibrate_l1_coef", "L1Calibration"]
 
+CALIBRATED_ACTIVATIONS = ("relu", "jumprelu")
+"""The activations whose L0 follows from ``l1_coef`` (the top-k ones take theirs from ``k``)."""
+
 
 @dataclass
 class L1Calibration:
@@ -27,7 +31,7 @@ class L1Calibration:
     Attributes
     ----------
     l1_coef : float
-        The L1 weight whose fitted model came closest to the target L0.
+        The weight whose fitted model came closest to the target L0.
     l0 : float
         The mean L0 of that model on the rows it was measured on.
     estimator : SparseAutoencoderTransformer
@@ -45,10 +49,11 @@ class L1Calibration:
 def calibrate_l1_coef(estimator, X, target_l0, *, X_val=None, bracket=(1e-4, 1.0), rtol=0.1, max_fits=8):
     """Find the ``l1_coef`` at which ``estimator`` reaches a mean L0 of ``target_l0``.
 
-    L0 falls as the L1 weight grows, so the search is a bisection on
-    ``log(l1_coef)``: each step fits a clone of ``estimator`` with the
-    midpoint weight and measures the mean number of non-zero codes per row of
-    ``X_val``. The bracket is widened (by factors of 10) while it does not
+    ``l1_coef`` is the L1 weight of ``activation="relu"`` and the L0 weight
+    of ``activation="jumprelu"``. L0 falls as the weight grows, so the
+    search is a bisection on ``log(l1_coef)``: each step fits a clone of
+    ``estimator`` with the midpoint weight and measures the mean number of
+    non-zero codes per row of ``X_val``. The bracket is widened (by factors of 10) while it does not
     contain the target. The search stops when the L0 is within ``rtol`` of
     the target, or after ``max_fits`` fits, returning the closest model seen.
 
@@ -59,8 +64,8 @@ def calibrate_l1_coef(estimator, X, target_l0, *, X_val=None, bracket=(1e-4, 1.0
     Parameters
     ----------
     estimator : SparseAutoencoderTransformer
-        Unfitted template, usually with ``activation="relu"``; cloned for
-        every fit, with only ``l1_coef`` changed.
+        Unfitted template with ``activation="relu"`` or ``"jumprelu"``;
+        cloned for every fit, with only ``l1_coef`` changed.
     X : array-like of shape (n_samples, n_features)
         Training rows.
     target_l0 : float
@@ -79,6 +84,13 @@ def calibrate_l1_coef(estimator, X, target_l0, *, X_val=None, bracket=(1e-4, 1.0
     L1Calibration
         The weight, its L0, its fitted model and every trial.
 
+    Raises
+    ------
+    ValueError
+        For an ``estimator`` with a top-k activation, whose L0 is ``k``
+        whatever ``l1_coef`` is, and for an invalid bracket, target or number
+        of fits.
+
     Examples
     --------
     >>> import numpy as np
@@ -90,6 +102,13 @@ def calibrate_l1_coef(estimator, X, target_l0, *, X_val=None, bracket=(1e-4, 1.0
     >>> len(found.trials) <= 4
     True
     """
+    activation = estimator.get_params().get("activation")
+    if activation not in CALIBRATED_ACTIVATIONS:
+        raise ValueError(
+            f"calibrate_l1_coef searches the sparsity weight of activation='relu' or 'jumprelu'; "
+            f"activation={activation!r} keeps k latents a row (on average, for 'batchtopk'), whatever l1_coef is. "
+            "Set k to the L0 you want instead."
+        )
     low, high = bracket
     if not 0 < low < high:
         raise ValueError(f"bracket must be (low, high) with 0 < low < high, got {bracket!r}.")

@@ -38,14 +38,17 @@ def test_training_keeps_k_times_batch_activations_anywhere_in_the_batch():
     assert float(activation.threshold) == pytest.approx(float(kept.min()))  # first batch: its smallest kept value
 
 
-def test_the_threshold_is_a_running_average_and_inference_uses_it():
+def test_the_threshold_is_a_corrected_running_average_and_inference_uses_it():
     activation = BatchTopK(k=2).train()
     first, second = torch.rand(4, 10) + 1, torch.rand(4, 10) + 2
     activation(first)
     theta = float(activation.threshold)
     activation(second)
     smallest = float(torch.relu(second).flatten().topk(8).values.min())
-    assert float(activation.threshold) == pytest.approx(theta + 0.01 * (smallest - theta), rel=1e-6)
+    # The moving average of rate 0.01 from 0, over the weight it has gathered: (0.99 * 0.01 * m1 + 0.01 * m2) / 0.0199.
+    expected = (0.99 * 0.01 * theta + 0.01 * smallest) / (1 - 0.99**2)
+    assert float(activation.threshold) == pytest.approx(expected, rel=1e-6)
+    assert int(activation.n_updates) == 2
     activation.eval()
     z_pre = torch.tensor([[0.5, theta, 5.0]])
     activation.threshold.fill_(1.0)

@@ -31,6 +31,8 @@ ESTIMATORS = [
     _small(activation="batchtopk", sparse_output=True),
     _small(activation="topk", matryoshka=(0.25, 0.5)),
     _small(activation="jumprelu"),
+    _small(activation="jumprelu", tied=False, sparse_output=True),
+    _small(activation="batchtopk", matryoshka=(0.25, 0.5)),
 ]
 
 

@@ -367,3 +367,65 @@ def test_a_jumprelu_with_per_latent_thresholds_comes_back_as_jumprelu(X, tmp_pat
 def test_batchtopk_is_refused_by_sparsify(X, tmp_path):
     with pytest.raises(ValueError, match="batchtopk' cannot be exported to sparsify"):
         fitted(X, activation="batchtopk", normalize=False).export(tmp_path, "sparsify")
+
+
+# ------------------------------------------------- Matryoshka exports as its activation; the record keeps its levels
+
+MATRYOSHKA = (0.25, 0.5)
+
+
+@pytest.mark.parametrize("activation", ["topk", "batchtopk"])
+def test_saelens_loads_a_matryoshka_export_as_its_activation(sae_lens, X, tmp_path, activation):
+    estimator = fitted(X, activation=activation, matryoshka=MATRYOSHKA, normalize=False)
+    estimator.export(tmp_path, "saelens")
+    sae = sae_lens.SAE.load_from_disk(tmp_path)
+    assert sae.cfg.architecture() == {"topk": "topk", "batchtopk": "jumprelu"}[activation]
+    codes, reconstruction = saelens_outputs(sae, torch.from_numpy(X))
+    np.testing.assert_allclose(codes, estimator.transform(X), **TOLERANCE)
+    np.testing.assert_allclose(reconstruction, estimator.reconstruct(X), **TOLERANCE)
+    imported = SparseAutoencoderTransformer.load(tmp_path)
+    assert (imported.activation, list(imported.matryoshka)) == (activation, list(MATRYOSHKA))
+    assert imported.net_.module_.prefixes == estimator.net_.module_.prefixes == (12, 24)
+    np.testing.assert_array_equal(imported.transform(X), estimator.transform(X))
+
+
+def test_sparsify_loads_a_topk_matryoshka_export(sparsify, X, tmp_path):
+    estimator = fitted(X, matryoshka=MATRYOSHKA, normalize=False)
+    estimator.export(tmp_path, "sparsify")
+    coder = sparsify.SparseCoder.load_from_disk(tmp_path)
+    codes, reconstruction = sparsify_outputs(coder, torch.from_numpy(X))
+    np.testing.assert_allclose(codes, estimator.transform(X), **TOLERANCE)
+    np.testing.assert_allclose(reconstruction, estimator.reconstruct(X), **TOLERANCE)
+    assert list(SparseAutoencoderTransformer.load(tmp_path).matryoshka) == list(MATRYOSHKA)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (dict(activation="jumprelu"), "'jumprelu' cannot be exported to sparsify, whose coders are Top-K only"),
+        (dict(activation="batchtopk", matryoshka=MATRYOSHKA), "'batchtopk' cannot be exported to sparsify"),
+    ],
+)
+def test_sparsify_refuses_the_threshold_activations(X, tmp_path, params, message):
+    with pytest.raises(ValueError, match=message):
+        fitted(X, normalize=False, **params).export(tmp_path / "out", "sparsify")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_record_keeps_the_fitted_models_levels_not_later_set_params(X, tmp_path):
+    estimator = copy.deepcopy(fitted(X, matryoshka=MATRYOSHKA, normalize=False)).set_params(matryoshka=(0.1,))
+    estimator.export(tmp_path, "saelens")
+    assert json.loads((tmp_path / MARKER_FILE).read_text())["matryoshka"] == [0.25, 0.5]  # 12 and 24 of 48 latents
+    estimator.set_params(matryoshka=None).export(tmp_path, "saelens")
+    assert json.loads((tmp_path / MARKER_FILE).read_text())["matryoshka"] == [0.25, 0.5]
+
+
+def test_a_jumprelu_comes_back_from_saelens_with_the_same_codes(X, tmp_path):
+    """Not bit for bit: a threshold is stored as its scaled logarithm, which float32 cannot always invert."""
+    estimator = fitted(X, activation="jumprelu", normalize=True)
+    estimator.export(tmp_path, "saelens", normalization="standardized")
+    imported = SparseAutoencoderTransformer.load(tmp_path)
+    assert (imported.activation, imported.normalize, imported.tied) == ("jumprelu", True, True)
+    thresholds = [model.net_.module_.activation.threshold.detach() for model in (imported, estimator)]
+    torch.testing.assert_close(thresholds[0], thresholds[1], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(imported.transform(X), estimator.transform(X), **TOLERANCE)
