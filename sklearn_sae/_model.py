@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ._activations import BatchTopK, TopK, TopKSelection, code_activity, make_activation
+from ._activations import BatchTopK, JumpReLU, TopK, TopKSelection, code_activity, make_activation
 from ._sparse_ops import prefix_decodes, topk_sae_encode, topk_sae_forward
 
 __all__ = [
@@ -58,6 +58,8 @@ class SAEOutput(NamedTuple):
     """Matryoshka only: the reconstruction by each nested prefix of the dictionary (smallest first), input units."""
     l0_penalty: torch.Tensor | None = None
     """JumpReLU in training: the mean number of active latents a row, with a gradient for the thresholds."""
+    pre_act_penalty: torch.Tensor | None = None
+    """JumpReLU in training with dead latents: how far their pre-activations fall short of their thresholds."""
 
 
 def layer_norm_no_affine(x: torch.Tensor, eps: float = LAYER_NORM_EPS):
@@ -157,6 +159,9 @@ class SparseAutoencoder(nn.Module):
     aux_k : int, default=0
         Training forward passes also let the ``aux_k`` most active dead
         latents reconstruct the residual (:func:`auxk_loss`); 0 turns it off.
+        With a :class:`~sklearn_sae._activations.JumpReLU` activation, any
+        positive value turns on its pre-activation term for every dead latent
+        instead (:meth:`_dead_pre_act_penalty`).
     dead_window : int, default=10_000
         A latent is dead once it has not fired for this many training rows.
     prefixes : tuple of int, default=()
@@ -315,9 +320,12 @@ class SparseAutoencoder(nn.Module):
         z_pre = self.encode_pre(x_norm)
         codes = self.activation(z_pre)
         x_hat = self.decode(codes) * sigma + mu
-        aux_residual_hat = None
+        aux_residual_hat = pre_act_penalty = None
         if self.training:
-            aux_residual_hat = self._auxk_residual(x_norm, sigma)
+            if isinstance(self.activation, JumpReLU):
+                pre_act_penalty = self._dead_pre_act_penalty(x_norm)
+            else:
+                aux_residual_hat = self._auxk_residual(x_norm, sigma)
             self._track_firing(codes)
         prefix_x_hats = None
         if self.prefixes:  # each level adds its own atoms' part: a fraction of one decoder GEMM for all of them
@@ -326,13 +334,38 @@ class SparseAutoencoder(nn.Module):
             parts = [codes[:, start:end] @ weight[start:end] for start, end in zip(bounds, bounds[1:])]
             prefix_x_hats = tuple((decode + self.pre_bias) * sigma + mu for decode in itertools.accumulate(parts))
         l0_penalty = getattr(self.activation, "l0_penalty", None) if self.training else None
-        return SAEOutput(x_hat, codes, z_pre, aux_residual_hat, prefix_x_hats, l0_penalty)
+        return SAEOutput(x_hat, codes, z_pre, aux_residual_hat, prefix_x_hats, l0_penalty, pre_act_penalty)
 
     @torch.no_grad()
     def _track_firing(self, codes) -> None:
         fired = code_activity(codes, self.n_latents)[1]
         batch_rows = codes.values.shape[0] if isinstance(codes, TopKSelection) else codes.shape[0]
         self.rows_since_fired.add_(batch_rows).masked_fill_(fired, 0)
+
+    def _dead_pre_act_penalty(self, x_norm: torch.Tensor) -> torch.Tensor | None:
+        """JumpReLU's term against dead latents: ``mean_rows sum_dead relu(theta_i - z_i) * ||W_dec,i||``.
+
+        Anthropic's pre-activation loss (Circuits Updates, January 2025;
+        SAELens's ``pre_act_loss_coefficient``). A JumpReLU latent dies when
+        its threshold rises above every row's pre-activation: the L0 penalty
+        raises the thresholds of rarely firing latents, and nothing pulls
+        them back once the latent is silent, since a silent latent has no
+        reconstruction gradient. This term pulls a dead latent's
+        pre-activations (its encoder row and bias) and its threshold towards
+        each other until it fires again, at which point the reconstruction
+        decides whether it stays. The input is detached, so ``pre_bias``
+        gets none of it, and so are the atoms' norms, which it should not
+        shrink. ``None`` when AuxK is off or no latent is dead.
+        """
+        if self.aux_k <= 0:
+            return None
+        dead = self.dead_latents.nonzero().squeeze(1)
+        if dead.numel() == 0:
+            return None
+        z_dead = nn.functional.linear((x_norm - self.pre_bias).detach(), self.W_enc[dead]).float() + self.b_lat[dead]
+        shortfall = torch.relu(self.activation.threshold[dead] - z_dead)
+        atom_norms = self.decoder_weight[dead].detach().float().norm(dim=1)
+        return (shortfall * atom_norms).sum(dim=1).mean()
 
     def _auxk_residual(self, x_norm: torch.Tensor, sigma) -> torch.Tensor | None:
         """The ``aux_k`` most active dead latents' reconstruction of the residual, in input units.

@@ -16,7 +16,7 @@ from numbers import Integral, Real
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions, validate_parameter_constraints
 
 from ._activations import GUMBEL_CANDIDATES
-from ._defaults import default_aux_k, default_dead_window, default_n_latents
+from ._defaults import default_aux_coef, default_aux_k, default_dead_window, default_n_latents
 from ._model import ModelSpec
 
 __all__ = [
@@ -52,7 +52,7 @@ PARAMETER_CONSTRAINTS: dict = {
     "pre_bias_init": [StrOptions({"geometric_median", "mean", "zeros"})],
     "unit_norm_decoder": ["boolean"],
     "aux_k": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
-    "aux_coef": [Interval(Real, 0, None, closed="left")],
+    "aux_coef": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
     "dead_window": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
     "tau_start": [Interval(Real, 0, None, closed="neither")],
     "tau_end": [Interval(Real, 0, None, closed="neither")],
@@ -98,7 +98,9 @@ def resolve_n_latents(params: dict, n_features: int, *, n_train: int | None = No
         )
     if isinstance(params["aux_k"], Integral) and not sparse_codes:
         raise ValueError(
-            f"aux_k applies to the top-k activations only; set aux_k=None for activation={params['activation']!r}."
+            f"An integer aux_k applies to the top-k activations only; set aux_k=None for "
+            f"activation={params['activation']!r} (or aux_k='auto' for 'jumprelu', whose term against dead latents "
+            "takes every dead latent)."
         )
     return int(n_latents)
 
@@ -111,8 +113,10 @@ def model_spec(params: dict, n_features: int, n_latents: int, *, anneal_steps: i
     parameter's, a fraction until a fit resolves it.
     """
     k, activation = int(params["k"]), params["activation"]
-    if activation in ("relu", "jumprelu") or params["aux_k"] is None:
+    if activation == "relu" or params["aux_k"] is None:
         aux_k = 0
+    elif activation == "jumprelu":  # its pre-activation term pulls up every dead latent
+        aux_k = int(n_latents)
     else:
         aux_k = default_aux_k(k, n_latents) if params["aux_k"] == "auto" else int(params["aux_k"])
     dead_window = params["dead_window"]
@@ -198,7 +202,9 @@ class TrainingSettings:
 def training_settings(params: dict) -> TrainingSettings:
     """The training settings of ``params`` (checked already)."""
     l1_coef = DEFAULT_L1_COEF[params["activation"]] if params["l1_coef"] is None else float(params["l1_coef"])
-    uses_aux = params["activation"] not in ("relu", "jumprelu") and params["aux_k"] is not None
+    activation = params["activation"]
+    uses_aux = activation != "relu" and params["aux_k"] is not None
+    aux_coef = default_aux_coef(activation) if params["aux_coef"] == "auto" else float(params["aux_coef"])
     return TrainingSettings(
         lr=params["lr"] if params["lr"] == "auto" else float(params["lr"]),
         max_epochs=params["max_epochs"] if params["max_epochs"] == "auto" else int(params["max_epochs"]),
@@ -208,7 +214,7 @@ def training_settings(params: dict) -> TrainingSettings:
         validation_fraction=float(params["validation_fraction"]),
         n_iter_no_change=params["n_iter_no_change"],
         l1_coef=l1_coef,
-        aux_coef=float(params["aux_coef"]) if uses_aux else 0.0,
+        aux_coef=aux_coef if uses_aux else 0.0,
         pre_bias_init=params["pre_bias_init"],
         unit_norm_decoder=bool(params["unit_norm_decoder"]) and not params["tied"],
         amp=bool(params["amp"]),

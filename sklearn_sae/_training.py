@@ -68,7 +68,9 @@ class SAELoss(nn.Module):
     The AuxK term is there only for training batches in which the model
     reports dead latents (``output.aux_residual_hat`` is set). JumpReLU
     (``output.l0_penalty`` set) replaces the L1 term by its L0 penalty,
-    Rajamanoharan et al.'s, with the same weight. Matryoshka
+    Rajamanoharan et al.'s, with the same weight, and AuxK by the dead
+    latents' pre-activation term (``output.pre_act_penalty``), weighted by
+    ``aux_coef`` too. Matryoshka
     (``output.prefix_x_hats`` set) replaces the NMSE by the mean of the NMSEs
     of every nested prefix and of the whole dictionary: equal weights, as
     in Bussmann et al. (2025), averaged rather than summed (SAELens sums
@@ -93,6 +95,8 @@ class SAELoss(nn.Module):
         total = reconstruction + self.l1_coef * sparsity
         if output.aux_residual_hat is not None and self.aux_coef > 0:
             total = total + self.aux_coef * auxk_loss(output.aux_residual_hat, output.x_hat, x)
+        if output.pre_act_penalty is not None and self.aux_coef > 0:
+            total = total + self.aux_coef * output.pre_act_penalty
         return LossTerms(total, nmse, l1)
 
 

@@ -441,3 +441,14 @@ def test_the_previous_defaults_keep_fewer_latents_alive_on_the_same_set(wide_def
     # measured (seeds 0, 1, 2): 98.1%, 97.8%, 97.8% of 2,048 against 100% of 270 with the defaults
     assert previous_alive < default_alive, (previous_alive, default_alive)
     assert any("540 training rows for 2048 latents" in message for message in messages)
+
+
+def test_the_dead_latent_advice_for_jumprelu_is_its_pre_activation_term_and_penalty():
+    sae = SparseAutoencoderTransformer(activation="jumprelu", n_latents=16, max_epochs=1, device="cpu", random_state=0)
+    sae.fit(np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32))
+    sae.net_.history.record("train_dead_fraction", 0.5)
+    with pytest.warns(UserWarning, match="never fired") as record:
+        _warn_if_unhealthy(sae.net_)
+    [message] = [str(warning.message) for warning in record]
+    assert "pre-activation term" in message and "lower l1_coef" in message
+    assert "AuxK" not in message

@@ -65,3 +65,48 @@ def test_save_load_and_saelens_round_trip(X, tmp_path):
     np.testing.assert_allclose(imported.transform(X), sae.transform(X), rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="sparsify"):
         sae.export(tmp_path / "sparsify", "sparsify")
+
+
+def test_the_pre_activation_term_pulls_dead_latents_and_their_thresholds_together():
+    from sklearn_sae._model import SparseAutoencoder
+
+    model = SparseAutoencoder(3, 4, JumpReLU(4, threshold=0.5), normalize=False, aux_k=4, dead_window=10).train()
+    with torch.no_grad():
+        model.W_enc.copy_(torch.eye(4, 3))
+        model.W_enc[3] = torch.tensor([0.0, 0.0, 2.0])  # latent 3's atom has norm 2
+    model.rows_since_fired.copy_(torch.tensor([10, 0, 10, 10]))  # latents 0, 2 and 3 are dead
+    x = torch.tensor([[0.2, 0.9, 0.1], [0.7, 0.0, 0.6]])
+    output = model(x)
+    # Shortfalls relu(0.5 - z): latent 0 (z = 0.2, 0.7): 0.3, 0; latent 2 (0.1, 0.6): 0.4, 0;
+    # latent 3 (z = 0.2, 1.2): 0.3 times its atom's norm 2, 0. Summed per row, averaged over rows.
+    torch.testing.assert_close(output.pre_act_penalty, torch.tensor((0.3 + 0.4 + 0.6) / 2))
+    output.pre_act_penalty.backward()
+    assert model.b_lat.grad[1] == 0 and (model.b_lat.grad[[0, 2, 3]] < 0).all()  # a step raises the dead ones
+    assert (model.activation.log_threshold.grad[[0, 2, 3]] > 0).all()  # and lowers their thresholds
+    assert model.pre_bias.grad is None or not model.pre_bias.grad.any()
+    assert output.aux_residual_hat is None  # JumpReLU does not take AuxK's term
+
+
+def test_the_pre_activation_term_keeps_a_strongly_penalised_dictionary_alive(X):
+    def dead_fraction(aux_k):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            sae = _sae(l1_coef=1e-2, aux_k=aux_k).fit(X[:1600])
+        return float((sae.transform(X[1600:]) == 0).all(axis=0).mean())
+
+    assert dead_fraction(None) >= 0.05  # 11% of 64 without it: the thresholds outran the rare latents
+    assert dead_fraction("auto") == 0.0
+
+
+@pytest.mark.parametrize("aux_coef, expected", [("auto", 0.003), (0.5, 0.5)])
+def test_aux_coef_auto_is_the_pre_activation_weight(aux_coef, expected):
+    from sklearn_sae._params import training_settings
+
+    params = _sae(aux_coef=aux_coef).get_params()
+    assert training_settings(params).aux_coef == expected
+    assert training_settings({**params, "aux_k": None}).aux_coef == 0.0
+
+
+def test_an_integer_aux_k_is_refused_with_the_alternative(X):
+    with pytest.raises(ValueError, match="aux_k='auto' for 'jumprelu'"):
+        _sae(aux_k=16).fit(X)
