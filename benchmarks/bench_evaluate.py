@@ -33,14 +33,15 @@ from sklearn_sae.datasets import load_embeddings, load_protein_labels, make_spar
 from sklearn_sae.evaluate import core_metrics, feature_splitting, ground_truth_recovery, sparse_probing
 
 ROOT = Path(__file__).resolve().parents[1]
-ACTIVATIONS = ("relu", "topk", "gumbel_topk", "batchtopk")
+ACTIVATIONS = ("relu", "topk", "gumbel_topk", "batchtopk", "jumprelu")
 
 
 def _fit(X, activation, seed, args):
     sae = SparseAutoencoderTransformer(
         activation=activation, k=args.k, n_latents=args.n_latents, max_epochs=args.epochs, random_state=seed,
         device="cpu", sparse_output=True,
-        # ReLU at about the top-k models' sparsity would need calibration; its default penalty is reported as is.
+        # ReLU and JumpReLU at about the top-k models' sparsity would need calibration; their default penalty is
+        # reported as is.
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

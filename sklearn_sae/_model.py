@@ -342,6 +342,20 @@ class SparseAutoencoder(nn.Module):
         batch_rows = codes.values.shape[0] if isinstance(codes, TopKSelection) else codes.shape[0]
         self.rows_since_fired.add_(batch_rows).masked_fill_(fired, 0)
 
+    def _dead_pre_activations(self, x_norm: torch.Tensor):
+        """``(dead, z_dead)``: the dead latents' indices and pre-activations, float32, from the detached input.
+
+        ``(None, None)`` when the term against dead latents is off (``aux_k`` 0) or no latent is dead. Only the
+        dead latents are encoded (one small product), so the sparse path keeps its speed.
+        """
+        if self.aux_k <= 0:
+            return None, None
+        dead = self.dead_latents.nonzero().squeeze(1)
+        if dead.numel() == 0:
+            return None, None
+        z_dead = nn.functional.linear((x_norm - self.pre_bias).detach(), self.W_enc[dead]).float() + self.b_lat[dead]
+        return dead, z_dead
+
     def _dead_pre_act_penalty(self, x_norm: torch.Tensor) -> torch.Tensor | None:
         """JumpReLU's term against dead latents: ``mean_rows sum_dead relu(theta_i - z_i) * ||W_dec,i||``.
 
@@ -357,12 +371,9 @@ class SparseAutoencoder(nn.Module):
         gets none of it, and so are the atoms' norms, which it should not
         shrink. ``None`` when AuxK is off or no latent is dead.
         """
-        if self.aux_k <= 0:
+        dead, z_dead = self._dead_pre_activations(x_norm)
+        if dead is None:
             return None
-        dead = self.dead_latents.nonzero().squeeze(1)
-        if dead.numel() == 0:
-            return None
-        z_dead = nn.functional.linear((x_norm - self.pre_bias).detach(), self.W_enc[dead]).float() + self.b_lat[dead]
         shortfall = torch.relu(self.activation.threshold[dead] - z_dead)
         atom_norms = self.decoder_weight[dead].detach().float().norm(dim=1)
         return (shortfall * atom_norms).sum(dim=1).mean()
@@ -370,8 +381,7 @@ class SparseAutoencoder(nn.Module):
     def _auxk_residual(self, x_norm: torch.Tensor, sigma) -> torch.Tensor | None:
         """The ``aux_k`` most active dead latents' reconstruction of the residual, in input units.
 
-        Only the dead latents are encoded (one small product), so the sparse
-        path keeps its speed. The dead latents learn from the AuxK term only
+        The dead latents learn from the AuxK term only
         through their atoms: the input and the code values are detached, so
         neither ``pre_bias`` nor the dead latents' biases and encoder inputs
         get its gradient. Through the code values, the term lowered the
@@ -382,12 +392,9 @@ class SparseAutoencoder(nn.Module):
         towards the residual still raises the latent's pre-activations on the
         rows it can help with.
         """
-        if self.aux_k <= 0:
+        dead, z_dead = self._dead_pre_activations(x_norm)
+        if dead is None:
             return None
-        dead = self.dead_latents.nonzero().squeeze(1)
-        if dead.numel() == 0:
-            return None
-        z_dead = nn.functional.linear((x_norm - self.pre_bias).detach(), self.W_enc[dead]).float() + self.b_lat[dead]
         values, positions = z_dead.topk(min(self.aux_k, dead.numel()), dim=-1, sorted=False)
         aux_codes = torch.zeros_like(z_dead).scatter(1, positions, torch.relu(values).detach())
         return (aux_codes @ self.decoder_weight[dead].to(aux_codes.dtype)) * sigma
