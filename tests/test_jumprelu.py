@@ -84,6 +84,7 @@ def test_the_pre_activation_term_pulls_dead_latents_and_their_thresholds_togethe
     assert model.b_lat.grad[1] == 0 and (model.b_lat.grad[[0, 2, 3]] < 0).all()  # a step raises the dead ones
     assert (model.activation.log_threshold.grad[[0, 2, 3]] > 0).all()  # and lowers their thresholds
     assert model.pre_bias.grad is None or not model.pre_bias.grad.any()
+    assert model.W_enc.grad is None or not model.W_enc.grad.any()  # tied atoms are not dragged to the mean row
     assert output.aux_residual_hat is None  # JumpReLU does not take AuxK's term
 
 
