@@ -35,6 +35,7 @@ __all__ = [
     "default_lr",
     "encoder_input_spread",
     "default_max_epochs",
+    "default_n_iter_no_change",
     "default_aux_k",
     "default_aux_coef",
     "default_dead_window",
@@ -63,6 +64,12 @@ and 20 epochs of them (160 steps) left a small learning rate far from converged.
 
 MIN_TRAINING_EPOCHS = 10
 """... and at least this many epochs, so large data sets still see every row several times."""
+
+AUTO_PATIENCE_EPOCHS = 10
+"""``n_iter_no_change="auto"`` with ``max_epochs="auto"``: stop once the validation loss has not improved for this
+many epochs, and keep the best weights. The 3,000 steps are a floor for data that needs them; 1,000 rows reach it
+only after 750 epochs, where a JumpReLU dictionary memorised its rows (held-out FVU 0.09 after 136 epochs, 0.45
+after 750) and Top-K gained nothing (held-out FVU 0.0975 after 86 epochs against 0.0971 after 750)."""
 
 AUX_K_PER_K = 8
 """``aux_k="auto"`` lets ``8 * k`` dead latents reconstruct the residual (OpenAI used 512 at k=32; 256 kept more
@@ -147,6 +154,12 @@ def default_max_epochs(batches_per_epoch: int) -> int:
 def default_aux_k(k: int, n_latents: int) -> int:
     """Dead latents in the AuxK term when ``aux_k="auto"`` (top-k activations; JumpReLU's term takes every one)."""
     return min(AUX_K_PER_K * k, n_latents)
+
+
+def default_n_iter_no_change(max_epochs) -> int | None:
+    """Early-stopping patience when ``n_iter_no_change="auto"``: :data:`AUTO_PATIENCE_EPOCHS` for an automatic
+    training length, None (train for exactly ``max_epochs``) when the length was chosen."""
+    return AUTO_PATIENCE_EPOCHS if max_epochs == "auto" else None
 
 
 def default_aux_coef(activation: str) -> float:

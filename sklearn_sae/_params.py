@@ -16,7 +16,13 @@ from numbers import Integral, Real
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions, validate_parameter_constraints
 
 from ._activations import GUMBEL_CANDIDATES
-from ._defaults import default_aux_coef, default_aux_k, default_dead_window, default_n_latents
+from ._defaults import (
+    default_aux_coef,
+    default_aux_k,
+    default_dead_window,
+    default_n_iter_no_change,
+    default_n_latents,
+)
 from ._model import ModelSpec
 
 __all__ = [
@@ -64,7 +70,7 @@ PARAMETER_CONSTRAINTS: dict = {
     "warmup_steps": [Interval(Integral, 0, None, closed="left"), Interval(RealNotInt, 0, 1, closed="left")],
     "grad_clip": [Interval(Real, 0, None, closed="neither"), None],
     "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-    "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
+    "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
     "amp": ["boolean"],
     "device": [str],
     "sparse_output": ["boolean"],
@@ -212,7 +218,10 @@ def training_settings(params: dict) -> TrainingSettings:
         warmup_steps=params["warmup_steps"],
         grad_clip=params["grad_clip"],
         validation_fraction=float(params["validation_fraction"]),
-        n_iter_no_change=params["n_iter_no_change"],
+        n_iter_no_change=(
+            default_n_iter_no_change(params["max_epochs"]) if params["n_iter_no_change"] == "auto"
+            else params["n_iter_no_change"]
+        ),
         l1_coef=l1_coef,
         aux_coef=aux_coef if uses_aux else 0.0,
         pre_bias_init=params["pre_bias_init"],

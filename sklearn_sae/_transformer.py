@@ -192,10 +192,14 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     validation_fraction : float, default=0.1
         Fraction of the rows held out (at random) to report validation loss
         and NMSE each epoch, and for early stopping. 0 trains on every row.
-    n_iter_no_change : int, default=None
+    n_iter_no_change : int, "auto" or None, default="auto"
         Stop when the validation loss (the training loss when
         ``validation_fraction=0``) has not improved for this many epochs,
         and keep the best weights. ``None`` trains for ``max_epochs``.
+        ``"auto"`` is 10 with ``max_epochs="auto"``, whose 3,000-step floor
+        means hundreds of epochs on a few thousand rows, and ``None`` when
+        ``max_epochs`` is given. Early stopping applies to ``fit``, not to
+        :meth:`partial_fit`.
     amp : bool, default=False
         Run the matrix multiplications in bfloat16 (``torch.autocast``);
         weights, loss and outputs stay float32.
@@ -355,7 +359,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         warmup_steps=0.05,
         grad_clip=1.0,
         validation_fraction=0.1,
-        n_iter_no_change=None,
+        n_iter_no_change="auto",
         amp=False,
         device="auto",
         sparse_output=False,

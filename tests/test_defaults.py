@@ -410,7 +410,10 @@ def test_a_default_fit_resolves_its_auto_settings_from_the_data(wide_default_fit
     # 600 rows, 60 held out: 540 training rows in 3 batches of at most 256
     assert sae.get_params()["lr"] == sae.get_params()["max_epochs"] == sae.get_params()["aux_k"] == "auto"
     assert sae.n_latents_ == 540 * 32 // 64 == 270  # capped: 4 x 512 would leave each latent ~8 firings an epoch
-    assert sae.n_iter_ == math.ceil(3000 / 3) == 1000
+    # At most 3,000 steps (1,000 epochs); early stopping ends it once 10 epochs pass without a better valid loss.
+    assert sae.net_.max_epochs == math.ceil(3000 / 3) == 1000
+    best = int(np.argmin(sae.history_[:, "valid_loss"]))
+    assert sae.n_iter_ == best + 1 + 10 < 1000
     spread = encoder_input_spread(wide_set, normalize=True)  # fewer than 4,096 rows: all of them are the sample
     assert 0 < spread < 1
     assert sae.net_.lr == pytest.approx(0.12 * spread / math.sqrt(512), rel=1e-6)
