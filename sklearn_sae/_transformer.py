@@ -180,9 +180,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Passes over the training data. ``"auto"`` trains for at least 3,000
         optimizer steps and at least 10 epochs, so that 2,000 proteins (8
         batches an epoch) train as long as they need: 375 epochs there, 56 on
-        the 15,259 training rows of 80% of the shipped proteins. The former
-        default was 20. With ``distributed=True`` the steps counted are each
-        process's (its share of an epoch's batches).
+        the 15,259 training rows of 80% of the shipped proteins; with
+        ``n_iter_no_change="auto"`` a fit stops earlier once the validation
+        loss stops improving. The former default was 20. With
+        ``distributed=True`` the steps counted are each process's (its share
+        of an epoch's batches).
     warmup_steps : int or float, default=0.05
         Batches of linear LR warmup; a float in [0, 1) is a fraction of all
         training batches.
