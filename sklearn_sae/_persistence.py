@@ -88,6 +88,9 @@ class SavedModel(NamedTuple):
         Epochs run.
     feature_names : list of str or None
         ``feature_names_in_``, when the model was fitted on named columns.
+    lr : float or None
+        ``lr_``, the peak learning rate the fit used (``lr="auto"`` resolved);
+        None when not known (an import, or a file saved before it was kept).
     """
 
     params: dict
@@ -98,6 +101,7 @@ class SavedModel(NamedTuple):
     history: list
     n_iter: int
     feature_names: list | None = None
+    lr: float | None = None
 _HASH_CHUNK_BYTES = 1 << 24
 
 
@@ -156,6 +160,8 @@ def _config_of(model: SavedModel) -> dict:
     fitted = {"n_features_in_": int(model.n_features), "n_latents_": int(model.n_latents), "n_iter_": int(model.n_iter)}
     if model.feature_names is not None:
         fitted["feature_names_in_"] = [str(name) for name in model.feature_names]
+    if model.lr is not None:
+        fitted["lr_"] = float(model.lr)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -269,6 +275,7 @@ def read_model(directory) -> SavedModel:
         history=config["history"],
         n_iter=fitted["n_iter_"],
         feature_names=fitted.get("feature_names_in_"),
+        lr=fitted.get("lr_"),
     )
 
 
@@ -312,6 +319,9 @@ def _read_config(path: Path) -> dict:
                 f"{path}: field 'fitted.feature_names_in_' must be a list of {fitted['n_features_in_']} strings "
                 "(fitted.n_features_in_)."
             )
+    if "lr_" in fitted and (isinstance(fitted["lr_"], bool) or not isinstance(fitted["lr_"], (int, float))
+                            or not fitted["lr_"] > 0):
+        raise ValueError(f"{path}: field 'fitted.lr_' is {fitted['lr_']!r}; it must be a positive number.")
     if "anneal_steps" not in config:
         raise ValueError(f"{path} has no field 'anneal_steps'; the file is damaged or was edited.")
     history = _field(config, "history", list, path)

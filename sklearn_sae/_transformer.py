@@ -290,6 +290,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         The trained skorch net; ``net_.module_`` is the torch module.
     n_latents_ : int
         Number of latents actually used.
+    lr_ : float or None
+        The peak learning rate of the fit (or of the current
+        :meth:`partial_fit` run): ``lr`` itself, or what ``lr="auto"``
+        resolved to from the data. Saved and loaded with the model; None for
+        a model imported from another library, which does not record it.
     components_ : ndarray of shape (n_latents_, n_features_in_)
         Decoder atoms ``W_dec``, in the standardised space when ``normalize=True``:
         a read-only float32 copy of the module's weights, made on each access
@@ -452,6 +457,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             fingerprint=None if self.checkpoint_dir is None else training_fingerprint(params, X, eval_tensors),
         )
         self._set_fitted(net)
+        self.lr_ = float(net.lr)
         _warn_if_unhealthy(net)
         return self
 
@@ -531,6 +537,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             net = self._start_incremental(X, device, fitted_net=net)
         train_one_pass(net, X, lr=self.lr, normalize=self.normalize, device=device)
         self._adopt_net(net)
+        self.lr_ = float(incremental_run(net).lr)
         self.n_steps_ = incremental_run(net).n_steps
         self.n_samples_seen_ = incremental_run(net).n_samples_seen
         return self
@@ -561,7 +568,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     def _set_fitted(self, net) -> None:
         """Make a trained (or restored) net this estimator's model and set the fitted attributes."""
         release_training_state(net)
-        for name in ("n_steps_", "n_samples_seen_"):  # counters of a partial_fit run that this model ends
+        for name in ("n_steps_", "n_samples_seen_", "lr_"):  # what a partial_fit run or an earlier fit set
             self.__dict__.pop(name, None)
         self._adopt_net(net)
 
@@ -591,6 +598,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         estimator.n_iter_ = model.n_iter
         if model.feature_names is not None:
             estimator.feature_names_in_ = np.asarray(model.feature_names, dtype=object)
+        estimator.lr_ = model.lr
         return estimator
 
     def _validate_eval_sets(self, eval_sets):
@@ -825,6 +833,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                 history=list(self.history_),
                 n_iter=self.n_iter_,
                 feature_names=getattr(self, "feature_names_in_", None),
+                lr=getattr(self, "lr_", None),
             ),
             directory,
         )

@@ -416,7 +416,7 @@ def test_a_default_fit_resolves_its_auto_settings_from_the_data(wide_default_fit
     assert sae.n_iter_ == best + 1 + 10 < 1000
     spread = encoder_input_spread(wide_set, normalize=True)  # fewer than 4,096 rows: all of them are the sample
     assert 0 < spread < 1
-    assert sae.net_.lr == pytest.approx(0.12 * spread / math.sqrt(512), rel=1e-6)
+    assert sae.lr_ == sae.net_.lr == pytest.approx(0.12 * spread / math.sqrt(512), rel=1e-6)
     assert sae.net_.module_.aux_k == 8 * 32 and sae.net_.module_.dead_window == math.ceil(20 * 270 / 32)
 
 

@@ -426,6 +426,7 @@ def test_a_jumprelu_comes_back_from_saelens_with_the_same_codes(X, tmp_path):
     estimator.export(tmp_path, "saelens", normalization="standardized")
     imported = SparseAutoencoderTransformer.load(tmp_path)
     assert (imported.activation, imported.normalize, imported.tied) == ("jumprelu", True, True)
+    assert imported.lr_ is None  # SAELens's files do not record the rate it was trained at
     thresholds = [model.net_.module_.activation.threshold.detach() for model in (imported, estimator)]
     torch.testing.assert_close(thresholds[0], thresholds[1], rtol=1e-6, atol=0)
     np.testing.assert_allclose(imported.transform(X), estimator.transform(X), **TOLERANCE)

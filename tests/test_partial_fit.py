@@ -103,6 +103,8 @@ def test_lr_auto_is_resolved_once_on_the_first_calls_rows():
     sae = run_calls(make_sae(warmup_steps=0), [first, second])
     auto = default_lr(N_FEATURES, encoder_input_spread(first, normalize=True))
     np.testing.assert_allclose(batch_lrs(sae), [auto] * 4)
+    assert sae.lr_ == pytest.approx(auto)
+    assert sae.set_params(lr=1e-3).partial_fit(second).lr_ == 1e-3
 
 
 def test_lr_auto_comes_back_after_a_numeric_lr_between_calls():

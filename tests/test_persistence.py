@@ -129,7 +129,8 @@ def test_saved_directory_holds_safetensors_and_json(saved_dir):
     assert config["format"] == "sklearn_sae" and config["format_version"] == FORMAT_VERSION == 1
     assert config["estimator"] == "SparseAutoencoderTransformer"
     assert config["params"]["random_state"] == 0 and config["params"]["activation"] == "gumbel_topk"
-    assert config["fitted"] == {"n_features_in_": N_FEATURES, "n_latents_": N_LATENTS, "n_iter_": 2}
+    assert config["fitted"] == {"n_features_in_": N_FEATURES, "n_latents_": N_LATENTS, "n_iter_": 2,
+                                "lr_": pytest.approx(0.0423, rel=1e-2)}  # lr="auto" resolved on these rows
     assert isinstance(config["anneal_steps"], int) and config["sklearn_sae_version"]
     assert set(load_file(saved_dir / WEIGHTS_NAME)) == {
         "pre_bias",
@@ -399,3 +400,27 @@ def test_values_without_a_json_form_are_refused_by_name(X, tmp_path):
     with pytest.raises(TypeError, match=r"history\[1\].callback_state has type object"):
         sae.save(tmp_path / "model")
     assert not (tmp_path / "model").exists()
+
+
+def test_the_resolved_learning_rate_is_saved_and_loaded(X, tmp_path):
+    sae = _sae(lr="auto").fit(X)
+    assert 0 < sae.lr_ < 1 and sae.lr_ == sae.net_.lr
+    sae.save(tmp_path / "model")
+    assert _read_config(tmp_path / "model")["fitted"]["lr_"] == sae.lr_
+    assert SparseAutoencoderTransformer.load(tmp_path / "model").lr_ == sae.lr_
+
+
+def test_a_file_without_the_learning_rate_loads_with_lr_none(copy_of_saved):
+    config = _read_config(copy_of_saved)
+    del config["fitted"]["lr_"]  # as written before the field existed
+    _write_config(copy_of_saved, config)
+    assert SparseAutoencoderTransformer.load(copy_of_saved).lr_ is None
+
+
+@pytest.mark.parametrize("value", [0, -1e-3, "1e-3", True])
+def test_a_damaged_learning_rate_is_refused(copy_of_saved, value):
+    config = _read_config(copy_of_saved)
+    config["fitted"]["lr_"] = value
+    _write_config(copy_of_saved, config)
+    with pytest.raises(ValueError, match="fitted.lr_"):
+        SparseAutoencoderTransformer.load(copy_of_saved)
