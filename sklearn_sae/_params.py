@@ -103,10 +103,13 @@ def resolve_n_latents(params: dict, n_features: int, *, n_train: int | None = No
             "latents. Lower k or raise n_latents."
         )
     if isinstance(params["aux_k"], Integral) and not sparse_codes:
+        jumprelu_note = (
+            " or aux_k='auto' (its term against dead latents takes every dead latent)"
+            if params["activation"] == "jumprelu" else ""
+        )
         raise ValueError(
             f"An integer aux_k applies to the top-k activations only; set aux_k=None for "
-            f"activation={params['activation']!r} (or aux_k='auto' for 'jumprelu', whose term against dead latents "
-            "takes every dead latent)."
+            f"activation={params['activation']!r}{jumprelu_note}."
         )
     return int(n_latents)
 

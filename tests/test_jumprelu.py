@@ -109,5 +109,5 @@ def test_aux_coef_auto_is_the_pre_activation_weight(aux_coef, expected):
 
 
 def test_an_integer_aux_k_is_refused_with_the_alternative(X):
-    with pytest.raises(ValueError, match="aux_k='auto' for 'jumprelu'"):
+    with pytest.raises(ValueError, match="aux_k='auto' \\(its term against dead latents"):
         _sae(aux_k=16).fit(X)
