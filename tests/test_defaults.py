@@ -38,13 +38,13 @@ from sklearn_sae.datasets import make_sparse_signals
 @pytest.mark.parametrize(
     "n_features, k, n_train, expected",
     [
-        (24, 16, 540, 96),  # 540 x 16 // 64 = 135 >= 4 x 24: rows are plentiful
+        (24, 32, 540, 96),  # 540 x 32 // 128 = 135 >= 4 x 24: rows are plentiful
         (256, 32, 100_000, 1024),  # a large set: 4 x n_features
-        (24, 4, 540, 33),  # the cap: 540 x 4 // 64
-        (512, 32, 540, 270),  # a wide, small set: 540 x 32 // 64, far below 4 x 512
-        (1900, 32, 2016, 1008),  # UniRep-like: 2,016 x 32 // 64
+        (24, 4, 540, 16),  # the cap: 540 x 4 // 128
+        (512, 32, 540, 135),  # a wide, small set: 540 x 32 // 128, far below 4 x 512
+        (1900, 32, 2016, 504),  # UniRep-like: 2,016 x 32 // 128
         (3, 32, 540, 32),  # 4 x 3 = 12 < k: the k floor
-        (24, 8, 18, 8),  # the cap (18 x 8 // 64 = 2) is below k: the k floor again
+        (24, 8, 18, 8),  # the cap (18 x 8 // 128 = 1) is below k: the k floor again
         (24, 4, None, 96),  # rows unknown (partial_fit): no cap
     ],
 )
@@ -409,15 +409,17 @@ def test_a_default_fit_resolves_its_auto_settings_from_the_data(wide_default_fit
     sae, _ = wide_default_fit
     # 600 rows, 60 held out: 540 training rows in 3 batches of at most 256
     assert sae.get_params()["lr"] == sae.get_params()["max_epochs"] == sae.get_params()["aux_k"] == "auto"
-    assert sae.n_latents_ == 540 * 32 // 64 == 270  # capped: 4 x 512 would leave each latent ~8 firings an epoch
+    assert sae.n_latents_ == 540 * 32 // 128 == 135  # capped: 4 x 512 would leave each latent ~8 firings an epoch
     # At most 3,000 steps (1,000 epochs); early stopping ends it once 10 epochs pass without a better valid loss.
     assert sae.net_.max_epochs == math.ceil(3000 / 3) == 1000
-    best = int(np.argmin(sae.history_[:, "valid_loss"]))
+    losses, best = sae.history_[:, "valid_loss"], 0
+    for epoch, loss in enumerate(losses):  # skorch counts an improvement of more than 1e-4 of the best loss
+        best = epoch if loss < losses[best] * (1 - 1e-4) else best
     assert sae.n_iter_ == best + 1 + 10 < 1000
     spread = encoder_input_spread(wide_set, normalize=True)  # fewer than 4,096 rows: all of them are the sample
     assert 0 < spread < 1
     assert sae.lr_ == sae.net_.lr == pytest.approx(0.12 * spread / math.sqrt(512), rel=1e-6)
-    assert sae.net_.module_.aux_k == 8 * 32 and sae.net_.module_.dead_window == math.ceil(20 * 270 / 32)
+    assert sae.net_.module_.aux_k == min(8 * 32, 135) and sae.net_.module_.dead_window == math.ceil(20 * 135 / 32)
 
 
 def test_a_default_fit_on_a_wide_small_off_centre_set_keeps_90_percent_of_latents_alive(wide_default_fit, wide_set):

@@ -99,8 +99,9 @@ def test_loaded_model_is_bit_identical(X, tmp_path, activation, tied, sparse_out
         assert restored.anneal_steps == saved.anneal_steps and int(restored.n_steps) == int(saved.n_steps) > 0
 
 
-# 120 rows, 12 held out: a top-k dictionary sized to 108 x k=3 // 64 = 5 latents; relu keeps 4 x n_features.
-@pytest.mark.parametrize("activation, n_latents", [("topk", 5), ("gumbel_topk", 5), ("relu", 4 * N_FEATURES)])
+# 120 rows, 12 held out: a top-k dictionary sized to 108 x k=3 // 128 = 2, raised to k = 3 latents; relu keeps
+# 4 x n_features.
+@pytest.mark.parametrize("activation, n_latents", [("topk", 3), ("gumbel_topk", 3), ("relu", 4 * N_FEATURES)])
 def test_model_fitted_with_n_latents_none_loads_with_its_fitted_size(X, tmp_path, activation, n_latents):
     # The file does not hold the training rows that sized the dictionary: load must take the saved n_latents_,
     # not recompute 4 x n_features from the width alone.

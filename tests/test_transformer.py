@@ -98,10 +98,10 @@ def test_fitted_attributes(structured_data):
 @pytest.mark.parametrize(
     "rows, columns, k, expected",
     [
-        (600, 24, 16, 4 * 24),  # 540 training rows x k=16 / 64 = 135 >= 96: rows are plentiful, 4 x n_features
-        (600, 24, 4, 540 * 4 // 64),  # 33 < 96: few rows cap the dictionary so each latent fires ~64 times an epoch
+        (600, 24, 32, 4 * 24),  # 540 training rows x k=32 / 128 = 135 >= 96: rows are plentiful, 4 x n_features
+        (600, 24, 4, 540 * 4 // 128),  # 16 < 96: few rows cap the dictionary so each latent fires ~128 times an epoch
         (600, 3, 32, 32),  # 4 x 3 = 12 latents would be fewer than k
-        (20, 24, 8, 8),  # the cap (18 x 8 // 64 = 2) is below k too: still k
+        (20, 24, 8, 8),  # the cap (18 x 8 // 128 = 1) is below k too: still k
     ],
 )
 def test_n_latents_defaults_to_four_per_feature_capped_by_rows_and_at_least_k(
@@ -112,7 +112,7 @@ def test_n_latents_defaults_to_four_per_feature_capped_by_rows_and_at_least_k(
 
 
 def test_relu_n_latents_default_is_four_per_feature_whatever_the_rows(structured_data):
-    # 540 x 4 // 64 = 33 would cap a top-k dictionary; relu codes are not k-sparse and keep 4 x n_features
+    # 540 x 4 // 128 = 16 would cap a top-k dictionary; relu codes are not k-sparse and keep 4 x n_features
     sae = _sae(activation="relu", n_latents=None, max_epochs=1).fit(structured_data)
     assert sae.n_latents_ == 4 * 24
 
