@@ -95,17 +95,19 @@ DEAD_WARNING_FRACTION = 0.10
 """A fit whose last epoch left more than this fraction of latents dead on its training rows warns."""
 
 
-def default_n_latents(n_features: int, *, k: int, n_train: int | None, sparse_codes: bool) -> int:
+def default_n_latents(n_features: int, *, k: int, n_train: int | None, capped: bool) -> int:
     """Number of latents when ``n_latents=None``.
 
-    ``LATENTS_PER_FEATURE * n_features``, capped for the top-k activations so
-    that an average latent fires on :data:`MIN_FIRINGS_PER_LATENT` training
-    rows an epoch (``n_train * k / n_latents``), and never below ``k``.
-    ``n_train=None`` (rows not known in advance, as in ``partial_fit``) skips
-    the cap.
+    ``LATENTS_PER_FEATURE * n_features``, and with ``capped`` (every
+    activation but ReLU, whose L1 penalty leaves dense codes) no more than
+    lets an average latent fire on :data:`MIN_FIRINGS_PER_LATENT` training
+    rows an epoch (``n_train * k / n_latents``, ``k`` being the L0 to expect:
+    JumpReLU's is set by its penalty, near ``k`` once calibrated), and never
+    below ``k``. ``n_train=None`` (rows not known in advance, as in
+    ``partial_fit``) skips the cap.
     """
     n_latents = LATENTS_PER_FEATURE * n_features
-    if not sparse_codes:
+    if not capped:
         return max(n_latents, 1)
     if n_train is not None:
         n_latents = min(n_latents, n_train * k // MIN_FIRINGS_PER_LATENT)

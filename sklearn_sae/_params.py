@@ -96,7 +96,8 @@ def resolve_n_latents(params: dict, n_features: int, *, n_train: int | None = No
     sparse_codes = params["activation"] not in ("relu", "jumprelu")  # k bounds the top-k activations only
     n_latents = params["n_latents"]
     if n_latents is None:
-        n_latents = default_n_latents(n_features, k=params["k"], n_train=n_train, sparse_codes=sparse_codes)
+        capped = params["activation"] != "relu"  # JumpReLU's dictionary starves on few rows as the top-k ones do
+        n_latents = default_n_latents(n_features, k=params["k"], n_train=n_train, capped=capped)
     if sparse_codes and params["k"] > n_latents:
         raise ValueError(
             f"k={params['k']} is larger than n_latents={n_latents}: a row cannot have more non-zeros than there are "

@@ -52,9 +52,10 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     ----------
     n_latents : int, default=None
         Number of latents (dictionary atoms). ``None`` sizes the dictionary
-        to the data: ``4 * n_features``, but for the top-k activations no
-        more than lets an average latent fire on 128 training rows an epoch
-        (``n_training_rows * k // 128``), and at least ``k``. On 2,000
+        to the data: ``4 * n_features``, but for every activation except
+        ``"relu"`` no more than lets an average latent fire on 128 training
+        rows an epoch (``n_training_rows * k // 128``, ``k`` standing for
+        JumpReLU's expected L0), and at least ``k``. On 2,000
         proteins of width 1,900 that is about 500 latents, not 7,600, most
         of which would have died (and about 500 reconstructed held-out rows
         better than 1,000). The seed's formula is ``n_latents=4 * n_features``. ``partial_fit``, which does not know the
@@ -122,11 +123,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         the bias and the threshold of a silent latent together until it
         fires again. Without it the L0 penalty raised the thresholds of rare
         latents until 74-81% of a JumpReLU dictionary never fired on the
-        shipped proteins; with it none, at a cost in reconstruction that
-        grows as the rows get fewer: held-out FVU 0.0338 against 0.0311 on
-        15,259 proteins, 0.26 against 0.09 on 1,000 (where the dictionary
-        has more latents than rows; ``benchmarks/README.md``). Set
-        ``aux_k=None`` to train JumpReLU without it.
+        shipped proteins; with it none, at some cost in reconstruction:
+        held-out FVU 0.0338 against 0.0311 on 15,259 proteins, level (0.058-
+        0.062) on 1,000 at the default dictionary size
+        (``benchmarks/README.md``). Set ``aux_k=None`` to train JumpReLU
+        without it.
     aux_coef : float or "auto", default="auto"
         Weight of the term against dead latents. ``"auto"`` is 1/32 for
         AuxK (OpenAI's) and 0.003 for JumpReLU's pre-activation term (of

@@ -49,19 +49,19 @@ from sklearn_sae.datasets import make_sparse_signals
     ],
 )
 def test_default_n_latents_for_top_k_codes(n_features, k, n_train, expected):
-    assert default_n_latents(n_features, k=k, n_train=n_train, sparse_codes=True) == expected
+    assert default_n_latents(n_features, k=k, n_train=n_train, capped=True) == expected
 
 
 @pytest.mark.parametrize("n_train", [None, 1, 18, 540, 10**6])
 def test_default_n_latents_for_relu_codes_ignores_the_rows_and_k(n_train):
-    assert default_n_latents(24, k=32, n_train=n_train, sparse_codes=False) == 96
+    assert default_n_latents(24, k=32, n_train=n_train, capped=False) == 96
 
 
 @pytest.mark.parametrize("n_features", [1, 7, 24, 512])
 @pytest.mark.parametrize("k", [1, 8, 32])
 @pytest.mark.parametrize("n_train", [1, 100, 5_000, 10**6])
 def test_default_n_latents_is_between_k_and_four_per_feature_and_leaves_each_latent_its_firings(n_features, k, n_train):
-    n_latents = default_n_latents(n_features, k=k, n_train=n_train, sparse_codes=True)
+    n_latents = default_n_latents(n_features, k=k, n_train=n_train, capped=True)
     assert n_latents >= k
     assert n_latents <= max(LATENTS_PER_FEATURE * n_features, k)
     if n_latents > k:  # not held up by the k floor: each latent fires on >= 64 training rows an epoch on average

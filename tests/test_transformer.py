@@ -111,6 +111,12 @@ def test_n_latents_defaults_to_four_per_feature_capped_by_rows_and_at_least_k(
     assert _sae(n_latents=None, k=k, max_epochs=1, validation_fraction=0.1).fit(X).n_latents_ == expected
 
 
+def test_jumprelu_n_latents_default_is_capped_by_rows_with_k_as_its_expected_l0(structured_data):
+    # A JumpReLU dictionary starves on few rows as a top-k one does: 540 x 4 // 128 = 16, not 4 x 24
+    sae = _sae(activation="jumprelu", n_latents=None, k=4, max_epochs=1).fit(structured_data)
+    assert sae.n_latents_ == 540 * 4 // 128 == 16
+
+
 def test_relu_n_latents_default_is_four_per_feature_whatever_the_rows(structured_data):
     # 540 x 4 // 128 = 16 would cap a top-k dictionary; relu codes are not k-sparse and keep 4 x n_features
     sae = _sae(activation="relu", n_latents=None, max_epochs=1).fit(structured_data)
