@@ -98,9 +98,7 @@ def _read_esm(path: Path, *, layer, representation):
     if representation not in ESM_REPRESENTATIONS:
         raise ValueError(f"representation must be one of {ESM_REPRESENTATIONS} for per-protein vectors, "
                          f"got {representation!r}.")
-    files = sorted(path.glob("*.pt")) if path.is_dir() else [path]
-    if not files:
-        raise ValueError(f"{str(path)!r} holds no .pt files; expected the output directory of ESM's extract.py.")
+    files = _esm_files(path)
     ids, rows = [], []
     for file in files:
         entry = _load_esm_file(file)
@@ -119,6 +117,14 @@ def _read_esm(path: Path, *, layer, representation):
     if len(widths) > 1:
         raise ValueError(f"The .pt files of {str(path)!r} hold vectors of different widths: {sorted(widths)}.")
     return ids, np.stack(rows)
+
+
+def _esm_files(path: Path) -> list:
+    """The ``.pt`` files of an ESM ``extract.py`` output directory (sorted), or ``[path]`` for one file."""
+    files = sorted(path.glob("*.pt")) if path.is_dir() else [path]
+    if not files:
+        raise ValueError(f"{str(path)!r} holds no .pt files; expected the output directory of ESM's extract.py.")
+    return files
 
 
 def _load_esm_file(file: Path) -> dict:
@@ -269,9 +275,7 @@ def load_residue_embeddings(path, *, format=None, layer=None, dtype=np.float32):
 
 
 def _read_esm_residues(path: Path, layer):
-    files = sorted(path.glob("*.pt")) if path.is_dir() else [path]
-    if not files:
-        raise ValueError(f"{str(path)!r} holds no .pt files; expected the output directory of ESM's extract.py.")
+    files = _esm_files(path)
     ids, blocks = [], []
     for file in files:
         entry = _load_esm_file(file)
