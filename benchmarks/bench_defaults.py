@@ -422,8 +422,8 @@ def run_fit(params, seed, X_fit, X_held):
         row,
         n_latents_=estimator.n_latents_,
         n_iter_=estimator.n_iter_,
-        # What "auto" parameters resolved to: the estimator has no fitted attributes for them, the net has.
-        lr_used=getattr(estimator.net_, "lr", None),
+        # What "auto" parameters resolved to: the rate is lr_, the AuxK sizes are the module's.
+        lr_used=estimator.lr_,
         aux_k_used=getattr(estimator.net_.module_, "aux_k", None),
         dead_window_used=getattr(estimator.net_.module_, "dead_window", None),
         dead_fit=dead_fraction(estimator.transform(X_fit)),

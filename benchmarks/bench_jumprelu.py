@@ -13,29 +13,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_defaults import SETS  # noqa: E402
-
-from sklearn_sae import SparseAutoencoderTransformer, metrics  # noqa: E402
-
-
-def fit_and_measure(X_fit, X_held, *, aux_k, seed):
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the dead-latent warning: the row reports the fraction
-        sae = SparseAutoencoderTransformer(activation="jumprelu", aux_k=aux_k, random_state=seed, device="cpu")
-        sae.fit(X_fit)
-    held = sae.transform(X_held)
-    return {
-        "n_latents": sae.n_latents_, "l0": metrics.l0(held), "fvu": 1.0 - sae.score(X_held),
-        "dead_fit": metrics.dead_fraction(sae.transform(X_fit)), "dead_held": metrics.dead_fraction(held),
-        "seconds": time.perf_counter() - start,
-    }
+from bench_defaults import SETS, run_fit  # noqa: E402
 
 
 def main(argv=None):
@@ -49,9 +31,12 @@ def main(argv=None):
         X_fit, X_held = SETS[name]()
         for seed in args.seeds:
             for aux_k in ("auto", None):
-                r = fit_and_measure(X_fit, X_held, aux_k=aux_k, seed=seed)
-                print(f"| {name} | {seed} | {aux_k} | {r['n_latents']} | {r['l0']:.1f} | {r['fvu']:.4f} | "
-                      f"{r['dead_fit']:.3f} | {r['dead_held']:.3f} | {r['seconds']:.0f} |", flush=True)
+                r = run_fit(dict(activation="jumprelu", aux_k=aux_k), seed, X_fit, X_held)
+                if r["error"]:
+                    print(f"| {name} | {seed} | {aux_k} | failed: {r['error']} |", flush=True)
+                    continue
+                print(f"| {name} | {seed} | {aux_k} | {r['n_latents_']} | {r['l0_held']:.1f} | {r['fvu_held']:.4f} | "
+                      f"{r['dead_fit']:.3f} | {r['dead_held']:.3f} | {r['fit_s']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
