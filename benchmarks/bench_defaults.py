@@ -1,7 +1,7 @@
 """Do the estimator's defaults keep every dictionary alive, on any embeddings? Defaults over many embedding sets.
 
 Issue "dictionaries that stay alive on any embeddings": a default that suits
-the shipped 256-dimensional ProtT5 rows may leave most latents dead on
+the shipped 256-dimensional NEAR rows may leave most latents dead on
 embeddings of another width, spectrum or offset. This script fits, on each
 embedding set and over several seeds:
 
@@ -250,7 +250,7 @@ def _load_file(path):
 
 
 def near256_all(max_rows=None):
-    """The shipped ProtT5 proteins, ``data/per-protein.h5`` (19,074 x 256)."""
+    """The shipped NEAR proteins, ``data/per-protein.h5`` (19,074 x 256)."""
     return split(_load_file(REPO_ROOT / "data" / "per-protein.h5"), max_rows=max_rows)
 
 

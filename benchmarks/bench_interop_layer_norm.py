@@ -62,8 +62,8 @@ def main():
     _, proteins = load_embeddings("data/per-protein.h5")
     proteins = np.asarray(proteins, dtype=np.float32)
     datasets = {
-        "shipped ProtT5": proteins,
-        "ProtT5 x 10": proteins * 10,
+        "shipped NEAR": proteins,
+        "NEAR x 10": proteins * 10,
         "N(0, 1), 256 features": np.random.default_rng(0).normal(size=(5000, 256)).astype(np.float32),
     }
     print("| data | activation | median row variance | same support | code err | code err (same support) "

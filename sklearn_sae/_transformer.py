@@ -958,7 +958,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
           relative to the largest code and to each row's spread: rows of
           variance near 1, codes within 6e-6 and reconstructions within 1e-5;
           rows of variance 0.07, codes within 1.2e-4, but 0.1% to 0.3% of rows
-          keep other latents; the shipped ProtT5 rows (variance about 7e-4),
+          keep other latents; the shipped NEAR rows (variance about 7e-4),
           codes off by 1e-2 and 8% of Top-K rows keeping other latents. Use it
           only for rows whose variance is far above 1e-5;
           ``"standardized"`` is exact.
