@@ -38,7 +38,7 @@ def _leftovers(folder):
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Blocks of 8 rows of 12 float32 values (with chunks of 4 or 8 rows), so that small files span several blocks."""
-    monkeypatch.setattr(datasets._saving, "_BLOCK_BYTES", 8 * 12 * 4)
+    monkeypatch.setattr("sklearn_sae._blocks.BLOCK_ELEMENTS", 8 * 12)
 
 
 # --------------------------------------------------------------------------
@@ -190,7 +190,7 @@ def test_convert_memory_does_not_grow_with_the_data(tmp_path, monkeypatch):
     with h5py.File(src, "w") as f:
         f["embeddings"] = np.ones((n, d), dtype=np.float16)
         f.create_dataset("ids", data=ids, dtype=h5py.string_dtype())
-    monkeypatch.setattr(datasets._saving, "_BLOCK_BYTES", 64 * 1024)
+    monkeypatch.setattr("sklearn_sae._blocks.BLOCK_ELEMENTS", 16 * 1024)
     tracemalloc.start()
     try:
         convert_embeddings(src, tmp_path / "c.h5")

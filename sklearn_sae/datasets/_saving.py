@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 
 from .._atomic import atomic_file
-from .._blocks import first_nonfinite_row
+from .._blocks import block_rows_for, first_nonfinite_row
 from ._checks import _NUMERIC_KINDS, _check_float_dtype, _check_ids, _check_readable_hdf5, _check_writable_path, _is_int, _progress_bar
 from ._formats import detect_format
 from ._layouts import _fill_uniprot_rows, load_embeddings, _layout_of, _matrix_datasets, _uniprot_reference_length
@@ -137,9 +137,6 @@ def _check_embeddings_to_save(X, ids, dtype):
 # while reads of 64-row blocks and of single rows ran 1.5 to 2.5 times
 # faster from 64-row chunks than from 256-row ones: 128 KiB it is.
 _CHUNK_BYTES = 128 * 1024
-# Rows read, checked and written at a time are sized so that the float32
-# buffer takes about this much memory, whatever the number of proteins.
-_BLOCK_BYTES = 32 * 1024 * 1024
 _COMPRESSIONS = (None, "gzip", "lzf")
 
 
@@ -160,7 +157,7 @@ def convert_embeddings(src, dst, *, dtype=np.float16, compression=None, chunk_ro
     training from disk needs. Convert once, then read the result with
     `load_embeddings` or slice its ``embeddings`` dataset with h5py.
 
-    Rows are read, checked and written in blocks of about 32 MB, so memory
+    Rows are read, checked and written in blocks of about 64 MB (float32), so memory
     does not grow with the size of the embeddings; only the list of ids (a
     few dozen bytes per protein) is held whole. The file is written under a
     temporary name beside ``dst`` and renamed into place when complete, so
@@ -317,7 +314,8 @@ def _copy_rows(fill_rows, describe_row, target, *, progress):
     chunk_rows = target.chunks[0]
     # Whole chunks per block: a compressed chunk written in two pieces
     # would be compressed, read back and compressed again.
-    block_rows = max(1, _BLOCK_BYTES // (4 * n_features * chunk_rows)) * chunk_rows
+    # The float32 buffer holds at most _blocks.BLOCK_ELEMENTS values, whatever the number of proteins.
+    block_rows = max(1, block_rows_for(n_features) // chunk_rows) * chunk_rows
     # Read in float32 (or wider) so that values that overflow the target
     # dtype are caught after the cast, not stored as inf.
     buffer = np.empty((min(block_rows, n_rows), n_features), dtype=np.promote_types(target.dtype, np.float32))
