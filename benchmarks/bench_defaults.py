@@ -342,17 +342,44 @@ def sweep_name(lr, latents_per_feature):
     return f"sweep[lr={lr:g},n_latents={latents_per_feature}d]"
 
 
-def configurations(names, n_features, sweep_grid=SWEEP_GRID):
+def variant_name(config, vary):
+    """The name of config ``config`` with the parameters ``vary`` changed: ``default[dead_window=8192]``."""
+    return config + "".join(f"[{name}={json.dumps(value)}]" for name, value in vary.items())
+
+
+def base_config(name):
+    """The config a (possibly varied) config name starts from: ``default[dead_window=8192]`` -> ``default``."""
+    return name.split("[", 1)[0]
+
+
+def parse_vary(items):
+    """``["dead_window=8192", 'aux_k=null']`` -> ``{"dead_window": 8192, "aux_k": None}`` (values are JSON)."""
+    vary = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--vary takes PARAM=JSON, got {item!r}")
+        try:
+            vary[name] = json.loads(value)
+        except json.JSONDecodeError:
+            raise SystemExit(f"--vary {item!r}: {value!r} is not JSON (strings need quotes: {name}='\"auto\"')")
+    return vary
+
+
+def configurations(names, n_features, sweep_grid=SWEEP_GRID, vary=None):
     """Config name -> estimator parameters for the config groups ``names``, for rows of ``n_features``.
 
     ``sweep_grid`` has the keys of :data:`SWEEP_GRID`: the learning rates and latents per feature swept.
+    ``vary`` (parameter -> value) turns the new-default configs into a candidate's: each is fitted with
+    those parameters changed, under :func:`variant_name`, and judged against the same targets.
     """
+    vary = vary or {}
     configs = {}
     if "previous" in names:
         configs["previous"] = resolve(PREVIOUS_DEFAULTS, n_features)
     for name, change in NEW_DEFAULT_CHANGES.items():
         if name in names:
-            configs[name] = dict(change)
+            configs[variant_name(name, vary)] = dict(change, **vary)
     if "sweep" in names:
         for lr, per_feature in itertools.product(sweep_grid["lr"], sweep_grid["latents_per_feature"]):
             configs[sweep_name(lr, per_feature)] = dict(lr=lr, n_latents=per_feature * n_features)
@@ -514,12 +541,12 @@ def summarise(fits, set_stats, seeds, sweep_seeds):
                              best_healthy_sweep_fvu=best_healthy))
         previous = mean_fvu.get("previous", np.nan)
         config_order = {c: i for i, c in enumerate(["previous", *NEW_DEFAULT_CHANGES])}
-        for config, group in sorted(fits[fits.set == name].groupby("config"),
-                                    key=lambda item: (config_order.get(item[0], len(config_order)), item[0])):
+        order = lambda item: (config_order.get(base_config(item[0]), len(config_order)), item[0])  # noqa: E731
+        for config, group in sorted(fits[fits.set == name].groupby("config"), key=order):
             row = dict(set=name, config=config, seeds=len(group))
             row.update({metric: _span(group[metric])
                         for metric in ("dead_fit", "dead_held", "fvu_held", "l0_held", "fit_s")})
-            if config in NEW_DEFAULT_CHANGES:
+            if base_config(config) in NEW_DEFAULT_CHANGES:
                 vs_best, vs_previous = group.fvu_held.mean() / best, group.fvu_held.mean() / previous
                 row.update({"fvu/best_sweep": _ratio(vs_best),
                             "fvu/best_healthy_sweep": _ratio(group.fvu_held.mean() / best_healthy),
@@ -552,6 +579,9 @@ def main(argv=None):
                         help="learning rates of the sweep (a subset keeps wide sets affordable)")
     parser.add_argument("--sweep-latents-per-feature", type=int, nargs="+",
                         default=list(SWEEP_GRID["latents_per_feature"]), help="n_latents / n_features of the sweep")
+    parser.add_argument("--vary", nargs="+", default=[], metavar="PARAM=JSON",
+                        help="fit the default and gumbel configs with these parameters changed (a candidate "
+                             "default), named for example default[dead_window=8192], judged by the same targets")
     parser.add_argument("--out", type=Path, default=None,
                         help="results directory (default results/bench_defaults, or results/bench_defaults-quick "
                              "with --quick so a smoke test never mixes with a real run)")
@@ -561,6 +591,10 @@ def main(argv=None):
                         help=f"keep {QUICK_ROWS} rows of each set (before the split): a smoke test")
     args = parser.parse_args(argv)
     check_parameters()
+    vary = parse_vary(args.vary)
+    unknown = sorted(set(vary) - set(SparseAutoencoderTransformer().get_params()))
+    if unknown:
+        parser.error(f"--vary: {unknown} are not parameters of SparseAutoencoderTransformer")
 
     out = args.out or REPO_ROOT / "results" / ("bench_defaults-quick" if args.quick else "bench_defaults")
     out.mkdir(parents=True, exist_ok=True)
@@ -585,7 +619,8 @@ def main(argv=None):
               f"out (made in {time.perf_counter() - start:.1f} s)", flush=True)
 
         configs = configurations(args.configs, n_features,
-                                 dict(lr=args.sweep_lrs, latents_per_feature=args.sweep_latents_per_feature))
+                                 dict(lr=args.sweep_lrs, latents_per_feature=args.sweep_latents_per_feature),
+                                 vary=vary)
         plan = [(config, seed) for seed in args.seeds for config in configs if not config.startswith("sweep[")]
         plan += [(config, seed) for seed in args.sweep_seeds for config in configs if config.startswith("sweep[")]
         for config, seed in [] if args.summarise_only else plan:
