@@ -144,11 +144,12 @@ def incremental_run(net) -> IncrementalRun | None:
     return run if isinstance(run, IncrementalRun) else None
 
 
-def train_one_pass(net, X: np.ndarray, *, lr, normalize: bool, device: str) -> None:
+def train_one_pass(net, X: np.ndarray, *, lr, normalize: bool, activation: str, device: str) -> None:
     """One pass of ``net`` over the float32 rows ``X`` at peak learning rate ``lr``, in the run's RNG.
 
     ``lr="auto"`` is resolved once a run, on the rows of the first call made
-    with it (``normalize`` is the model's), and kept for the later calls.
+    with it (``normalize`` and ``activation`` are the model's), and kept for
+    the later calls.
     """
     run = incremental_run(net)
     # A private copy: the caller's block may be read-only or change after the call.
@@ -156,7 +157,7 @@ def train_one_pass(net, X: np.ndarray, *, lr, normalize: bool, device: str) -> N
     if lr == "auto":
         if run.auto_lr is None:
             run.auto_lr = resolve_lr("auto", InMemoryRows(X_tensor).sample(PRE_BIAS_SAMPLE_ROWS, run.seed).numpy(),
-                                     normalize=normalize)
+                                     normalize=normalize, activation=activation)
         lr = run.auto_lr
     run.lr = float(lr)
     with run.seeded(device):

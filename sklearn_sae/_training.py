@@ -603,8 +603,9 @@ def train_net(
     total_steps = steps_per_epoch * max_epochs
     sample = rows.sample(PRE_BIAS_SAMPLE_ROWS, seed)
     strategy.check_same_rows(rows, sample)
+    lr = resolve_lr(settings.lr, sample.numpy(), normalize=spec.normalize, activation=spec.activation)
     net = build_net(
-        spec, settings, lr=resolve_lr(settings.lr, sample.numpy(), normalize=spec.normalize), seed=seed,
+        spec, settings, lr=lr, seed=seed,
         total_steps=total_steps, max_epochs=max_epochs, eval_sets=eval_sets, pre_bias_sample=sample,
         checkpoint=checkpoint, strategy=strategy,
     )

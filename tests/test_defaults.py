@@ -12,6 +12,7 @@ from sklearn_sae import SparseAutoencoderTransformer
 from sklearn_sae._activations import TopK, TopKSelection
 from sklearn_sae._defaults import (
     LATENTS_PER_FEATURE,
+    GUMBEL_LR_SCALE,
     LR_SCALE,
     MIN_FIRINGS_PER_LATENT,
     MIN_TRAINING_EPOCHS,
@@ -81,6 +82,24 @@ def test_default_lr_falls_as_one_over_the_square_root_of_the_width(n_features):
     assert default_lr(4 * n_features) == pytest.approx(default_lr(n_features) / 2, rel=1e-12)
     assert default_lr(n_features + 1) < default_lr(n_features)
     assert default_lr(n_features) * math.sqrt(n_features) == pytest.approx(LR_SCALE, rel=1e-12)
+
+
+def test_a_gumbel_fit_resolves_five_thirds_of_the_top_k_rate_on_the_same_rows():
+    X = np.random.default_rng(0).normal(size=(200, 16)).astype(np.float32) + 1.0
+    params = dict(n_latents=32, k=4, max_epochs=1, device="cpu", random_state=0)
+    topk = SparseAutoencoderTransformer(**params).fit(X)
+    gumbel = SparseAutoencoderTransformer(activation="gumbel_topk", **params).fit(X)
+    assert gumbel.lr_ == pytest.approx(topk.lr_ * GUMBEL_LR_SCALE / LR_SCALE, rel=1e-9)
+    # partial_fit resolves it the same way on its first call's rows
+    assert SparseAutoencoderTransformer(activation="gumbel_topk", **params).partial_fit(X).lr_ == pytest.approx(
+        SparseAutoencoderTransformer(**params).partial_fit(X).lr_ * GUMBEL_LR_SCALE / LR_SCALE, rel=1e-9)
+
+
+@pytest.mark.parametrize("activation, scale", [("topk", LR_SCALE), ("batchtopk", LR_SCALE), ("jumprelu", LR_SCALE),
+                                               ("relu", LR_SCALE), ("gumbel_topk", GUMBEL_LR_SCALE)])
+def test_gumbel_topk_alone_takes_the_higher_scale(activation, scale):
+    assert GUMBEL_LR_SCALE / LR_SCALE == pytest.approx(5 / 3)
+    assert default_lr(256, 0.5, activation=activation) == pytest.approx(scale * 0.5 / 16, rel=1e-12)
 
 
 @pytest.mark.parametrize("spread", [0.01, 0.14, 0.5, 1.0])
@@ -370,8 +389,11 @@ def test_a_data_parallel_net_resolves_auto_values_from_its_own_steps_and_the_sha
     # at least 3,000 of this process's optimiser steps, not 3,000 batches of which it takes its share
     assert net.max_epochs == default_max_epochs(steps_per_epoch)
     assert net.max_epochs * steps_per_epoch >= MIN_TRAINING_STEPS
-    assert net.lr == resolve_lr("auto", rows.sample(PRE_BIAS_SAMPLE_ROWS, 7).numpy(), normalize=True)
-    assert net.lr != resolve_lr("auto", rows.sample(PRE_BIAS_SAMPLE_ROWS, 123).numpy(), normalize=True)
+    def auto_lr(seed):
+        return resolve_lr("auto", rows.sample(PRE_BIAS_SAMPLE_ROWS, seed).numpy(), normalize=True, activation="topk")
+
+    assert net.lr == auto_lr(7)
+    assert net.lr != auto_lr(123)
     assert train(own_seed=456).lr == net.lr
 
 
