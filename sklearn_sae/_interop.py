@@ -43,6 +43,7 @@ from safetensors.torch import save_file
 from ._activations import BatchTopK, GumbelTopK, JumpReLU, TopK
 from ._atomic import atomic_directory
 from ._model import LAYER_NORM_EPS
+from ._params import prefix_sizes
 from ._persistence import SavedModel, read_safetensors
 
 __all__ = ["FORMATS", "NORMALIZATIONS", "export_model", "load_foreign"]
@@ -134,7 +135,7 @@ def _matryoshka_fractions(module, matryoshka) -> list:
         fractions = [float(fraction) for fraction in matryoshka]
     except (TypeError, ValueError):  # None, or set_params gave it something else since the fit
         fractions = None
-    if fractions and tuple(max(1, round(fraction * n_latents)) for fraction in fractions) == module.prefixes:
+    if fractions and prefix_sizes(fractions, n_latents) == module.prefixes:
         return fractions
     return [size / n_latents for size in module.prefixes]
 

@@ -34,6 +34,7 @@ __all__ = [
     "check_params",
     "resolve_n_latents",
     "matryoshka_prefixes",
+    "prefix_sizes",
     "model_spec",
     "training_settings",
 ]
@@ -149,6 +150,11 @@ Gumbel-Top-K keep the same fixed sparsity). ReLU and JumpReLU are refused: their
 against the prefixes' reconstructions, which ask each prefix to carry as much of the input as it can."""
 
 
+def prefix_sizes(fractions, n_latents: int) -> tuple:
+    """The latents in the nested prefix of each fraction of ``n_latents``: ``round(f * n_latents)``, at least 1."""
+    return tuple(max(1, round(fraction * n_latents)) for fraction in fractions)
+
+
 def matryoshka_prefixes(params: dict, n_latents: int) -> tuple:
     """The latents in each nested prefix of ``params["matryoshka"]`` (fractions), or ``()`` when it is None.
 
@@ -176,7 +182,7 @@ def matryoshka_prefixes(params: dict, n_latents: int) -> tuple:
             f"matryoshka must hold increasing fractions of the dictionary in (0, 1), such as (1/16, 1/8, 1/4, 1/2); "
             f"got {tuple(fractions)}. The whole dictionary is always the last level."
         )
-    sizes = tuple(max(1, round(fraction * n_latents)) for fraction in fractions)
+    sizes = prefix_sizes(fractions, n_latents)
     if sorted(set(sizes)) != list(sizes) or sizes[-1] >= n_latents:
         raise ValueError(
             f"matryoshka={tuple(fractions)} gives prefixes of {sizes} latents out of {n_latents}: they must be "
