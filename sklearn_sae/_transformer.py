@@ -58,8 +58,9 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         JumpReLU's expected L0), and at least ``k``. On 2,000
         proteins of width 1,900 that is about 500 latents, not 7,600, most
         of which would have died (and about 500 reconstructed held-out rows
-        better than 1,000). The seed's formula is ``n_latents=4 * n_features``. ``partial_fit``, which does not know the
-        rows in advance, takes ``4 * n_features``.
+        better than 1,000). The seed's formula is
+        ``n_latents=4 * n_features``. ``partial_fit``, which does not know
+        the rows in advance, takes ``4 * n_features``.
     activation : {"topk", "gumbel_topk", "batchtopk", "jumprelu", "relu"}, default="topk"
         ``"topk"`` keeps the ``k`` largest pre-activations of each row (after
         a ReLU), so each row has at most ``k`` non-zeros. ``"gumbel_topk"``
@@ -135,8 +136,9 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         shipped proteins, the one that moves the L0 set by ``l1_coef`` least).
     dead_window : int or "auto", default="auto"
         A latent is dead for AuxK and JumpReLU's pre-activation term once it
-        has not fired for this many training rows. ``"auto"`` is ``20 * n_latents / k``: twenty times
-        the rows an average latent waits between firings (OpenAI's ratio);
+        has not fired for this many training rows. ``"auto"`` is
+        ``20 * n_latents / k``: twenty times the rows an average latent
+        waits between firings (OpenAI's ratio);
         ``"jumprelu"``, whose L0 the penalty sets, takes ``k`` as the L0 to
         expect here. The seed's value was 10,000.
     tau_start : float, default=1.0
@@ -855,9 +857,10 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         among them those written by :meth:`export`, which come back as the
         model that was exported (a BatchTopK model exported as a JumpReLU
         comes back as BatchTopK, and a Matryoshka model with its prefix
-        fractions, from the record the export writes beside the files). Architectures this package cannot compute
-        exactly are refused with a ``ValueError`` that says why. An imported
-        model has an empty ``history_``, and the parameters that do not
+        fractions, from the record the export writes beside the files).
+        Architectures this package cannot compute exactly are refused with
+        a ``ValueError`` that says why. An imported model has an empty
+        ``history_``, and the parameters that do not
         shape the model (``lr``, ``batch_size``, ``sparse_output``, ...) at
         their defaults: the other formats do not carry them.
 

@@ -314,7 +314,7 @@ def _copy_rows(fill_rows, describe_row, target, *, progress):
     chunk_rows = target.chunks[0]
     # Whole chunks per block: a compressed chunk written in two pieces
     # would be compressed, read back and compressed again.
-    # The float32 buffer holds at most _blocks.BLOCK_ELEMENTS values, whatever the number of proteins.
+    # The float32 buffer holds about _blocks.BLOCK_ELEMENTS values (one chunk at least), whatever the number of rows.
     block_rows = max(1, block_rows_for(n_features) // chunk_rows) * chunk_rows
     # Read in float32 (or wider) so that values that overflow the target
     # dtype are caught after the cast, not stored as inf.
