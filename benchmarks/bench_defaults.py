@@ -54,6 +54,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from sklearn_sae import SparseAutoencoderTransformer
+from sklearn_sae._defaults import K_START_PER_K
 from sklearn_sae.datasets import load_embeddings, make_sparse_signals
 from sklearn_sae.metrics import dead_fraction
 
@@ -67,6 +68,7 @@ PREVIOUS_DEFAULTS = dict(
     n_latents=lambda n_features: 4 * n_features,
     activation="topk",
     k=32,
+    k_start=None,  # Top-K kept k latents a row from the first batch
     l1_coef=None,
     normalize=True,
     tied=True,
@@ -94,6 +96,9 @@ NEW_DEFAULT_CHANGES = {"default": {}, "gumbel": dict(activation="gumbel_topk")}
 
 SWEEP_GRID = {"lr": (1e-3, 3e-3, 1e-2), "latents_per_feature": (2, 4)}
 """Sweep points: every learning rate with every ``n_latents = latents_per_feature * n_features``."""
+
+SWEEP_K_START = K_START_PER_K * 32
+"""The sweep's Top-K starts as the defaults' does, from ``4 * k`` latents a row (k=32, the default)."""
 
 TARGETS = dict(dead_fit=0.02, dead_held=0.05, fvu_vs_best_sweep=1.05, fvu_vs_previous=1.02)
 """Worst seed's dead fractions at most these; mean FVU at most these multiples of the best sweep point's
@@ -382,14 +387,16 @@ def configurations(names, n_features, sweep_grid=SWEEP_GRID, vary=None):
             configs[variant_name(name, vary)] = dict(change, **vary)
     if "sweep" in names:
         for lr, per_feature in itertools.product(sweep_grid["lr"], sweep_grid["latents_per_feature"]):
-            configs[sweep_name(lr, per_feature)] = dict(lr=lr, n_latents=per_feature * n_features)
+            # The defaults' Top-K at other rates and sizes: starting wider, which k_start="auto" leaves off
+            # for an explicit lr.
+            configs[sweep_name(lr, per_feature)] = dict(lr=lr, n_latents=per_feature * n_features, k_start=SWEEP_K_START)
     return configs
 
 
 def check_parameters():
     """Fail before any fit when a config names a parameter the estimator no longer has."""
     known = set(SparseAutoencoderTransformer().get_params())
-    named = set(PREVIOUS_DEFAULTS) | set(FIXED_FIT_PARAMS) | {"random_state", "lr", "n_latents"}
+    named = set(PREVIOUS_DEFAULTS) | set(FIXED_FIT_PARAMS) | {"random_state", "lr", "n_latents", "k_start"}
     named |= {name for change in NEW_DEFAULT_CHANGES.values() for name in change}
     unknown = sorted(named - known)
     if unknown:

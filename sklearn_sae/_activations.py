@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-__all__ = ["ReLU", "TopK", "GumbelTopK", "BatchTopK", "JumpReLU", "GUMBEL_CANDIDATES", "TopKSelection", "make_activation", "dense_codes", "code_activity"]
+__all__ = ["ReLU", "TopK", "GumbelTopK", "BatchTopK", "JumpReLU", "GUMBEL_CANDIDATES", "TopKSelection", "make_activation", "schedule_length", "starts_soft", "dense_codes", "code_activity"]
 
 HARD_TAU = 1e-6
 """At or below this temperature the Gumbel noise can only reorder pre-activations closer than about
@@ -74,34 +74,78 @@ class TopK(nn.Module):
     The kept values pass through a ReLU, so a row has at most ``k``
     non-zeros. Gradients reach the kept entries only.
 
+    With ``k_start > k`` training starts wider: training forward call ``i``
+    (counting from 0) keeps ``round(k_start + (k - k_start) * i / (anneal_steps - 1))``
+    latents a row, so the first call keeps ``k_start``, the last annealing
+    call, number ``anneal_steps - 1``, exactly ``k``, and every later call
+    ``k``. Early batches then send gradient to several times more latents,
+    before the learning rate's peak decides which survive (as
+    dictionary_learning's ``k_anneal_steps``, which starts from the input
+    width). Evaluation always keeps ``k``.
+
     Parameters
     ----------
     k : int
         Number of latents kept per row.
+    k_start : int or None, default=None
+        Latents kept per row at the first training forward call; ``None``
+        (or ``k``) keeps ``k`` from the start.
+    anneal_steps : int, default=0
+        Training forward calls over which the number kept falls to ``k``.
     """
 
-    def __init__(self, k: int):
+    def __init__(self, k: int, k_start: int | None = None, anneal_steps: int = 0):
         super().__init__()
         self.k = k
+        self.k_start = k if k_start is None else k_start
+        self.anneal_steps = anneal_steps
+        if self.has_schedule:
+            # A buffer, so the schedule's position survives state_dict, pickling, checkpoints and device moves.
+            # Only then: a model without the schedule keeps the tensors of files saved before it existed.
+            self.register_buffer("n_steps", torch.zeros((), dtype=torch.long))
+
+    @property
+    def has_schedule(self) -> bool:
+        """Whether training starts with more than ``k`` latents a row."""
+        return self.k_start > self.k and self.anneal_steps > 1
 
     def extra_repr(self) -> str:
-        return f"k={self.k}"
+        schedule = f", k_start={self.k_start}, anneal_steps={self.anneal_steps}" if self.has_schedule else ""
+        return f"k={self.k}{schedule}"
 
     @property
     def is_hard(self) -> bool:
-        """Whether the next forward call is exactly Top-K (so the sparse path may replace it)."""
+        """Whether the next forward call is exactly a top-k selection (so the sparse path may replace it)."""
         return True
 
+    @property
+    def current_k(self) -> int:
+        """Latents kept per row by the next forward call: :meth:`k_at` the schedule's position in training."""
+        if not self.training or not self.has_schedule:
+            return self.k
+        return self.k_at(int(self.n_steps))
+
+    def k_at(self, step: int) -> int:
+        """Latents kept per row by training forward call number ``step`` (counting from 0)."""
+        if not self.has_schedule or step >= self.anneal_steps - 1:
+            return self.k
+        return round(self.k_start + (self.k - self.k_start) * step / (self.anneal_steps - 1))
+
     def step_(self) -> None:
-        """Account for one training forward call made without this module (Top-K has no schedule)."""
+        """Account for one training forward call made without this module (the sparse path)."""
+        if self.has_schedule:
+            self.n_steps += 1
 
     def select(self, z_pre: torch.Tensor) -> TopKSelection:
-        """Return the kept values and their latent indices, ``(batch, k)`` each."""
-        values, indices = z_pre.topk(self.k, dim=-1, sorted=False)
+        """Return the kept values and their latent indices, ``(batch, current_k)`` each."""
+        values, indices = z_pre.topk(self.current_k, dim=-1, sorted=False)
         return TopKSelection(torch.relu(values), indices)
 
     def forward(self, z_pre: torch.Tensor) -> torch.Tensor:
-        return _scatter_codes(self.select(z_pre), z_pre.shape[-1])
+        selection = self.select(z_pre)
+        if self.training:
+            self.step_()
+        return _scatter_codes(selection, z_pre.shape[-1])
 
 
 GUMBEL_CANDIDATES = ("positive", "all")
@@ -398,15 +442,31 @@ class JumpReLU(nn.Module):
         return _JumpReLUFunction.apply(z_pre, threshold, self.bandwidth)
 
 
+def schedule_length(activation: nn.Module) -> int | None:
+    """The resolved length of ``activation``'s start-up schedule, in training batches; ``None`` when it has none.
+
+    Gumbel-Top-K's temperature annealing, or Top-K's narrowing from ``k_start`` to ``k``: what a saved model
+    records so that training it further continues the same schedule.
+    """
+    if isinstance(activation, GumbelTopK) or (isinstance(activation, TopK) and activation.k_start > activation.k):
+        return int(activation.anneal_steps)
+    return None
+
+
+def starts_soft(activation: nn.Module) -> bool:
+    """Whether ``activation``'s training starts softer than its inference: Gumbel noise, or Top-K wider than ``k``."""
+    return isinstance(activation, GumbelTopK) or (isinstance(activation, TopK) and activation.has_schedule)
+
+
 def make_activation(
     name: str, *, k: int, tau_start: float, tau_end: float, anneal_steps: int, candidates: str = "positive",
-    n_latents: int | None = None,
+    n_latents: int | None = None, k_start: int | None = None,
 ) -> nn.Module:
     """Build the activation module called ``name`` (``relu``, ``topk``, ``gumbel_topk``, ``batchtopk``)."""
     if name == "relu":
         return ReLU()
     if name == "topk":
-        return TopK(k)
+        return TopK(k, k_start=k_start, anneal_steps=anneal_steps)
     if name == "batchtopk":
         return BatchTopK(k)
     if name == "jumprelu":

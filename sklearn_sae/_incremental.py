@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
+from ._activations import starts_soft
 from ._defaults import resolve_lr, resolve_steps
 from ._model import ModelSpec
 from ._params import TrainingSettings
@@ -144,12 +145,12 @@ def incremental_run(net) -> IncrementalRun | None:
     return run if isinstance(run, IncrementalRun) else None
 
 
-def train_one_pass(net, X: np.ndarray, *, lr, normalize: bool, activation: str, device: str) -> None:
+def train_one_pass(net, X: np.ndarray, *, lr, normalize: bool, device: str) -> None:
     """One pass of ``net`` over the float32 rows ``X`` at peak learning rate ``lr``, in the run's RNG.
 
     ``lr="auto"`` is resolved once a run, on the rows of the first call made
-    with it (``normalize`` and ``activation`` are the model's), and kept for
-    the later calls.
+    with it (``normalize`` is the model's, and so is the activation that
+    chooses the scale), and kept for the later calls.
     """
     run = incremental_run(net)
     # A private copy: the caller's block may be read-only or change after the call.
@@ -157,7 +158,7 @@ def train_one_pass(net, X: np.ndarray, *, lr, normalize: bool, activation: str, 
     if lr == "auto":
         if run.auto_lr is None:
             run.auto_lr = resolve_lr("auto", InMemoryRows(X_tensor).sample(PRE_BIAS_SAMPLE_ROWS, run.seed).numpy(),
-                                     normalize=normalize, activation=activation)
+                                     normalize=normalize, soft_start=starts_soft(net.module_.activation))
         lr = run.auto_lr
     run.lr = float(lr)
     with run.seeded(device):

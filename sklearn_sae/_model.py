@@ -300,8 +300,9 @@ class SparseAutoencoder(nn.Module):
         x_norm, mu, sigma = self.preprocess(x)
         if self.uses_sparse_path():
             batch = isinstance(self.activation, BatchTopK)
+            k = self.activation.k if batch else self.activation.current_k  # Top-K may start wider in training
             y_pre, values, indices = topk_sae_forward(
-                x_norm, self.W_enc, self.b_lat, self.decoder_weight, self.pre_bias, self.activation.k, batch=batch
+                x_norm, self.W_enc, self.b_lat, self.decoder_weight, self.pre_bias, k, batch=batch
             )
             codes = TopKSelection(values, indices)
             aux_residual_hat = None
@@ -425,10 +426,14 @@ class ModelSpec:
     tau_start, tau_end : float
         The Gumbel temperature's start and end.
     anneal_steps : int or float
-        Gumbel annealing, in training batches (int), or a fraction of a fit's
-        batches (float) until :meth:`over_steps` resolves it.
+        The activation's start-up schedule (Gumbel annealing, Top-K's
+        narrowing from ``k_start``), in training batches (int), or a fraction
+        of a fit's batches (float) until :meth:`over_steps` resolves it.
     gumbel_candidates : str
         Which latents the Gumbel noise may select.
+    k_start : int or None, default=None
+        Latents Top-K keeps per row at the first training batch, narrowing
+        to ``k`` over ``anneal_steps`` batches; ``None`` keeps ``k``.
     prefixes : tuple of int, default=()
         Matryoshka's nested prefix sizes (``()``: off).
     """
@@ -445,6 +450,7 @@ class ModelSpec:
     tau_end: float
     anneal_steps: int | float
     gumbel_candidates: str
+    k_start: int | None = None
     prefixes: tuple = ()
 
     def over_steps(self, total_steps: int) -> "ModelSpec":
@@ -460,6 +466,7 @@ class ModelSpec:
         activation = make_activation(
             self.activation, k=self.k, tau_start=self.tau_start, tau_end=self.tau_end,
             anneal_steps=self.anneal_steps, candidates=self.gumbel_candidates, n_latents=self.n_latents,
+            k_start=self.k_start,
         )
         return dict(
             n_features=self.n_features, n_latents=self.n_latents, activation=activation, normalize=self.normalize,

@@ -64,6 +64,10 @@ FORMAT_VERSION = 1
 """Version of the directory layout and JSON schema; raise it when a reader of the previous one
 could misread the new one, and teach :func:`read_model` to read every older version."""
 
+PARAMS_ADDED_IN_FORMAT_1 = {"k_start": None}
+"""Parameters added since the first files of format version 1 were written, each with the value that computes and
+trains on as those files' models did: a file without ``k_start`` holds a Top-K trained with ``k`` from the start."""
+
 _FITTED_INTEGERS = ("n_features_in_", "n_latents_", "n_iter_")
 
 
@@ -351,6 +355,8 @@ _JSON_TYPE_NAMES = {int: "integer", str: "string", dict: "object", list: "array"
 def _checked_n_latents(params: dict, config: dict, path: Path) -> int:
     """The model's number of latents, after checking every saved parameter as ``fit`` would, and against the rest."""
     expected = set(PARAMETER_CONSTRAINTS)
+    for name, value in PARAMS_ADDED_IN_FORMAT_1.items():
+        params.setdefault(name, value)
     unknown, missing = sorted(set(params) - expected), sorted(expected - set(params))
     # Strict both ways: a parameter filled with today's default could silently change a saved model.
     if unknown or missing:
@@ -370,10 +376,12 @@ def _checked_n_latents(params: dict, config: dict, path: Path) -> int:
     anneal_steps = config["anneal_steps"]
     if params["activation"] == "gumbel_topk" and not (_is_int(anneal_steps) and anneal_steps >= 1):
         raise ValueError(f"{path}: field 'anneal_steps' is {anneal_steps!r}; a gumbel_topk model needs an int >= 1.")
-    if params["activation"] != "gumbel_topk" and anneal_steps is not None:
+    if params["activation"] == "topk" and not (anneal_steps is None or (_is_int(anneal_steps) and anneal_steps >= 0)):
+        raise ValueError(f"{path}: field 'anneal_steps' is {anneal_steps!r}; a topk model needs null or an int >= 0.")
+    if params["activation"] not in ("gumbel_topk", "topk") and anneal_steps is not None:
         raise ValueError(
             f"{path}: field 'anneal_steps' is {anneal_steps!r}; it must be null unless params.activation is "
-            "'gumbel_topk'."
+            "'gumbel_topk' or 'topk'."
         )
     if n_latents != fitted["n_latents_"]:
         raise ValueError(

@@ -23,7 +23,7 @@ from skorch.callbacks import Callback, EarlyStopping, GradientNormClipping, LRSc
 from skorch.utils import noop
 from torch import nn
 
-from ._activations import code_activity
+from ._activations import code_activity, starts_soft
 from ._checkpoint import open_checkpoint
 from ._defaults import resolve_lr, resolve_max_epochs, resolve_steps
 from ._model import ModelSpec, SAEOutput, SparseAutoencoder, auxk_loss, l1_penalty, nmse_loss
@@ -603,7 +603,8 @@ def train_net(
     total_steps = steps_per_epoch * max_epochs
     sample = rows.sample(PRE_BIAS_SAMPLE_ROWS, seed)
     strategy.check_same_rows(rows, sample)
-    lr = resolve_lr(settings.lr, sample.numpy(), normalize=spec.normalize, activation=spec.activation)
+    soft_start = starts_soft(spec.over_steps(total_steps).module_kwargs()["activation"])
+    lr = resolve_lr(settings.lr, sample.numpy(), normalize=spec.normalize, soft_start=soft_start)
     net = build_net(
         spec, settings, lr=lr, seed=seed,
         total_steps=total_steps, max_epochs=max_epochs, eval_sets=eval_sets, pre_bias_sample=sample,

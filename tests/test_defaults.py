@@ -12,11 +12,11 @@ from sklearn_sae import SparseAutoencoderTransformer
 from sklearn_sae._activations import TopK, TopKSelection
 from sklearn_sae._defaults import (
     LATENTS_PER_FEATURE,
-    GUMBEL_LR_SCALE,
     LR_SCALE,
     MIN_FIRINGS_PER_LATENT,
     MIN_TRAINING_EPOCHS,
     MIN_TRAINING_STEPS,
+    SOFT_START_LR_SCALE,
     default_aux_k,
     default_dead_window,
     default_lr,
@@ -84,22 +84,32 @@ def test_default_lr_falls_as_one_over_the_square_root_of_the_width(n_features):
     assert default_lr(n_features) * math.sqrt(n_features) == pytest.approx(LR_SCALE, rel=1e-12)
 
 
-def test_a_gumbel_fit_resolves_five_thirds_of_the_top_k_rate_on_the_same_rows():
+def test_a_soft_start_resolves_five_thirds_of_the_hard_top_k_rate_on_the_same_rows():
     X = np.random.default_rng(0).normal(size=(200, 16)).astype(np.float32) + 1.0
-    params = dict(n_latents=32, k=4, max_epochs=1, device="cpu", random_state=0)
-    topk = SparseAutoencoderTransformer(**params).fit(X)
-    gumbel = SparseAutoencoderTransformer(activation="gumbel_topk", **params).fit(X)
-    assert gumbel.lr_ == pytest.approx(topk.lr_ * GUMBEL_LR_SCALE / LR_SCALE, rel=1e-9)
-    # partial_fit resolves it the same way on its first call's rows
-    assert SparseAutoencoderTransformer(activation="gumbel_topk", **params).partial_fit(X).lr_ == pytest.approx(
-        SparseAutoencoderTransformer(**params).partial_fit(X).lr_ * GUMBEL_LR_SCALE / LR_SCALE, rel=1e-9)
+    params = dict(n_latents=32, k=4, batch_size=20, max_epochs=20, device="cpu", random_state=0)
+    hard = SparseAutoencoderTransformer(k_start=None, **params).fit(X)
+    assert not hard.net_.module_.activation.has_schedule
+    for soft_params in (dict(activation="gumbel_topk"), dict(k_start="auto"), dict(k_start=8)):
+        soft = SparseAutoencoderTransformer(**soft_params, **params).fit(X)
+        assert soft.lr_ == pytest.approx(hard.lr_ * SOFT_START_LR_SCALE / LR_SCALE, rel=1e-9), soft_params
+    # partial_fit resolves it the same way on its first call's rows (10 batches; the narrowing takes 5 of them)
+    assert SparseAutoencoderTransformer(**params, warmup_steps=5).partial_fit(X).lr_ == pytest.approx(
+        SparseAutoencoderTransformer(**params, k_start=None).partial_fit(X).lr_ * SOFT_START_LR_SCALE / LR_SCALE,
+        rel=1e-9)
 
 
-@pytest.mark.parametrize("activation, scale", [("topk", LR_SCALE), ("batchtopk", LR_SCALE), ("jumprelu", LR_SCALE),
-                                               ("relu", LR_SCALE), ("gumbel_topk", GUMBEL_LR_SCALE)])
-def test_gumbel_topk_alone_takes_the_higher_scale(activation, scale):
-    assert GUMBEL_LR_SCALE / LR_SCALE == pytest.approx(5 / 3)
-    assert default_lr(256, 0.5, activation=activation) == pytest.approx(scale * 0.5 / 16, rel=1e-12)
+def test_a_top_k_fit_too_short_to_narrow_keeps_the_hard_rate():
+    X = np.random.default_rng(0).normal(size=(200, 16)).astype(np.float32) + 1.0
+    params = dict(n_latents=32, k=4, max_epochs=1, device="cpu", random_state=0)  # 1 batch: no warmup to narrow in
+    auto = SparseAutoencoderTransformer(**params).fit(X)
+    assert not auto.net_.module_.activation.has_schedule
+    assert auto.lr_ == SparseAutoencoderTransformer(k_start=None, **params).fit(X).lr_
+
+
+@pytest.mark.parametrize("soft_start, scale", [(False, LR_SCALE), (True, SOFT_START_LR_SCALE)])
+def test_a_soft_start_alone_takes_the_higher_scale(soft_start, scale):
+    assert SOFT_START_LR_SCALE / LR_SCALE == pytest.approx(5 / 3)
+    assert default_lr(256, 0.5, soft_start=soft_start) == pytest.approx(scale * 0.5 / 16, rel=1e-12)
 
 
 @pytest.mark.parametrize("spread", [0.01, 0.14, 0.5, 1.0])
@@ -390,7 +400,8 @@ def test_a_data_parallel_net_resolves_auto_values_from_its_own_steps_and_the_sha
     assert net.max_epochs == default_max_epochs(steps_per_epoch)
     assert net.max_epochs * steps_per_epoch >= MIN_TRAINING_STEPS
     def auto_lr(seed):
-        return resolve_lr("auto", rows.sample(PRE_BIAS_SAMPLE_ROWS, seed).numpy(), normalize=True, activation="topk")
+        sample = rows.sample(PRE_BIAS_SAMPLE_ROWS, seed).numpy()
+        return resolve_lr("auto", sample, normalize=True, soft_start=True)  # the default Top-K narrows from k_start
 
     assert net.lr == auto_lr(7)
     assert net.lr != auto_lr(123)
@@ -440,13 +451,15 @@ def test_a_default_fit_resolves_its_auto_settings_from_the_data(wide_default_fit
     assert sae.n_iter_ == best + 1 + 10 < 1000
     spread = encoder_input_spread(wide_set, normalize=True)  # fewer than 4,096 rows: all of them are the sample
     assert 0 < spread < 1
-    assert sae.lr_ == sae.net_.lr == pytest.approx(0.12 * spread / math.sqrt(512), rel=1e-6)
+    # Top-K narrows from k_start=128 over the 5% warmup (150 batches), a soft start: the rate's scale is 0.2.
+    assert (sae.net_.module_.activation.k_start, sae.net_.module_.activation.anneal_steps) == (128, 150)
+    assert sae.lr_ == sae.net_.lr == pytest.approx(0.2 * spread / math.sqrt(512), rel=1e-6)
     assert sae.net_.module_.aux_k == min(8 * 32, 135) and sae.net_.module_.dead_window == math.ceil(20 * 135 / 32)
 
 
 def test_a_default_fit_on_a_wide_small_off_centre_set_keeps_90_percent_of_latents_alive(wide_default_fit, wide_set):
     sae, _ = wide_default_fit
-    assert _alive_fraction(sae, wide_set) >= 0.9  # measured: 1.0 (270 of 270)
+    assert _alive_fraction(sae, wide_set) >= 0.9  # measured: 1.0 (135 of 135)
     assert sae.history_[-1, "train_dead_fraction"] <= 0.1
 
 
