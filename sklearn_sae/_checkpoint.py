@@ -9,8 +9,9 @@ the same settings and data picks up after the last complete epoch and, on the CP
 What a checkpoint holds, and why each piece is needed for an exact continuation:
 
 ``module.safetensors``
-    The module's parameters and buffers: weights, the Gumbel annealing position (``n_steps``) and the
-    dead-latent counters (``rows_since_fired``).
+    The module's parameters and buffers: weights, the position of the activation's start-up schedule
+    (``n_steps``: Gumbel annealing, Top-K's narrowing from ``k_start``) and the dead-latent counters
+    (``rows_since_fired``).
 ``training_state.pt``
     Adam's moments, the state of the LR schedulers, the torch RNG states (batch order and Gumbel noise
     draw from them) and early stopping's best weights. Written with ``torch.save`` and read with

@@ -4,10 +4,10 @@ A saved model is a directory of two files:
 
 ``sklearn_sae.json``
     Everything but the weights, as plain JSON: ``"format": "sklearn_sae"``, the format version, the
-    package version, the constructor parameters, the fitted attributes, the resolved Gumbel annealing
-    length, the training history and the SHA-256 of the weights file. Exports to other libraries
-    (:mod:`._interop`) carry a file of the same name as a record of the estimator, whose ``format``
-    names that library; the field tells the two apart.
+    package version, the constructor parameters, the fitted attributes, the resolved length of the
+    activation's start-up schedule, the training history and the SHA-256 of the weights file.
+    Exports to other libraries (:mod:`._interop`) carry a file of the same name as a record of the
+    estimator, whose ``format`` names that library; the field tells the two apart.
 ``model.safetensors``
     The torch module's ``state_dict`` (parameters and buffers), contiguous CPU tensors.
 
@@ -82,8 +82,9 @@ class SavedModel(NamedTuple):
     n_features, n_latents : int
         The module's shapes.
     anneal_steps : int or None
-        The resolved Gumbel annealing length of the fit (``"gumbel_topk"``
-        only; a refit may resolve a fractional ``anneal_steps`` differently).
+        The resolved length of the fit's start-up schedule: Gumbel annealing
+        (``"gumbel_topk"``) or the narrowing from ``k_start`` (``"topk"``);
+        ``None`` without one. A refit may resolve a fraction differently.
     state_dict : dict of str to torch.Tensor
         The module's tensors, on the CPU.
     history : list of dict
