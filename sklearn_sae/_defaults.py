@@ -23,6 +23,7 @@ __all__ = [
     "MIN_FIRINGS_PER_LATENT",
     "LR_SCALE",
     "SOFT_START_LR_SCALE",
+    "REFERENCE_BATCH_SIZE",
     "MIN_MEASURABLE_SPREAD",
     "MIN_TRAINING_STEPS",
     "MIN_TRAINING_EPOCHS",
@@ -68,6 +69,14 @@ silent on the training rows and 27% on held-out rows, Gumbel-Top-K 0-0.2% and 1.
 (0.038 at 6.1e-3). 1.65 times ``LR_SCALE`` met the dead-latent targets of ``benchmarks/bench_defaults.py`` on every
 set for both soft starts, and lowered the held-out FVU on each (``benchmarks/README.md``, "A higher rate for
 Gumbel-Top-K" and "Top-K that starts wider"); 2.5 times it did not."""
+
+REFERENCE_BATCH_SIZE = 256
+"""The batch size ``LR_SCALE`` and ``SOFT_START_LR_SCALE`` were measured at (the default); ``lr="auto"`` is lowered by
+``sqrt(batch_size / REFERENCE_BATCH_SIZE)`` for smaller batches. Adam's step has the same size at any batch, so a
+smaller batch takes more steps, each on a noisier gradient: on 2,016 UniRep-1,900 rows with 1,024 latents, batches of
+32 at the rates of batches of 256 left 72% of the latents dead (soft start) and 6.2% (hard start); lowered by
+sqrt(32 / 256) every latent stayed alive, at a held-out FVU of 0.091 and 0.098 (``benchmarks/README.md``, "Smaller
+batches"). Larger batches keep the reference rate."""
 
 MIN_MEASURABLE_SPREAD = 1e-6
 """A spread at most this (one row, or rows that are all the same after standardisation) says nothing about the data:
@@ -159,11 +168,15 @@ def encoder_input_spread(rows: np.ndarray, *, normalize: bool) -> float:
     return float(np.sqrt(np.mean(np.sum(deviations**2, axis=1)) / rows.shape[1]))
 
 
-def default_lr(n_features: int, spread: float = 1.0, *, soft_start: bool = False) -> float:
+def default_lr(
+    n_features: int, spread: float = 1.0, *, soft_start: bool = False, batch_size: int = REFERENCE_BATCH_SIZE
+) -> float:
     """Peak learning rate when ``lr="auto"``: ``LR_SCALE * min(spread, 1) / sqrt(n_features)``.
 
     A soft start (``soft_start=True``: Gumbel-Top-K, or Top-K narrowing from
     ``k_start``) takes :data:`SOFT_START_LR_SCALE` instead of :data:`LR_SCALE`.
+    Batches smaller than :data:`REFERENCE_BATCH_SIZE` multiply the rate by
+    ``sqrt(batch_size / REFERENCE_BATCH_SIZE)``.
 
     Adam moves every weight by about ``lr`` a step, whatever its gradient's
     size. A unit-norm encoder row of width ``d`` then moves by about
@@ -179,7 +192,8 @@ def default_lr(n_features: int, spread: float = 1.0, *, soft_start: bool = False
     the encoder rows bear.
     """
     scale = SOFT_START_LR_SCALE if soft_start else LR_SCALE
-    return scale * min(spread, 1.0) / math.sqrt(n_features)
+    batch_factor = math.sqrt(min(batch_size, REFERENCE_BATCH_SIZE) / REFERENCE_BATCH_SIZE)
+    return scale * min(spread, 1.0) * batch_factor / math.sqrt(n_features)
 
 
 def default_max_epochs(batches_per_epoch: int) -> int:
@@ -208,10 +222,10 @@ def default_dead_window(k: int, n_latents: int) -> int:
     return max(1, math.ceil(DEAD_WINDOW_PER_INTERVAL * n_latents / k))
 
 
-def resolve_lr(lr, sample, *, normalize: bool, soft_start: bool) -> float:
+def resolve_lr(lr, sample, *, normalize: bool, soft_start: bool, batch_size: int) -> float:
     """The peak learning rate: ``lr``, or for ``"auto"`` one scaled to the width and spread of ``sample``'s rows.
 
-    ``soft_start`` chooses the scale (:func:`default_lr`).
+    ``soft_start`` chooses the scale, and ``batch_size`` lowers it for small batches (:func:`default_lr`).
 
     A sample with no measurable spread (one row, or identical rows) would
     give a rate of 0 and a model that never trains: it is taken as spread 1,
@@ -226,12 +240,12 @@ def resolve_lr(lr, sample, *, normalize: bool, soft_start: bool) -> float:
         warn_user(
             f"lr='auto' scales the learning rate to the spread of the rows, and "
             f"{'a single row has' if n_rows == 1 else f'these {n_rows} rows have'} none "
-            f"(spread {spread:.3g}); it assumes spread 1, lr={default_lr(n_features, soft_start=soft_start):.3g}. "
+            f"(spread {spread:.3g}); it assumes spread 1, lr={default_lr(n_features, soft_start=soft_start, batch_size=batch_size):.3g}. "
             "Pass lr explicitly, or start with rows that vary (partial_fit resolves lr='auto' on its first call's "
             "rows)."
         )
         spread = 1.0
-    return default_lr(n_features, spread, soft_start=soft_start)
+    return default_lr(n_features, spread, soft_start=soft_start, batch_size=batch_size)
 
 
 def resolve_max_epochs(max_epochs, steps_per_epoch: int) -> int:

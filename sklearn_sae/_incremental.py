@@ -158,7 +158,8 @@ def train_one_pass(net, X: np.ndarray, *, lr, normalize: bool, device: str) -> N
     if lr == "auto":
         if run.auto_lr is None:
             run.auto_lr = resolve_lr("auto", InMemoryRows(X_tensor).sample(PRE_BIAS_SAMPLE_ROWS, run.seed).numpy(),
-                                     normalize=normalize, soft_start=starts_soft(net.module_.activation))
+                                     normalize=normalize, soft_start=starts_soft(net.module_.activation),
+                                     batch_size=net.batch_size)
         lr = run.auto_lr
     run.lr = float(lr)
     with run.seeded(device):

@@ -604,7 +604,9 @@ def train_net(
     sample = rows.sample(PRE_BIAS_SAMPLE_ROWS, seed)
     strategy.check_same_rows(rows, sample)
     soft_start = starts_soft(spec.over_steps(total_steps).module_kwargs()["activation"])
-    lr = resolve_lr(settings.lr, sample.numpy(), normalize=spec.normalize, soft_start=soft_start)
+    lr = resolve_lr(
+        settings.lr, sample.numpy(), normalize=spec.normalize, soft_start=soft_start, batch_size=settings.batch_size
+    )
     net = build_net(
         spec, settings, lr=lr, seed=seed,
         total_steps=total_steps, max_epochs=max_epochs, eval_sets=eval_sets, pre_bias_sample=sample,

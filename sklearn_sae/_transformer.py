@@ -194,9 +194,12 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         A soft start takes ``0.2`` instead of ``0.12``: ``"gumbel_topk"``,
         and ``"topk"`` narrowing from ``k_start``, keep latents alive at 5/3
         of the rate, which lowered their held-out FVU on every set of that
-        benchmark (``"topk"`` with ``k_start=None`` takes ``0.12``). Rows
-        that do not vary (one row, or identical rows) assume spread 1, with
-        a warning. :meth:`partial_fit` measures the spread once a run, on the
+        benchmark (``"topk"`` with ``k_start=None`` takes ``0.12``). A
+        ``batch_size`` below 256 multiplies the rate by
+        ``sqrt(batch_size / 256)``: more steps on noisier gradients (batches
+        of 32 at the rate of 256 left 72% of a dictionary dead). Rows that
+        do not vary (one row, or identical rows) assume spread 1, with a
+        warning. :meth:`partial_fit` measures the spread once a run, on the
         first call's rows.
     batch_size : int, default=256
         Rows per training batch.

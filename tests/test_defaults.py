@@ -16,6 +16,7 @@ from sklearn_sae._defaults import (
     MIN_FIRINGS_PER_LATENT,
     MIN_TRAINING_EPOCHS,
     MIN_TRAINING_STEPS,
+    REFERENCE_BATCH_SIZE,
     SOFT_START_LR_SCALE,
     default_aux_k,
     default_dead_window,
@@ -104,6 +105,22 @@ def test_a_top_k_fit_too_short_to_narrow_keeps_the_hard_rate():
     auto = SparseAutoencoderTransformer(**params).fit(X)
     assert not auto.net_.module_.activation.has_schedule
     assert auto.lr_ == SparseAutoencoderTransformer(k_start=None, **params).fit(X).lr_
+
+
+@pytest.mark.parametrize("batch_size, factor", [(32, math.sqrt(1 / 8)), (64, 0.5), (256, 1.0), (4096, 1.0)])
+def test_default_lr_falls_as_the_square_root_of_a_batch_below_the_reference(batch_size, factor):
+    assert REFERENCE_BATCH_SIZE == 256
+    assert default_lr(256, 0.5, batch_size=batch_size) == pytest.approx(factor * default_lr(256, 0.5), rel=1e-12)
+
+
+def test_fit_and_partial_fit_resolve_the_rate_of_their_batch_size():
+    X = np.random.default_rng(0).normal(size=(200, 16)).astype(np.float32) + 1.0
+    params = dict(n_latents=32, k=4, k_start=None, max_epochs=1, device="cpu", random_state=0)
+    reference = SparseAutoencoderTransformer(**params).fit(X).lr_  # batch_size=256 sets it, whatever the rows
+    small = SparseAutoencoderTransformer(**params, batch_size=45).fit(X).lr_
+    assert small == pytest.approx(reference * math.sqrt(45 / 256), rel=1e-9)
+    assert SparseAutoencoderTransformer(**params, batch_size=45).partial_fit(X).lr_ == pytest.approx(
+        SparseAutoencoderTransformer(**params, batch_size=256).partial_fit(X).lr_ * math.sqrt(45 / 256), rel=1e-9)
 
 
 @pytest.mark.parametrize("soft_start, scale", [(False, LR_SCALE), (True, SOFT_START_LR_SCALE)])
@@ -401,7 +418,8 @@ def test_a_data_parallel_net_resolves_auto_values_from_its_own_steps_and_the_sha
     assert net.max_epochs * steps_per_epoch >= MIN_TRAINING_STEPS
     def auto_lr(seed):
         sample = rows.sample(PRE_BIAS_SAMPLE_ROWS, seed).numpy()
-        return resolve_lr("auto", sample, normalize=True, soft_start=True)  # the default Top-K narrows from k_start
+        # the default Top-K narrows from k_start; the default batch of 256 keeps the reference rate
+        return resolve_lr("auto", sample, normalize=True, soft_start=True, batch_size=256)
 
     assert net.lr == auto_lr(7)
     assert net.lr != auto_lr(123)
