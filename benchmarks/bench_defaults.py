@@ -389,7 +389,9 @@ def configurations(names, n_features, sweep_grid=SWEEP_GRID, vary=None):
         for lr, per_feature in itertools.product(sweep_grid["lr"], sweep_grid["latents_per_feature"]):
             # The defaults' Top-K at other rates and sizes: starting wider, which k_start="auto" leaves off
             # for an explicit lr.
-            configs[sweep_name(lr, per_feature)] = dict(lr=lr, n_latents=per_feature * n_features, k_start=SWEEP_K_START)
+            configs[sweep_name(lr, per_feature)] = dict(
+                lr=lr, n_latents=per_feature * n_features, k_start=SWEEP_K_START
+            )
     return configs
 
 

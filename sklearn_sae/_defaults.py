@@ -97,9 +97,9 @@ after 750) and Top-K gained nothing (held-out FVU 0.0975 after 86 epochs against
 
 K_START_PER_K = 4
 """``k_start="auto"`` (with ``lr="auto"``): Top-K keeps ``4 * k`` latents a row at the first training batch and
-narrows to ``k`` over the learning-rate warmup. On all the shipped proteins (seed 0, the rate of a hard start) 4k kept every latent alive on
-held-out rows at a held-out FVU of 0.0332, 8k too at 0.0352, where starting from k left 2.0% silent at 0.0345
-(``benchmarks/README.md``, "Top-K that starts wider")."""
+narrows to ``k`` over the learning-rate warmup. On all the shipped proteins (seed 0, the rate of a hard start) 4k
+kept every latent alive on held-out rows at a held-out FVU of 0.0332, 8k too at 0.0352, where starting from k left
+2.0% silent at 0.0345 (``benchmarks/README.md``, "Top-K that starts wider")."""
 
 AUX_K_PER_K = 8
 """``aux_k="auto"`` lets ``8 * k`` dead latents reconstruct the residual (OpenAI used 512 at k=32; 256 kept more
@@ -235,17 +235,17 @@ def resolve_lr(lr, sample, *, normalize: bool, soft_start: bool, batch_size: int
         return float(lr)
     sample = np.asarray(sample)
     n_rows, n_features = sample.shape
-    spread = encoder_input_spread(sample, normalize=normalize) if n_rows >= 2 else 0.0
-    if not spread > MIN_MEASURABLE_SPREAD:
+    measured = encoder_input_spread(sample, normalize=normalize) if n_rows >= 2 else 0.0
+    spread = measured if measured > MIN_MEASURABLE_SPREAD else 1.0
+    rate = default_lr(n_features, spread, soft_start=soft_start, batch_size=batch_size)
+    if spread != measured:
         warn_user(
             f"lr='auto' scales the learning rate to the spread of the rows, and "
             f"{'a single row has' if n_rows == 1 else f'these {n_rows} rows have'} none "
-            f"(spread {spread:.3g}); it assumes spread 1, lr={default_lr(n_features, soft_start=soft_start, batch_size=batch_size):.3g}. "
-            "Pass lr explicitly, or start with rows that vary (partial_fit resolves lr='auto' on its first call's "
-            "rows)."
+            f"(spread {measured:.3g}); it assumes spread 1, lr={rate:.3g}. Pass lr explicitly, or start with rows "
+            "that vary (partial_fit resolves lr='auto' on its first call's rows)."
         )
-        spread = 1.0
-    return default_lr(n_features, spread, soft_start=soft_start, batch_size=batch_size)
+    return rate
 
 
 def resolve_max_epochs(max_epochs, steps_per_epoch: int) -> int:
