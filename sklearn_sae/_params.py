@@ -31,7 +31,10 @@ __all__ = [
     "ANNEAL_FRACTION",
     "DEFAULT_L1_COEF",
     "ESTIMATOR_NAME",
+    "MODEL_PARAMS",
+    "OUTPUT_PARAMS",
     "TrainingSettings",
+    "changed_params",
     "check_params",
     "resolve_n_latents",
     "resolve_k_start",
@@ -87,6 +90,38 @@ PARAMETER_CONSTRAINTS: dict = {
 """The estimator's ``_parameter_constraints``: every parameter, checked by sklearn's validation."""
 
 
+MODEL_PARAMS = frozenset({
+    "n_latents", "activation", "k", "k_start", "normalize", "tied", "aux_k", "dead_window", "tau_start", "tau_end",
+    "anneal_steps", "gumbel_candidates", "matryoshka",
+})
+"""The parameters :func:`model_spec` reads: what a fitted model computes and keeps (its shapes, activation and
+schedules). After a fit they are the fitted model's, whatever ``set_params`` does, until the next ``fit``."""
+
+OUTPUT_PARAMS = frozenset({"sparse_output", "verbose", "device", "checkpoint_dir", "distributed"})
+"""The parameters that say how results are delivered or where work runs, not what the model computes: a fitted
+model reads them when it is used, so ``set_params`` changes them at once."""
+
+
+def changed_params(fitted: dict, current: dict, names) -> dict:
+    """``{name: (fitted value, current value)}`` for each of ``names`` whose value differs between the two dicts.
+
+    Values are compared as the estimator uses them: a sequence or array (``matryoshka``) by its items,
+    anything else by ``==``, and objects that do not compare to a bool (a ``RandomState``) by identity.
+    """
+    return {name: (fitted[name], current[name]) for name in sorted(names) if not _same(fitted[name], current[name])}
+
+
+def _same(a, b) -> bool:
+    if a is b:
+        return True
+    if hasattr(a, "__len__") and hasattr(b, "__len__") and not isinstance(a, str) and not isinstance(b, str):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
 def check_params(params: dict) -> None:
     """Check every parameter as ``fit`` does (sklearn's ``InvalidParameterError``, a ``ValueError``, if one fails)."""
     validate_parameter_constraints(PARAMETER_CONSTRAINTS, params, caller_name=ESTIMATOR_NAME)
@@ -135,10 +170,16 @@ def resolve_k_start(params: dict, n_latents: int) -> int | None:
         raise ValueError(
             f"k_start applies to activation='topk' only; set k_start=None (or 'auto') for activation={activation!r}."
         )
+    no_warmup = params["warmup_steps"] == 0  # the narrowing runs over the warmup: without one there is none
     if k_start == "auto":
         # One recipe with lr="auto", which gives the soft start its higher rate; at a rate the user chose, a
         # wider start only cost FVU where it was measured (make demo's 1e-3).
-        return default_k_start(k, n_latents) if params["lr"] == "auto" else None
+        return default_k_start(k, n_latents) if params["lr"] == "auto" and not no_warmup else None
+    if no_warmup:
+        raise ValueError(
+            f"k_start={k_start} narrows to k over the learning-rate warmup, and warmup_steps=0 gives none. Set "
+            "warmup_steps above 0, or k_start=None to keep k from the first batch."
+        )
     if not k <= k_start <= n_latents:
         raise ValueError(
             f"k_start={k_start} must lie between k={k} and n_latents={n_latents}: training starts by keeping "

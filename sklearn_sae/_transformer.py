@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 
@@ -21,7 +22,16 @@ from ._defaults import DEAD_WARNING_FRACTION
 from ._device import resolve_device
 from ._distributed import DataParallel
 from ._incremental import incremental_run, start_run, train_one_pass
-from ._params import ANNEAL_FRACTION, PARAMETER_CONSTRAINTS, model_spec, resolve_n_latents, training_settings
+from ._params import (
+    ANNEAL_FRACTION,
+    MODEL_PARAMS,
+    OUTPUT_PARAMS,
+    PARAMETER_CONSTRAINTS,
+    changed_params,
+    model_spec,
+    resolve_n_latents,
+    training_settings,
+)
 from ._rows import InMemoryRows, OnDiskRows
 from ._training import SingleProcess, fitted_net, release_training_state, train_net
 from ._warnings import warn_user
@@ -473,6 +483,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         n_train = self._check_n_train(rows.n_rows)
         n_latents = resolve_n_latents(params, rows.n_features, n_train=n_train)
         _warn_if_too_few_rows(n_train, n_latents)
+        _warn_if_default_is_dense(params, n_latents, n_train=n_train)
         eval_tensors = self._validate_eval_sets(eval_sets)
         device = resolve_device(self.device)
         net = train_net(
@@ -485,9 +496,10 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             checkpoint_dir=self.checkpoint_dir,
             fingerprint=None if self.checkpoint_dir is None else training_fingerprint(params, X, eval_tensors),
         )
-        self._set_fitted(net)
+        fitted_epoch = _restored_epoch(net)
+        self._set_fitted(net, params)
         self.lr_ = float(net.lr)
-        _warn_if_unhealthy(net)
+        _warn_if_unhealthy(net, fitted_epoch)
         return self
 
     def _training_rows(self, X):
@@ -498,9 +510,18 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             if hasattr(self, "feature_names_in_"):  # as validate_data(reset=True) does for unnamed columns
                 del self.feature_names_in_
             return rows, X
-        X = _check_magnitude(validate_data(self, X, dtype=np.float32, ensure_min_samples=2))
+        X = self._validated_rows(X, reset=True, ensure_min_samples=2)
         # A private copy: skorch keeps it for the whole fit, and the caller's array may change or be read-only.
         return InMemoryRows(torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True))), X
+
+    def _validated_rows(self, X, *, reset: bool, ensure_min_samples: int = 1, name: str = "X"):
+        """``X`` as checked float32 rows: the one validation of every in-memory ``X`` a method trains or scores on.
+
+        ``validate_data`` (shape, finiteness, feature count and names), then the magnitude check that keeps
+        float32 sums finite.
+        """
+        X = validate_data(self, X, dtype=np.float32, reset=reset, ensure_min_samples=ensure_min_samples)
+        return _check_magnitude(X, name=name)
 
     def _draw_seed(self) -> int:
         """The fit's seed, drawn from ``random_state``: everything random in a fit derives from it."""
@@ -516,16 +537,21 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         each later call continues the same run: the weights, Adam's state,
         the Gumbel temperature and the dead-latent counters all carry over,
         and ``X`` must have the same number of features. A call after
-        :meth:`fit`, or on a loaded model, continues from the fitted weights
-        with a fresh Adam state and schedule, since a fitted model does not
-        keep them.
+        :meth:`fit`, or on a loaded model, continues the fitted model with a
+        fresh Adam state and schedule, since a fitted model does not keep
+        them: the parameters that shape the model (``n_latents``,
+        ``activation``, ``k``, ``normalize``, ``tied``, ...) stay the fitted
+        ones, with a warning if ``set_params`` changed them, and the training
+        parameters (``lr``, ``batch_size``, ``l1_coef``, ...) are the current
+        ones.
 
         Learning rate: a run of unknown length cannot be laid out as ``fit``'s
         warmup and cosine decay, so ``partial_fit`` warms up linearly over
         ``warmup_steps`` batches and then stays at ``lr``. A float
         ``warmup_steps`` is a fraction of the batches of the run's first call.
         Lower ``lr`` yourself with ``set_params(lr=...)`` between calls if you
-        want it to fall; the other parameters are fixed by the first call.
+        want it to fall; the other parameters are fixed by the first call (a
+        later call warns if they were changed, and trains as before).
         Likewise a float ``anneal_steps`` (``"gumbel_topk"``) is a fraction of
         the first call's batches: the default 0.005 then gives a noisy phase
         of a batch or two. Pass ``anneal_steps`` as an int, a number of
@@ -544,7 +570,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training rows; converted to float32.
+            Training rows; converted to float32 and checked as in :meth:`fit`.
         y : None
             Ignored (dask-ml passes a placeholder).
 
@@ -559,13 +585,22 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                 "models would drift apart. Use fit with distributed=True, or partial_fit with distributed=False."
             )
         first_call = not hasattr(self, "net_")
-        X = validate_data(self, X, dtype=np.float32, reset=first_call)
+        X = self._validated_rows(X, reset=first_call)
         device = resolve_device(self.device)
         net = self.net_ if not first_call else None
         if incremental_run(net) is None:
-            net = self._start_incremental(X, device, fitted_net=net)
-        train_one_pass(net, X, lr=self.lr, normalize=self.normalize, device=device)
+            net, params = self._start_incremental(X, device, fitted_net=net)
+        else:  # a run in progress keeps what it started with; only lr may change between calls
+            params = self._fitted_params_or_current()
+            _warn_if_changed(
+                params, self.get_params(deep=False), OUTPUT_PARAMS | {"lr"},
+                "partial_fit continues the run with the values of its first call",
+                "Only lr may change between calls; to train with the new values, call fit, or start a new run on a "
+                "clone (sklearn.base.clone).",
+            )
+        train_one_pass(net, X, lr=self.lr, normalize=net.module_.normalize, device=device)
         self._adopt_net(net)
+        self._fitted_params = {**params, "lr": copy.deepcopy(self.lr)}
         self.lr_ = float(incremental_run(net).lr)
         self.n_steps_ = incremental_run(net).n_steps
         self.n_samples_seen_ = incremental_run(net).n_samples_seen
@@ -576,15 +611,26 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         params = self.get_params(deep=False)
         n_features = X.shape[1]
         if fitted_net is None:
-            spec = model_spec(params, n_features, resolve_n_latents(params, n_features))
-        else:  # the fitted model's shapes, and its resolved annealing length, continued
+            n_latents = resolve_n_latents(params, n_features)
+            _warn_if_default_is_dense(params, n_latents)
+            spec = model_spec(params, n_features, n_latents)
+        else:
+            # The fitted model is continued as it is (the parameters that shape it are the fit's); how it trains
+            # (lr, batch size, penalties) follows the current parameters.
+            fitted = self._fitted_params_or_current()
+            _warn_if_changed(
+                fitted, params, set(params) - MODEL_PARAMS, "partial_fit continues the fitted model",
+                "To train a model with the new values from scratch, call fit.",
+            )
+            params = {**params, **{name: fitted[name] for name in MODEL_PARAMS}}
             # None: the fitted activation has no start-up schedule, and continuing must not start one (0 batches).
             anneal_steps = schedule_length(fitted_net.module_.activation) or 0
             spec = model_spec(params, n_features, fitted_net.module_.n_latents, anneal_steps=anneal_steps)
         lr = 1.0 if self.lr == "auto" else float(self.lr)  # IncrementalRun sets each batch's rate itself
-        return start_run(
+        net = start_run(
             spec, training_settings(params), X, lr=lr, seed=self._draw_seed(), device=device, fitted=fitted_net
         )
+        return net, params
 
     def _check_n_train(self, n_samples: int) -> int:
         """Training rows left after the validation split."""
@@ -595,12 +641,19 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             )
         return n_samples - n_valid
 
-    def _set_fitted(self, net) -> None:
-        """Make a trained (or restored) net this estimator's model and set the fitted attributes."""
+    def _set_fitted(self, net, params: dict) -> None:
+        """Make a trained (or restored) net this estimator's model, built with ``params``, and set the fitted attributes."""
         release_training_state(net)
         for name in ("n_steps_", "n_samples_seen_", "lr_"):  # what a partial_fit run or an earlier fit set
             self.__dict__.pop(name, None)
         self._adopt_net(net)
+        # The snapshot that save, export and transform read: set_params after a fit changes nothing until the next.
+        self._fitted_params = copy.deepcopy(params)
+
+    def _fitted_params_or_current(self) -> dict:
+        """The parameters the fitted model was built with (a pickle from before they were kept: the current ones)."""
+        fitted = getattr(self, "_fitted_params", None)
+        return dict(fitted) if fitted is not None else self.get_params(deep=False)
 
     def _adopt_net(self, net) -> None:
         """Make ``net`` this estimator's model, with the fitted attributes that follow from it."""
@@ -623,7 +676,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             spec, training_settings(params), model.state_dict, device=resolve_device(device),
             history=History(model.history),
         )
-        estimator._set_fitted(net)
+        estimator._set_fitted(net, params)
         estimator.n_features_in_ = model.n_features
         estimator.n_iter_ = model.n_iter
         if model.feature_names is not None:
@@ -642,8 +695,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                 raise ValueError(
                     f"eval_sets name {name!r} is not allowed: use an identifier other than 'train' and 'valid'."
                 )
-            X_eval = validate_data(self, X_eval, dtype=np.float32, reset=False)
-            _check_magnitude(X_eval, name=f"eval_sets[{name!r}]")
+            X_eval = self._validated_rows(X_eval, reset=False, name=f"eval_sets[{name!r}]")
             tensors[name] = torch.from_numpy(np.array(X_eval, dtype=np.float32, order="C", copy=True))
         return tensors
 
@@ -655,7 +707,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         return module
 
     def _autocast(self, device):
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=self.amp)
+        amp = self._fitted_params_or_current()["amp"]  # the fitted model's precision, as it was validated
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bool(amp))
 
     def _rows_to_read(self, X):
         """``X`` checked for inference: an on-disk array's shape, or an in-memory ``X`` validated to float32."""
@@ -853,9 +906,14 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         """
         check_is_fitted(self)
         module = self.net_.module_
+        fitted, current = self._fitted_params_or_current(), self.get_params(deep=False)
+        _warn_if_changed(
+            fitted, current, OUTPUT_PARAMS, "save() writes the fitted model",
+            "They take effect at the next fit; save again after it to keep them.",
+        )
         _persistence.save_model(
             _persistence.SavedModel(
-                params=self.get_params(deep=False),
+                params={**fitted, **{name: current[name] for name in OUTPUT_PARAMS}},
                 n_features=self.n_features_in_,
                 n_latents=self.n_latents_,
                 anneal_steps=schedule_length(module.activation),
@@ -1010,9 +1068,10 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             and ``"relu"`` as Top-K with ``k = n_latents_`` (see above).
         """
         check_is_fitted(self)
+        fitted = self._fitted_params_or_current()
         _interop.export_model(
-            self.net_.module_, directory, format, unit_norm_decoder=self.unit_norm_decoder,
-            normalization=normalization, as_topk=as_topk, matryoshka=self.matryoshka,
+            self.net_.module_, directory, format, unit_norm_decoder=fitted["unit_norm_decoder"],
+            normalization=normalization, as_topk=as_topk, matryoshka=fitted["matryoshka"],
         )
 
 
@@ -1056,12 +1115,53 @@ def _warn_if_too_few_rows(n_train: int, n_latents: int) -> None:
     )
 
 
-def _warn_if_unhealthy(net) -> None:
-    """Warn when a fit ends with many dead latents or with its Gumbel temperature not annealed."""
-    _warn_if_not_annealed(net.module_.activation)
-    if not len(net.history) or "train_dead_fraction" not in net.history[-1]:
+def _warn_if_changed(fitted: dict, current: dict, unchecked, what: str, advice: str) -> None:
+    """Warn when ``set_params`` changed parameters (all but ``unchecked``) that the call ``what`` does not apply."""
+    changed = changed_params(fitted, current, set(current) - set(unchecked))
+    if not changed:
         return
-    dead = net.history[-1, "train_dead_fraction"]
+    listed = ", ".join(f"{name}={old!r} (now {new!r})" for name, (old, new) in changed.items())
+    warn_user(f"{what}, with {listed}: set_params changed them after it was fitted. {advice}")
+
+
+DENSE_CODES_FRACTION = 0.5
+"""A default dictionary in which each row keeps more than this share of the latents gets a warning: its codes are
+hardly sparse."""
+
+
+def _warn_if_default_is_dense(params: dict, n_latents: int, *, n_train: int | None = None) -> None:
+    """Warn when ``n_latents=None`` sized a top-k dictionary so small that every row keeps most of its latents."""
+    if params["n_latents"] is not None or params["activation"] in ("relu", "jumprelu"):
+        return
+    k = int(params["k"])
+    if k <= DENSE_CODES_FRACTION * n_latents:
+        return
+    rows = f" for {n_train} training rows" if n_train is not None else ""
+    warn_user(
+        f"n_latents=None gave {n_latents} latents{rows} and each row keeps k={k} of them: the codes are hardly sparse "
+        f"(every latent fires on most rows). Lower k (at most {max(1, int(DENSE_CODES_FRACTION * n_latents))} keeps "
+        "under half of them a row), give more rows, or set n_latents yourself."
+    )
+
+
+def _restored_epoch(net) -> int:
+    """Index in ``net.history`` of the epoch whose weights the fitted model holds: early stopping's best, else the last."""
+    stopping = dict(getattr(net, "callbacks_", [])).get("early_stopping")
+    best = getattr(stopping, "best_epoch_", None)
+    if best is not None and getattr(stopping, "load_best", False):
+        for index in range(len(net.history)):
+            if net.history[index, "epoch"] == best:
+                return index
+    return len(net.history) - 1
+
+
+def _warn_if_unhealthy(net, epoch: int) -> None:
+    """Warn when the fitted model (the weights of history entry ``epoch``) has many dead latents, or when a
+    Gumbel-Top-K fit ended with its temperature not annealed."""
+    _warn_if_not_annealed(net.module_.activation)
+    if not len(net.history) or "train_dead_fraction" not in net.history[epoch]:
+        return
+    dead = net.history[epoch, "train_dead_fraction"]
     if dead <= DEAD_WARNING_FRACTION:
         return
     if isinstance(net.module_.activation, ReLU):  # its latents are pushed to zero by the L1 penalty
@@ -1070,8 +1170,10 @@ def _warn_if_unhealthy(net) -> None:
         revive = "keep aux_k='auto' (its pre-activation term pulls dead latents back), lower l1_coef"
     else:  # the top-k activations
         revive = "keep aux_k='auto' (AuxK revives dead latents)"
+    last = epoch == len(net.history) - 1
+    which = "in the last epoch" if last else f"in epoch {net.history[epoch, 'epoch']}, whose weights were kept"
     warn_user(
-        f"{dead:.1%} of the {net.module_.n_latents} latents never fired on the training rows in the last epoch "
+        f"{dead:.1%} of the {net.module_.n_latents} latents never fired on the training rows {which} "
         f"(dead latents; more than {DEAD_WARNING_FRACTION:.0%}). Lower lr (lr='auto' scales it to the width), "
         f"{revive}, train for more steps (max_epochs='auto'), or use fewer latents (n_latents=None sizes the "
         "dictionary to the rows). history_[:, 'train_dead_fraction'] has the fraction of each epoch."

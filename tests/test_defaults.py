@@ -333,7 +333,7 @@ def test_the_dead_latent_advice_for_relu_is_its_l1_penalty_not_auxk():
     sae.fit(np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32))
     sae.net_.history.record("train_dead_fraction", 0.5)  # ReLU latents rarely die on a fit this small: say they did
     with pytest.warns(UserWarning, match="never fired") as record:
-        _warn_if_unhealthy(sae.net_)
+        _warn_if_unhealthy(sae.net_, len(sae.net_.history) - 1)
     [message] = [str(warning.message) for warning in record]
     assert "lower l1_coef" in message
     assert "aux_k" not in message  # AuxK is off for ReLU: advice to keep it would be wrong
@@ -506,7 +506,7 @@ def test_the_dead_latent_advice_for_jumprelu_is_its_pre_activation_term_and_pena
     sae.fit(np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32))
     sae.net_.history.record("train_dead_fraction", 0.5)
     with pytest.warns(UserWarning, match="never fired") as record:
-        _warn_if_unhealthy(sae.net_)
+        _warn_if_unhealthy(sae.net_, len(sae.net_.history) - 1)
     [message] = [str(warning.message) for warning in record]
     assert "pre-activation term" in message and "lower l1_coef" in message
     assert "AuxK" not in message
