@@ -334,8 +334,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         a model imported from another library, which does not record it.
     components_ : ndarray of shape (n_latents_, n_features_in_)
         Decoder atoms ``W_dec``, in the standardised space when ``normalize=True``:
-        a read-only float32 copy of the module's weights, made on each access
-        (the fitted model does not store it twice).
+        a read-only float32 copy of the module's weights, made on first access
+        and kept until the weights change (``fit``, ``partial_fit``).
     history_ : skorch.history.History
         Per-epoch log, indexed as ``history_[:, "valid_nmse"]``. For the
         training rows (``train_``, accumulated over the epoch's batches as
@@ -657,6 +657,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
 
     def _adopt_net(self, net) -> None:
         """Make ``net`` this estimator's model, with the fitted attributes that follow from it."""
+        self.__dict__.pop("_components", None)  # the atoms of the weights net_ held before
         self.net_ = net
         self.n_latents_ = net.module_.n_latents
         self.history_ = net.history
@@ -786,11 +787,13 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     def inverse_transform(self, X):
         """Decode codes back to feature space.
 
-        With ``normalize=False`` this is the reconstruction of the input.
-        With ``normalize=True`` each input row was standardised before
-        encoding and its mean and scale are not part of the codes, so the
-        result is in standardised units (each row roughly zero mean, unit
-        variance). Use :meth:`reconstruct` for reconstructions in input units.
+        With ``normalize=False``, ``inverse_transform(transform(X))`` is
+        :meth:`reconstruct` of ``X``. With ``normalize=True`` the codes do not
+        hold each row's mean and scale, so the result is the reconstruction in
+        the standardised space the model encodes:
+        ``(reconstruct(X) - m) / s`` for each row, with ``m`` its mean and ``s
+        = sqrt(var + 1e-5)`` its (biased) standard deviation. Use
+        :meth:`reconstruct` for reconstructions in input units.
 
         Parameters
         ----------
@@ -859,9 +862,19 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
 
     @property
     def components_(self):
-        atoms = self.net_.module_.decoder_weight.detach().cpu().numpy().copy()
-        atoms.setflags(write=False)
+        # Copied from the module once per fitted model, on first use: a loop over latents reads it cheaply, and a
+        # model whose atoms nobody reads does not hold them twice. _adopt_net drops the copy when the weights change.
+        atoms = self.__dict__.get("_components")
+        if atoms is None:
+            atoms = self.net_.module_.decoder_weight.detach().cpu().numpy().copy()
+            atoms.setflags(write=False)
+            self._components = atoms
         return atoms
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_components", None)  # derived from the weights the pickle holds anyway
+        return state
 
     @property
     def _n_features_out(self):
