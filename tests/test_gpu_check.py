@@ -5,12 +5,14 @@ sizes, so a lent GPU is not where the check itself fails for the first time.
 """
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -121,6 +123,29 @@ def test_a_skipped_cuda_test_fails_the_gpu_run(gpu_check):
     assert step.check("....\n12 passed in 30.1s") == []
     assert any("skipped" in problem for problem in step.check("....s\n12 passed, 1 skipped in 30.1s"))
     assert step.check("3 passed in 2.0s")  # the selection lost tests
+
+
+def test_the_gpu_only_parts_of_the_report(gpu_check, monkeypatch, tmp_path):
+    """What only a GPU run writes: the card in the header, CUDA memory and the issue's targets in the summary."""
+    card = SimpleNamespace(name="NVIDIA H100 80GB HBM3", total_memory=80 * 2**30, multi_processor_count=132)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: card)
+    header = gpu_check._header("cuda")
+    assert header[0] == gpu_check.REPORT_TITLE and "NVIDIA H100 80GB HBM3, 80 GiB, 132 multiprocessors" in header[2]
+
+    row = {"median_s": 1.0, "samples_per_s": 1e5, "share_of_gemm": 0.3, "share_of_gemm_bf16": 0.6,
+           "vs_sparsify": 1.7, "peak_mib": 2048.0}
+    figures = {"device_name": card.name, "torch": "2.11.0", "sparsify_precision": "bf16", "errors": {},
+               "sizes": {"batch": 4096, "d": 1024, "n_latents": 32768, "k": 64, "rows": 131072, "repeats": 3},
+               "cases": {"sparsify_step": {**row, "vs_sparsify": 1.0}, "fit[topk,amp]": row}}
+    path = tmp_path / "speed.json"
+    path.write_text(json.dumps(figures), encoding="utf-8")
+    step = gpu_check.speed_step("python", "cuda", path)
+    summary = "\n".join(step.summary(""))
+    assert step.check("") == [] and "peak CUDA memory above the start (MiB)" in summary
+    assert "share of the bf16 GEMM rate 0.60 (target >= 0.5), x sparsify 1.70 (target >= 1.5)" in summary
+    del figures["cases"]["sparsify_step"]
+    path.write_text(json.dumps({**figures, "errors": {"sparsify_step": "not importable"}}), encoding="utf-8")
+    assert step.check("") == ["sparsify_step: not importable"]
 
 
 def test_a_failed_or_cut_off_step_fails_the_check(gpu_check, monkeypatch, tmp_path):
