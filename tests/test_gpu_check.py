@@ -123,6 +123,7 @@ def test_a_skipped_cuda_test_fails_the_gpu_run(gpu_check):
     assert step.check("....\n12 passed in 30.1s") == []
     assert any("skipped" in problem for problem in step.check("....s\n12 passed, 1 skipped in 30.1s"))
     assert step.check("3 passed in 2.0s")  # the selection lost tests
+    assert step.summary("....s\n12 passed, 1 skipped in 30.1s") == ["- CUDA-marked tests: 12 passed, 1 skipped"]
 
 
 def test_the_gpu_only_parts_of_the_report(gpu_check, monkeypatch, tmp_path):
