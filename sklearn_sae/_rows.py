@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._blocks import check_finite, check_on_disk, read_rows
+from ._blocks import check_on_disk, check_values, read_rows
 
 __all__ = [
     "InMemoryRows",
@@ -213,7 +213,7 @@ class OnDiskRows(Dataset):
         start, stop = self.block_bounds(block)
         read_rows(self.source, start, stop, out)
         if not self._checked[block]:
-            check_finite(out[: stop - start], start)
+            check_values(out[: stop - start], start)
             self._checked[block] = True
         return stop - start
 

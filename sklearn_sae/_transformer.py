@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import warnings
@@ -16,7 +17,7 @@ from skorch.history import History
 
 from . import _interop, _persistence
 from ._activations import GumbelTopK, JumpReLU, ReLU, TopK, TopKSelection, schedule_length
-from ._blocks import block_rows_for, check_on_disk, fvu_over_blocks, is_on_disk, iter_row_blocks
+from ._blocks import block_rows_for, check_magnitude, check_on_disk, fvu_over_blocks, is_on_disk, iter_row_blocks
 from ._checkpoint import training_fingerprint
 from ._defaults import DEAD_WARNING_FRACTION
 from ._device import resolve_device
@@ -471,7 +472,18 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         -------
         self : SparseAutoencoderTransformer
             The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            When the rows or parameters are refused, or training diverges
+            (non-finite weights). The estimator then keeps the model it had
+            before the call, if any.
         """
+        with _kept_on_error(self):
+            return self._fit(X, eval_sets)
+
+    def _fit(self, X, eval_sets):
         if self.distributed and self.checkpoint_dir is not None:
             raise ValueError(
                 "checkpoint_dir is not supported with distributed=True yet: the processes of a launch would "
@@ -496,6 +508,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             checkpoint_dir=self.checkpoint_dir,
             fingerprint=None if self.checkpoint_dir is None else training_fingerprint(params, X, eval_tensors),
         )
+        _check_finite_weights(net)
         fitted_epoch = _restored_epoch(net)
         self._set_fitted(net, params)
         self.lr_ = float(net.lr)
@@ -521,7 +534,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         float32 sums finite.
         """
         X = validate_data(self, X, dtype=np.float32, reset=reset, ensure_min_samples=ensure_min_samples)
-        return _check_magnitude(X, name=name)
+        return check_magnitude(X, name=name)
 
     def _draw_seed(self) -> int:
         """The fit's seed, drawn from ``random_state``: everything random in a fit derives from it."""
@@ -579,6 +592,10 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self : SparseAutoencoderTransformer
             The estimator, trained one pass further.
         """
+        with _kept_on_error(self):
+            return self._partial_fit(X)
+
+    def _partial_fit(self, X):
         if self.distributed:
             raise ValueError(
                 "partial_fit does not train data-parallel: each process would continue on its own and the "
@@ -599,8 +616,9 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                 "clone (sklearn.base.clone).",
             )
         train_one_pass(net, X, lr=self.lr, normalize=net.module_.normalize, device=device)
+        _check_finite_weights(net)
         self._adopt_net(net)
-        self._fitted_params = {**params, "lr": copy.deepcopy(self.lr)}
+        self._fitted_params = _snapshot({**params, "lr": self.lr})
         self.lr_ = float(incremental_run(net).lr)
         self.n_steps_ = incremental_run(net).n_steps
         self.n_samples_seen_ = incremental_run(net).n_samples_seen
@@ -648,7 +666,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             self.__dict__.pop(name, None)
         self._adopt_net(net)
         # The snapshot that save, export and transform read: set_params after a fit changes nothing until the next.
-        self._fitted_params = copy.deepcopy(params)
+        self._fitted_params = _snapshot(params)
 
     def _fitted_params_or_current(self) -> dict:
         """The parameters the fitted model was built with (a pickle from before they were kept: the current ones)."""
@@ -726,7 +744,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         checked to be small enough for float32 sums.
         """
         for start, block in iter_row_blocks(X, block_rows_for(self.n_latents_, self.n_features_in_)):
-            yield start, _check_magnitude(block, name=name)
+            yield start, check_magnitude(block, name=name)
 
     @torch.no_grad()
     def _encode_block(self, module, block):
@@ -1097,24 +1115,58 @@ def _as_tensor(block: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(block if block.flags.writeable else block.copy())
 
 
-def _check_magnitude(X, *, name="X"):
-    """Return ``X`` (validated float32, dense or sparse) after checking its values are small enough.
+def _snapshot(params: dict) -> dict:
+    """A copy of ``params`` that later changes to the caller's objects (a ``matryoshka`` list) cannot reach.
 
-    The model squares and sums each row in float32 (the row standardisation,
-    the loss), which overflows to inf, and then gives NaN or meaningless
-    codes, once a value passes ``sqrt(float32 max / n_features) / 2``
-    (about 2.9e17 for 1,024 features).
+    ``random_state`` is kept as it is: a ``RandomState`` is compared by identity, and its copy would differ.
     """
-    values = X.data if sp.issparse(X) else X
-    # max and min rather than abs: no temporary copy of a large X.
-    largest = max(float(values.max()), -float(values.min())) if values.size else 0.0
-    limit = math.sqrt(np.finfo(np.float32).max / max(X.shape[1], 1)) / 2
-    if largest > limit:
+    copied = copy.deepcopy({name: value for name, value in params.items() if name != "random_state"})
+    return {**copied, "random_state": params["random_state"]}
+
+
+@contextlib.contextmanager
+def _kept_on_error(estimator):
+    """Give the estimator back its fitted state (attributes, not parameters) when the block raises.
+
+    ``fit`` sets ``n_features_in_`` and ``feature_names_in_`` while validating, before the checks that can
+    still refuse the call: a refit that fails must leave the model fitted before usable.
+    """
+    params = set(estimator.get_params(deep=False))
+    saved = {name: value for name, value in vars(estimator).items() if name not in params}
+    try:
+        yield
+    except BaseException:
+        for name in [name for name in vars(estimator) if name not in params]:
+            delattr(estimator, name)
+        vars(estimator).update(saved)
+        raise
+
+
+def _check_finite_weights(net) -> None:
+    """Refuse a model whose training diverged to non-finite weights; warn when only the history holds NaN or inf.
+
+    Early stopping keeps the best epoch, so a fit whose later epochs diverged can still end with good weights.
+    """
+    module = net.module_
+    if not all(bool(torch.isfinite(tensor).all()) for tensor in module.state_dict().values()
+               if tensor.is_floating_point()):
         raise ValueError(
-            f"{name} holds a value of magnitude {largest:.3g}, above {limit:.3g}: float32 computations on rows of "
-            f"{X.shape[1]} such values overflow. Rescale {name} (embeddings are usually of order 1)."
+            "Training diverged: the model's weights are no longer finite (NaN or infinity), so its codes would be "
+            f"too. Training loss by epoch: {_epoch_losses(net)}. Lower lr (lr='auto' scales it "
+            "to the data), keep grad_clip, or use amp=False."
         )
-    return X
+    losses = [entry.get("train_loss") for entry in net.history]
+    if any(loss is not None and not math.isfinite(loss) for loss in losses):
+        warn_user(
+            f"The training loss became non-finite in some epochs ({_epoch_losses(net)}), but the weights kept "
+            "are finite (early stopping kept an earlier epoch). Lower lr to train without diverging."
+        )
+
+
+def _epoch_losses(net, last: int = 10) -> str:
+    """The training loss of the last ``last`` epochs, for a message."""
+    losses = [f"{entry.get('train_loss', math.nan):.3g}" for entry in net.history[-last:]]
+    return ("..., " if len(net.history) > last else "") + ", ".join(losses)
 
 
 def _warn_if_too_few_rows(n_train: int, n_latents: int) -> None:

@@ -1,0 +1,100 @@
+"""What an ordinary call must not lose: a failed refit keeps the model, divergence is an error, every input path
+refuses the values fit refuses."""
+
+import tempfile
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklearn_sae import SparseAutoencoderTransformer
+from sklearn_sae.datasets import make_hierarchical_signals
+
+X = np.random.default_rng(0).normal(size=(300, 16)).astype(np.float32)
+
+
+def _sae(**params):
+    return SparseAutoencoderTransformer(**{"n_latents": 32, "k": 4, "max_epochs": 2, "random_state": 0,
+                                           "device": "cpu", **params})
+
+
+def _quiet_fit(sae, rows=X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return sae.fit(rows)
+
+
+@pytest.mark.parametrize("bad_refit", [
+    lambda sae: sae.set_params(k=64).fit(X[:, :8]),  # refused after the rows were validated
+    lambda sae: sae.fit(pd.DataFrame(X[:, :8], columns=[f"c{i}" for i in range(8)]), eval_sets={"train": X}),
+    lambda sae: sae.set_params(validation_fraction=0.99).fit(X[:1 + 1]),
+])
+def test_a_refit_that_is_refused_keeps_the_model_fitted_before(bad_refit):
+    sae = _quiet_fit(_sae())
+    codes = sae.transform(X)
+    with pytest.raises(ValueError):
+        bad_refit(sae)
+    sae.set_params(k=4, validation_fraction=0.1)
+    assert sae.n_features_in_ == 16 and not hasattr(sae, "feature_names_in_")
+    np.testing.assert_array_equal(sae.transform(X), codes)
+
+
+def test_a_first_partial_fit_that_is_refused_leaves_the_estimator_unfitted():
+    sae = _sae(k=64)  # k above n_latents: refused once the rows are known
+    with pytest.raises(ValueError, match="k=64"):
+        sae.partial_fit(X)
+    assert not hasattr(sae, "n_features_in_") and not hasattr(sae, "net_")
+
+
+def test_a_diverged_fit_is_an_error_and_keeps_the_previous_model():
+    sae = _quiet_fit(_sae())
+    codes = sae.transform(X)
+    with pytest.raises(ValueError, match="Training diverged") as error:
+        _quiet_fit(sae.set_params(lr=1e6, max_epochs=3))
+    assert "nan" in str(error.value)  # the epochs' losses are in the message
+    np.testing.assert_array_equal(sae.transform(X), codes)
+
+
+def test_a_diverged_first_fit_leaves_nothing_fitted():
+    sae = _sae(lr=1e6, max_epochs=3)
+    with pytest.raises(ValueError, match="Training diverged"):
+        _quiet_fit(sae)
+    assert not hasattr(sae, "net_")
+
+
+@pytest.mark.parametrize("layout", ["memmap", "h5py"])
+def test_an_on_disk_fit_refuses_values_too_large_for_float32_as_in_memory_fit_does(tmp_path, layout):
+    import h5py
+
+    Y = X.copy()
+    Y[5, 3] = 1e20
+    with pytest.raises(ValueError, match="magnitude"):
+        _sae().fit(Y)
+    if layout == "memmap":
+        np.save(tmp_path / "x.npy", Y)
+        with pytest.raises(ValueError, match="Row 5 of the input holds a value of magnitude"):
+            _sae().fit(np.load(tmp_path / "x.npy", mmap_mode="r"))
+    else:
+        with h5py.File(tmp_path / "x.h5", "w") as f:
+            f["X"] = Y
+        with h5py.File(tmp_path / "x.h5", "r") as f, pytest.raises(ValueError, match="Row 5 of the input"):
+            _sae().fit(f["X"])
+
+
+def test_save_after_a_fit_seeded_by_a_random_state_instance_does_not_claim_it_changed():
+    sae = _quiet_fit(_sae(random_state=np.random.RandomState(0)))
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        sae.save(tempfile.mkdtemp() + "/model")
+    messages = [str(w.message) for w in record]
+    assert not [m for m in messages if "set_params changed" in m]
+    assert [m for m in messages if "is not an int and cannot be saved" in m]
+
+
+def test_hierarchical_signals_refuse_a_width_children_cannot_live_in():
+    with pytest.raises(ValueError, match="at least 2 features"):
+        make_hierarchical_signals(n_samples=10, n_features=1, n_parents=4, random_state=0)
+    X1, atoms, _, _ = make_hierarchical_signals(n_samples=10, n_features=1, n_parents=4, children_per_parent=0,
+                                                random_state=0)
+    assert np.isfinite(X1).all() and np.isfinite(atoms).all()
