@@ -28,7 +28,8 @@ Every export also writes ``sklearn_sae.json``, a record of the estimator it
 was made from, which the other libraries ignore; with it :func:`load_foreign`
 rebuilds the original estimator exactly, its normalisation and tying
 included. (It is a file of its own because sparsify logs a warning for every
-unknown key of its ``cfg.json``.)
+unknown key of its ``cfg.json``.) The export replaces a directory only if the
+package wrote it (:func:`._persistence.foreign_model_content`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from ._activations import BatchTopK, GumbelTopK, JumpReLU, TopK
 from ._atomic import atomic_directory
 from ._model import LAYER_NORM_EPS
 from ._params import prefix_sizes
-from ._persistence import SavedModel, read_safetensors
+from ._persistence import EXPORT_FILES, SavedModel, foreign_model_content, read_safetensors
 
 __all__ = ["FORMATS", "NORMALIZATIONS", "export_model", "load_foreign"]
 
@@ -54,9 +55,8 @@ FORMATS = ("sparsify", "saelens")
 NORMALIZATIONS = ("standardized", "layer_norm")
 """Opt-ins of :func:`export_model` for a model with ``normalize=True`` (see there)."""
 
-CONFIG_FILE = "cfg.json"
-SPARSIFY_WEIGHTS_FILE = "sae.safetensors"
-SAELENS_WEIGHTS_FILE = "sae_weights.safetensors"
+CONFIG_FILE, SPARSIFY_WEIGHTS_FILE = EXPORT_FILES["sparsify"]
+_, SAELENS_WEIGHTS_FILE = EXPORT_FILES["saelens"]
 
 SAELENS_FORMAT_VERSION = "6.0.0"
 """The SAELens release whose ``cfg.json`` layout the export follows. SAELens converts configs that name
@@ -122,7 +122,7 @@ def export_model(
         config, tensors, weights_file = _sparsify_files(weights, k, n_features, n_latents, unit_norm_decoder)
     else:
         config, tensors, weights_file = _saelens_files(weights, architecture, k, n_features, n_latents, normalization)
-    with atomic_directory(directory) as temporary:
+    with atomic_directory(directory, foreign=foreign_model_content, writer="export()") as temporary:
         save_file(tensors, str(temporary / weights_file), metadata={"format": "pt"})
         (temporary / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
         (temporary / MARKER_FILE).write_text(json.dumps(marker, indent=2), encoding="utf-8")

@@ -836,12 +836,22 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         ----------
         directory : str or os.PathLike
             Where to save; created if needed. An existing directory must be
-            empty or hold a model saved before, which is replaced.
+            empty or hold only what this package writes there (a model
+            written by :meth:`save` or a directory written by
+            :meth:`export`): it is then replaced whole. Any other content,
+            a file of yours beside a saved model included, raises
+            ``ValueError`` and is left as it was.
 
         Returns
         -------
         self : SparseAutoencoderTransformer
             The estimator, unchanged.
+
+        Raises
+        ------
+        ValueError
+            When ``directory`` holds anything this package did not write
+            there; the message names it.
 
         Notes
         -----
@@ -935,9 +945,12 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         ``sklearn_sae.json``, which the other libraries ignore, records how
         the model was fitted, so that importing the directory back gives this
         model exactly (:meth:`load`). An
-        existing ``directory`` is replaced, and only once the new one is
-        complete. Only training state is left behind: the optimiser, the
-        history and the dead-latent counts.
+        existing ``directory`` is replaced only if it is empty or holds only
+        what this package writes there (an earlier export or a model written
+        by :meth:`save`), and only once the new one is complete; any other
+        content raises ``ValueError`` and is left as it was. Only training
+        state is left behind: the optimiser, the history and the dead-latent
+        counts.
 
         What each library computes exactly, and what needs an opt-in:
 
@@ -999,7 +1012,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Parameters
         ----------
         directory : str or os.PathLike
-            Directory to write; created if needed.
+            Directory to write; created if needed. An existing one must be
+            empty or hold only what this package writes (see above).
         format : {"sparsify", "saelens"}
             The library whose format to write.
         normalization : {"standardized", "layer_norm"}, default=None
@@ -1008,6 +1022,13 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         as_topk : bool, default=False
             Allow exporting ``"gumbel_topk"`` as the Top-K it is at inference,
             and ``"relu"`` as Top-K with ``k = n_latents_`` (see above).
+
+        Raises
+        ------
+        ValueError
+            When the model cannot be exported as asked (the message names the
+            opt-in), or ``directory`` holds anything this package did not
+            write there (the message names it).
         """
         check_is_fitted(self)
         _interop.export_model(
