@@ -1003,7 +1003,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
           keep other latents; the shipped NEAR rows (variance about 7e-4),
           codes off by 1e-2 and 8% of Top-K rows keeping other latents. Use it
           only for rows whose variance is far above 1e-5;
-          ``"standardized"`` is exact.
+          ``"standardized"`` is exact. Both load back (:meth:`load`) as this
+          model, ``normalize=True`` included: ``"standardized"`` bit for
+          bit, ``"layer_norm"`` with the Bessel factor folded out again, its
+          weights within one float32 rounding of these, so its codes agree
+          with this model's to float32 rounding (relative 1e-6).
 
         The weights are float32 and the exported model computes in float32;
         a model fitted with ``amp=True`` computes its own ``transform`` in
