@@ -223,7 +223,8 @@ def atomic_directory(path, *, foreign: Foreign, writer: str):
     block raises, the temporary directory is removed and ``path`` is left as
     it was. A process killed between the two renames leaves the old content
     whole in a retired directory beside ``path``;
-    :func:`recover_replaced_directory` puts it back.
+    :func:`recover_replaced_directory` puts it back, as the next write to
+    ``path`` does first.
 
     Parameters
     ----------
@@ -235,6 +236,9 @@ def atomic_directory(path, *, foreign: Foreign, writer: str):
     writer : str
         The public call that writes, named in a refusal.
     """
+    # A write killed between its two renames left the previous content aside: put it back, so that it is
+    # checked and replaced like any earlier output rather than left behind as a hidden copy.
+    recover_replaced_directory(path)
     path = check_replaceable(path, foreign, writer=writer, directory=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{path.name}-", dir=path.parent))

@@ -169,6 +169,30 @@ def test_a_symlink_to_a_model_directory_is_written_through(sae, X, tmp_path):
     assert link.is_symlink() and (target / "model.safetensors").is_file()
 
 
+def test_a_save_killed_between_its_renames_leaves_nothing_behind_once_saved_again(sae, X, tmp_path, monkeypatch):
+    import sklearn_sae._atomic
+
+    folder = tmp_path / "model"
+    sae.save(folder)
+    rename = os.replace
+    calls = []
+
+    def die_on_second_rename(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed with the old model renamed aside and the new one not yet in place
+        rename(src, dst)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sklearn_sae._atomic.os, "replace", die_on_second_rename)
+        with pytest.raises(KeyboardInterrupt):
+            sae.save(folder)
+    assert not folder.exists()
+    sae.save(folder)
+    np.testing.assert_array_equal(SparseAutoencoderTransformer.load(folder).transform(X), sae.transform(X))
+    assert os.listdir(tmp_path) == ["model"]
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 
