@@ -416,7 +416,7 @@ _HEAD_BYTES = 4096
 
 def foreign_atlas_content(path):
     """``None`` when the existing file ``path`` is an atlas this package wrote, else why it is not."""
-    with open(path, "rb") as stream:
+    with pathlib.Path(path).open("rb") as stream:
         head = stream.read(_HEAD_BYTES)
     if GENERATOR_TAG in head:
         return None
