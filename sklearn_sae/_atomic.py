@@ -72,7 +72,7 @@ def check_replaceable(path, foreign: Foreign, *, writer: str, directory: bool) -
     Returns
     -------
     path : pathlib.Path
-        The destination to write, its symbolic links resolved.
+        The destination to write: absolute, a symbolic link resolved.
 
     Raises
     ------
@@ -81,7 +81,7 @@ def check_replaceable(path, foreign: Foreign, *, writer: str, directory: bool) -
         entry of the other kind (a file where a directory goes or the
         reverse); the message names the path, what is there, and what to do.
     """
-    path = Path(path)
+    path = Path(os.path.abspath(path))  # "." and "sub/.." name their directory, so the renames can move it
     if path.is_symlink():
         path = path.resolve()
     if not path.exists():

@@ -161,6 +161,19 @@ def test_rewritten_model_directory_keeps_its_mode(sae, tmp_path):
     assert folder.stat().st_mode & 0o777 == 0o700
 
 
+def test_the_current_directory_is_refused_with_the_users_files_and_written_when_empty(sae, X, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    notes = _user_file(work / "notes.txt")
+    monkeypatch.chdir(work)
+    _refused(lambda: sae.export(".", "saelens"), work, "notes.txt")
+    assert os.listdir(work) == ["notes.txt"] and notes.read_bytes() == USER_BYTES
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path / "empty")
+    sae.export(".", "saelens")
+    np.testing.assert_array_equal(SparseAutoencoderTransformer.load(tmp_path / "empty").transform(X), sae.transform(X))
+
+
 def test_a_symlink_to_a_model_directory_is_written_through(sae, X, tmp_path):
     target, link = tmp_path / "models" / "v1", tmp_path / "current"
     sae.export(target, "sparsify")
