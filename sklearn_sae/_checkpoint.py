@@ -46,13 +46,25 @@ from safetensors.torch import load_file, save_file
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 from skorch.history import History
 
-from ._atomic import TEMPORARY_PREFIX, atomic_directory, recover_replaced_directory
+from ._atomic import (
+    TEMPORARY_PREFIX,
+    atomic_directory,
+    check_replaceable,
+    recover_replaced_directory,
+    unexpected_entries,
+)
 
 __all__ = ["TrainingCheckpoint", "open_checkpoint", "training_fingerprint"]
 
 CHECKPOINT_NAME = "latest"
 """The checkpoint's directory inside ``checkpoint_dir``: atomic replacement needs a sub-directory, so
 that the temporary copies of work in progress stay inside the user's directory."""
+
+CHECKPOINT_FILES = ("module.safetensors", "training_state.pt", "history.json", "checkpoint.json")
+"""Every file a checkpoint holds; a ``latest`` directory holding anything else is not the package's to replace."""
+
+WRITER = "fit() with checkpoint_dir"
+"""The call that writes checkpoints, as refusals name it."""
 
 FORMAT = "sklearn-sae-checkpoint"
 FORMAT_VERSION = 2
@@ -143,6 +155,21 @@ def _describe(section: dict, name: str) -> str:
     return repr(value)
 
 
+def foreign_checkpoint_content(path: Path) -> str | None:
+    """What in an existing checkpoint directory ``path`` the package did not write; ``None`` when it wrote all of it.
+
+    A checkpoint of any format version is the package's: its ``checkpoint.json`` names the checkpoint
+    format, and it holds no file but :data:`CHECKPOINT_FILES`.
+    """
+    try:
+        metadata = json.loads((path / "checkpoint.json").read_bytes())
+    except (OSError, ValueError):  # missing, unreadable, not JSON
+        metadata = None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        return f"it has no checkpoint.json naming the format {FORMAT!r}, so it is not a checkpoint sklearn-sae wrote"
+    return unexpected_entries(path, CHECKPOINT_FILES, writer="a checkpoint")
+
+
 def _remove_interrupted_writes(directory: Path) -> None:
     """Delete the temporary directories of checkpoint writes that a killed process never finished."""
     for leftover in directory.glob(f"{TEMPORARY_PREFIX}{CHECKPOINT_NAME}-*"):
@@ -187,7 +214,8 @@ def open_checkpoint(checkpoint_dir, fingerprint: dict, *, seed: int) -> Training
     Raises
     ------
     ValueError
-        If ``checkpoint_dir`` is a file, or holds a checkpoint written with other settings or other data,
+        If ``checkpoint_dir`` is a file, or its ``latest`` entry is not a checkpoint this package wrote (it is
+        never replaced then), or holds a checkpoint written with other settings or other data,
         or one that cannot be read.
     """
     directory = Path(checkpoint_dir)
@@ -197,7 +225,9 @@ def open_checkpoint(checkpoint_dir, fingerprint: dict, *, seed: int) -> Training
     if directory.is_dir():
         recover_replaced_directory(path)  # killed between the two renames of the last write
         _remove_interrupted_writes(directory)
-    if not path.is_dir():
+    # Before the first epoch, not after it: a ``latest`` that is not a checkpoint is refused at once.
+    check_replaceable(path, foreign_checkpoint_content, writer=WRITER, directory=True)
+    if not path.is_dir() or not any(path.iterdir()):
         return TrainingCheckpoint(directory, fingerprint, seed=seed)
     metadata = _read_metadata(path)
     differences = _fingerprint_differences(metadata["fingerprint"], fingerprint)
@@ -262,7 +292,7 @@ def _json_number(value):
 
 def write_checkpoint(path: Path, net, *, fingerprint: dict, seed: int) -> None:
     """Write the net's whole training state to the directory ``path``, atomically."""
-    with atomic_directory(path) as temporary:
+    with atomic_directory(path, foreign=foreign_checkpoint_content, writer=WRITER) as temporary:
         module_state = {name: tensor.detach().cpu().contiguous() for name, tensor in net.module_.state_dict().items()}
         save_file(module_state, temporary / "module.safetensors")
         torch.save(_tensor_states(net), temporary / "training_state.pt")

@@ -920,12 +920,22 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         ----------
         directory : str or os.PathLike
             Where to save; created if needed. An existing directory must be
-            empty or hold a model saved before, which is replaced.
+            empty or hold only what this package writes there (a model
+            written by :meth:`save` or a directory written by
+            :meth:`export`): it is then replaced whole. Any other content,
+            a file of yours beside a saved model included, raises
+            ``ValueError`` and is left as it was.
 
         Returns
         -------
         self : SparseAutoencoderTransformer
             The estimator, unchanged.
+
+        Raises
+        ------
+        ValueError
+            When ``directory`` holds anything this package did not write
+            there; the message names it.
 
         Notes
         -----
@@ -1024,9 +1034,12 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         ``sklearn_sae.json``, which the other libraries ignore, records how
         the model was fitted, so that importing the directory back gives this
         model exactly (:meth:`load`). An
-        existing ``directory`` is replaced, and only once the new one is
-        complete. Only training state is left behind: the optimiser, the
-        history and the dead-latent counts.
+        existing ``directory`` is replaced only if it is empty or holds only
+        what this package writes there (an earlier export or a model written
+        by :meth:`save`), and only once the new one is complete; any other
+        content raises ``ValueError`` and is left as it was. Only training
+        state is left behind: the optimiser, the history and the dead-latent
+        counts.
 
         What each library computes exactly, and what needs an opt-in:
 
@@ -1079,7 +1092,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
           keep other latents; the shipped NEAR rows (variance about 7e-4),
           codes off by 1e-2 and 8% of Top-K rows keeping other latents. Use it
           only for rows whose variance is far above 1e-5;
-          ``"standardized"`` is exact.
+          ``"standardized"`` is exact. Both load back (:meth:`load`) as this
+          model, ``normalize=True`` included: ``"standardized"`` bit for
+          bit, ``"layer_norm"`` with the Bessel factor folded out again, its
+          weights within one float32 rounding of these, so its codes agree
+          with this model's to float32 rounding (relative 1e-6).
 
         The weights are float32 and the exported model computes in float32;
         a model fitted with ``amp=True`` computes its own ``transform`` in
@@ -1088,7 +1105,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Parameters
         ----------
         directory : str or os.PathLike
-            Directory to write; created if needed.
+            Directory to write; created if needed. An existing one must be
+            empty or hold only what this package writes (see above).
         format : {"sparsify", "saelens"}
             The library whose format to write.
         normalization : {"standardized", "layer_norm"}, default=None
@@ -1097,6 +1115,13 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         as_topk : bool, default=False
             Allow exporting ``"gumbel_topk"`` as the Top-K it is at inference,
             and ``"relu"`` as Top-K with ``k = n_latents_`` (see above).
+
+        Raises
+        ------
+        ValueError
+            When the model cannot be exported as asked (the message names the
+            opt-in), or ``directory`` holds anything this package did not
+            write there (the message names it).
         """
         check_is_fitted(self)
         fitted = self._fitted_params_or_current()

@@ -375,10 +375,13 @@ def convert_residue_embeddings(src, dst, *, dtype=np.float16, chunk_rows=None, l
         Per-residue HDF5 (UniProt, ProtTrans, bio_embeddings) or a directory
         of ESM ``per_tok`` ``.pt`` files.
     dst : str or os.PathLike
-        The file to write; replaced when complete.
-    dtype : numpy dtype, default=np.float16
+        The file to write; its directory must exist. An existing file is
+        replaced, once the new one is complete, only if this package wrote
+        it; any other file there raises ``ValueError`` before ``src`` is read.
+    dtype : {np.float16, np.float32, np.float64}, default=np.float16
+        Floating point dtype of the written ``embeddings``.
     chunk_rows : int, default=None
-        Residues per chunk; ``None`` fills 128 KiB.
+        Residues per chunk, a positive int; ``None`` fills 128 KiB.
     layer : int, default=None
         The ESM layer.
     progress : bool, default=False
@@ -387,9 +390,24 @@ def convert_residue_embeddings(src, dst, *, dtype=np.float16, chunk_rows=None, l
     Returns
     -------
     path : pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        If ``src`` holds no per-residue embeddings or invalid ones, if
+        ``dtype`` is not a floating point dtype or a value overflows it, if
+        ``chunk_rows`` is not a positive int, or if ``dst`` is a file this
+        package did not write. ``dst`` is then left as it was.
     """
-    src, dst = Path(src), Path(dst)
-    dtype = np.dtype(dtype)
+    from .._atomic import check_replaceable
+    from ._checks import _check_float_dtype, _check_writable_path, _is_int
+    from ._written import foreign_hdf5_content
+
+    src = Path(src)
+    dtype = _check_float_dtype(dtype)  # an integer dtype would truncate every value without a word
+    if chunk_rows is not None and (not _is_int(chunk_rows) or chunk_rows < 1):
+        raise ValueError(f"chunk_rows must be a positive integer or None, got {chunk_rows!r}.")
+    dst = check_replaceable(_check_writable_path(dst), foreign_hdf5_content, writer=_CONVERT_RESIDUES, directory=False)
     proteins, close = _residue_source(src, layer)
     try:
         return _write_residues(proteins, src, dst, dtype, chunk_rows, progress)
@@ -397,11 +415,15 @@ def convert_residue_embeddings(src, dst, *, dtype=np.float16, chunk_rows=None, l
         close()
 
 
+_CONVERT_RESIDUES = "convert_residue_embeddings()"
+
+
 def _write_residues(proteins, src, dst, dtype, chunk_rows, progress):
     import h5py
 
     from .._atomic import atomic_file
     from ._checks import _progress_bar
+    from ._written import foreign_hdf5_content, mark_written
 
     ids = _check_ids([name for name, _, _ in proteins], what=f"the ids of {str(src)!r}")
     lengths = np.array([length for _, length, _ in proteins], dtype=np.int64)
@@ -413,7 +435,9 @@ def _write_residues(proteins, src, dst, dtype, chunk_rows, progress):
     if chunk_rows is None:
         chunk_rows = max(1, (128 * 1024) // (width * dtype.itemsize))
     chunk_rows = int(min(chunk_rows, max(int(offsets[-1]), 1)))
-    with atomic_file(dst, suffix=".h5") as temporary, h5py.File(temporary, "w") as target:
+    written = atomic_file(dst, foreign=foreign_hdf5_content, writer=_CONVERT_RESIDUES, suffix=".h5")
+    with written as temporary, h5py.File(temporary, "w") as target:
+        mark_written(target, "residue_embeddings")
         embeddings = target.create_dataset("embeddings", shape=(int(offsets[-1]), width), dtype=dtype,
                                            chunks=(chunk_rows, width))
         with _progress_bar(len(proteins), enabled=progress) as bar:
