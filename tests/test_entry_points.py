@@ -98,3 +98,16 @@ def test_hierarchical_signals_refuse_a_width_children_cannot_live_in():
     X1, atoms, _, _ = make_hierarchical_signals(n_samples=10, n_features=1, n_parents=4, children_per_parent=0,
                                                 random_state=0)
     assert np.isfinite(X1).all() and np.isfinite(atoms).all()
+
+
+def test_conversion_keeps_the_ids_load_embeddings_reads(tmp_path):
+    import h5py
+
+    from sklearn_sae.datasets import convert_embeddings, load_embeddings
+
+    with h5py.File(tmp_path / "hashed.h5", "w") as f:  # ProtTrans / bio_embeddings: datasets named by a hash
+        for name, original in [("9f3c", "sp|P1|A"), ("a7d2", "sp|P2|B")]:
+            f.create_dataset(name, data=np.ones(4, np.float32)).attrs["original_id"] = original
+    ids, _ = load_embeddings(tmp_path / "hashed.h5")
+    converted_ids, _ = load_embeddings(convert_embeddings(tmp_path / "hashed.h5", tmp_path / "matrix.h5"))
+    assert list(ids) == ["sp|P1|A", "sp|P2|B"] and list(converted_ids) == list(ids)

@@ -11,7 +11,14 @@ from .._atomic import atomic_file, check_replaceable
 from .._blocks import block_rows_for, first_nonfinite_row
 from ._checks import _NUMERIC_KINDS, _check_float_dtype, _check_ids, _check_readable_hdf5, _check_writable_path, _is_int, _progress_bar
 from ._formats import detect_format
-from ._layouts import _fill_uniprot_rows, load_embeddings, _layout_of, _matrix_datasets, _uniprot_reference_length
+from ._layouts import (
+    _fill_uniprot_rows,
+    _layout_of,
+    _matrix_datasets,
+    _original_ids,
+    _uniprot_reference_length,
+    load_embeddings,
+)
 from ._written import foreign_hdf5_content, mark_written
 
 
@@ -316,7 +323,9 @@ def _row_source(f, path):
     def describe_row(row):
         return f"Embeddings file {path!r}: dataset {names[row]!r}"
 
-    return np.asarray(names, dtype=object), n_features, fill_rows, describe_row
+    # The ids load_embeddings gives: the FASTA ids of a ProtTrans file whose datasets are named by hashes.
+    original = _original_ids(f, names)
+    return np.asarray(names if original is None else original, dtype=object), n_features, fill_rows, describe_row
 
 
 def _copy_rows(fill_rows, describe_row, target, *, progress):
