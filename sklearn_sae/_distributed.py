@@ -191,6 +191,13 @@ class DistributedSAENet(AccelerateMixin, SAENet):
             output = replica(x, **fit_params)
         return to_float32(output)
 
+    # SAENet's step (the objective reported, the objective plus the training aids differentiated), not the mixin's;
+    # its backward pass goes through the accelerator, which averages the gradients over the processes.
+    train_step_single = SAENet.train_step_single
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.accelerator.backward(loss)
+
     def evaluation_step(self, batch, training=False):
         # The mixin gathers predictions from every process; the metrics are summed per process and added up at
         # the end of the epoch instead (GlobalEpochMetrics), so each process keeps its own batch's output.
