@@ -640,8 +640,9 @@ def train_net(
     ``checkpoint_dir`` (if any) is opened, and a resumed fit takes its seed;
     the steps of an epoch are counted on the first epoch's layout (this
     process's share of it), and so ``max_epochs="auto"`` and the schedule's
-    length; a sample of rows is drawn to start ``pre_bias`` and to measure
-    the spread behind ``lr="auto"``; the net is built and fitted with torch
+    length; a sample of the training rows (never the validation rows) is
+    drawn to start ``pre_bias`` and to measure the spread behind
+    ``lr="auto"``; the net is built and fitted with torch
     seeded; the strategy unwraps it.
 
     Parameters
@@ -669,6 +670,7 @@ def train_net(
     if checkpoint_dir is not None:
         checkpoint = open_checkpoint(checkpoint_dir, fingerprint, seed=seed)
         seed, epochs_done = checkpoint.seed, checkpoint.epochs_done
+    # The validation rows stay held out of everything the fit estimates: the pre-bias and lr="auto" come from train.
     train, _ = rows.split(settings.validation_fraction, seed)
     first_epoch = train.epoch(
         settings.batch_size, seed=seed, epoch=0, shuffle=True, num_processes=strategy.num_processes
@@ -677,7 +679,7 @@ def train_net(
     steps_per_epoch = strategy.steps_per_epoch(first_epoch.units())
     max_epochs = resolve_max_epochs(settings.max_epochs, steps_per_epoch)
     total_steps = steps_per_epoch * max_epochs
-    sample = rows.sample(PRE_BIAS_SAMPLE_ROWS, seed)
+    sample = train.sample(PRE_BIAS_SAMPLE_ROWS, seed)
     strategy.check_same_rows(rows, sample)
     soft_start = starts_soft(spec.over_steps(total_steps).module_kwargs()["activation"])
     lr = resolve_lr(
