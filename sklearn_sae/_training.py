@@ -690,8 +690,10 @@ def train_net(
         total_steps=total_steps, max_epochs=max_epochs, eval_sets=eval_sets, pre_bias_sample=sample,
         checkpoint=checkpoint, strategy=strategy,
     )
+    # A finished checkpoint (early-stopped, or all its epochs run) is restored and given back without training.
+    remaining_epochs = 0 if checkpoint is not None and checkpoint.finished else max_epochs - epochs_done
     with seeded_torch(strategy.device, seed):
-        net.fit(rows, epochs=max_epochs - epochs_done)
+        net.fit(rows, epochs=remaining_epochs)
     return strategy.unwrap(net)
 
 
