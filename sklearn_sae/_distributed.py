@@ -45,6 +45,7 @@ from skorch.callbacks import Callback
 from skorch.hf import AccelerateMixin
 from skorch.utils import noop, to_tensor
 
+from ._activations import BatchTopK
 from ._rows import OnDiskRows, share_batches
 from ._training import EpochMetrics, SAENet, to_float32
 
@@ -307,19 +308,20 @@ class SyncFiringCounts(Callback):
 
 
 class SyncThreshold(Callback):
-    """Average a learned inference threshold (BatchTopK's ``theta``) over the processes after every step.
+    """Average BatchTopK's inference threshold ``theta`` over the processes after every step.
 
-    Each process updates ``theta`` from its own batch during the forward
-    pass, after DDP has broadcast the buffers; averaging after the step keeps
-    one threshold everywhere, the running average of the processes' batch
-    minima.
+    Each process updates ``theta`` (a buffer) from its own batch during the
+    forward pass, after DDP has broadcast the buffers; averaging after the
+    step keeps one threshold everywhere, the running average of the
+    processes' batch minima. Nothing else needs it: JumpReLU's thresholds
+    are derived from a parameter, which the averaged gradients keep equal.
     """
 
     def on_batch_end(self, net, training=False, **kwargs):
-        threshold = getattr(net.module_.activation, "threshold", None)
-        if training and threshold is not None and _is_distributed(net):
-            torch.distributed.all_reduce(threshold, op=torch.distributed.ReduceOp.SUM)
-            threshold.div_(net.accelerator.num_processes)
+        activation = net.module_.activation
+        if training and isinstance(activation, BatchTopK) and _is_distributed(net):
+            torch.distributed.all_reduce(activation.threshold, op=torch.distributed.ReduceOp.SUM)
+            activation.threshold.div_(net.accelerator.num_processes)
 
 
 def _is_distributed(net) -> bool:
