@@ -108,13 +108,14 @@ def fvu(X, X_hat) -> float:
     return float(residual / total)
 
 
-def l1(X, codes, *, normalize=True) -> float:
+def l1(X, codes, *, normalize) -> float:
     """The L1 term of the training loss: mean over rows of ``||h||_1 / ||x_norm||_2``.
 
     ``x_norm`` is the row as the encoder takes it: standardised to zero mean
-    and unit variance (``normalize=True``, the estimator's default), or ``x``
-    itself (``normalize=False``). Dividing by its norm makes the penalty
-    blind to the data's scale. As in :func:`nmse`, rows whose ``x_norm`` is
+    and unit variance (``normalize=True``), or ``x`` itself
+    (``normalize=False``). Dividing by its norm makes the penalty blind to
+    the data's scale. ``normalize`` has no default: the term depends on it,
+    so pass the model's (``estimator.normalize``). As in :func:`nmse`, rows whose ``x_norm`` is
     zero are left out with a warning (0.0 if none is left and the codes are
     all zero, else ``inf``).
 
@@ -124,8 +125,8 @@ def l1(X, codes, *, normalize=True) -> float:
         Inputs.
     codes : array-like or sparse matrix of shape (n_samples, n_latents)
         Their codes.
-    normalize : bool, default=True
-        Whether the model standardised the rows (its ``normalize``).
+    normalize : bool
+        Whether the model standardises its rows (its ``normalize``).
 
     Returns
     -------

@@ -67,8 +67,8 @@ def test_every_split_records_its_objective_exactly(X, config):
 
 def test_the_training_aids_are_differentiated_but_not_recorded(X):
     """With AuxK on and dead latents in training, the gradient differs from the objective's; the loss does not."""
-    from sklearn_sae._model import SparseAutoencoder
     from sklearn_sae._activations import TopK
+    from sklearn_sae._model import SparseAutoencoder
     from sklearn_sae._training import SAELoss
 
     torch.manual_seed(0)
