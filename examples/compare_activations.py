@@ -150,7 +150,7 @@ def evaluate(sae, X, *, l1_coef):
     X_hat = sae.reconstruct(X)
     nmse = sae_metrics.nmse(X, X_hat)
     return {
-        "loss": nmse + l1_coef * sae_metrics.l1(X, codes),
+        "loss": nmse + l1_coef * sae_metrics.l1(X, codes, normalize=sae.normalize),
         "nmse": nmse,
         "fvu": sae_metrics.fvu(X, X_hat),
         "l0": sae_metrics.l0(codes),

@@ -390,9 +390,10 @@ class JumpReLU(nn.Module):
     rectangle kernel of width ``bandwidth``: ``z`` gets the gradient of the
     kept entries, ``theta`` the kernel's estimate. Sparsity comes from an L0
     penalty, ``sum_i H(z_i - theta_i)`` averaged over the rows
-    (:attr:`l0_penalty`, set at every training forward call), weighted in the
-    loss by the estimator's ``l1_coef`` (the L0 coefficient here); choose
-    it for a target L0 with :func:`~sklearn_sae.calibration.calibrate_l1_coef`.
+    (:meth:`l0_penalty`, which the autoencoder's forward returns in training
+    and evaluation alike), weighted in the loss by the estimator's
+    ``l1_coef`` (the L0 coefficient here); choose it for a target L0 with
+    :func:`~sklearn_sae.calibration.calibrate_l1_coef`.
 
     Departures from the paper: the reconstruction term beside the penalty
     is this package's NMSE (each row's squared error over its squared norm),
@@ -425,18 +426,25 @@ class JumpReLU(nn.Module):
         super().__init__()
         self.bandwidth = bandwidth
         self.log_threshold = nn.Parameter(torch.full((n_latents,), math.log(threshold) / self.THRESHOLD_SPEED))
-        self.l0_penalty = None
 
     @property
     def threshold(self) -> torch.Tensor:
         return (self.THRESHOLD_SPEED * self.log_threshold).exp()
 
+    def l0_penalty(self, z_pre: torch.Tensor) -> torch.Tensor:
+        """Mean over rows of the number of latents above their threshold: the L0 of :meth:`forward`'s codes.
+
+        Its value is the codes' L0 in training and evaluation alike (a code
+        is non-zero exactly where ``z > theta``, the thresholds being
+        positive), so the loss is one objective in every split; its gradient
+        reaches the thresholds only, through the rectangle kernel.
+        """
+        return _StepFunction.apply(z_pre, self.threshold.to(z_pre.dtype), self.bandwidth).sum(dim=-1).mean()
+
     def forward(self, z_pre: torch.Tensor) -> torch.Tensor:
         threshold = self.threshold.to(z_pre.dtype)
         if not self.training:
-            self.l0_penalty = None
             return torch.where(z_pre > threshold, z_pre, 0.0)  # relu(z) * (z > theta): the thresholds are positive
-        self.l0_penalty = _StepFunction.apply(z_pre, threshold, self.bandwidth).sum(dim=-1).mean()
         # No ReLU around it: the thresholds are positive, and a ReLU would cut the gradient that the entries just
         # below their threshold send to it.
         return _JumpReLUFunction.apply(z_pre, threshold, self.bandwidth)

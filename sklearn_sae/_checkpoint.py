@@ -21,9 +21,13 @@ What a checkpoint holds, and why each piece is needed for an exact continuation:
     skorch's history, so the resumed fit's ``history_`` covers every epoch.
 ``checkpoint.json``
     The format version, the fingerprint of the settings and data, the seed the fit drew (the
-    validation split depends on it), the number of complete epochs, and the counters that skorch's
-    callbacks carry from epoch to epoch (best scores, early-stopping misses, the LR schedule's batch
-    count).
+    validation split depends on it), the number of complete epochs, whether the fit has finished
+    (early stopping ended it, or it ran all its epochs), and the counters that skorch's callbacks
+    carry from epoch to epoch (best scores, early-stopping misses, the LR schedule's batch count).
+
+When a fit finishes, the checkpoint is written once more, with the weights the fit returns (early
+stopping's best epoch restored) and ``"finished": true``: a later fit in the same directory gives
+that model back without training.
 
 skorch's own ``Checkpoint`` / ``LoadInitState`` pair shows the pattern followed here (save at epoch
 end, restore in ``on_train_begin``) but does not fit as is: ``Checkpoint`` writes its files one by one
@@ -208,8 +212,9 @@ def open_checkpoint(checkpoint_dir, fingerprint: dict, *, seed: int) -> Training
     Returns
     -------
     checkpoint : TrainingCheckpoint
-        Its ``epochs_done`` is the number of complete epochs to resume after (0 for a fresh start) and
-        its ``seed`` the seed the fit must use.
+        Its ``epochs_done`` is the number of complete epochs to resume after (0 for a fresh start),
+        its ``seed`` the seed the fit must use, and ``finished`` whether the fit there is done (no
+        epoch is left to train).
 
     Raises
     ------
@@ -237,7 +242,10 @@ def open_checkpoint(checkpoint_dir, fingerprint: dict, *, seed: int) -> Training
             "which this fit cannot resume:\n  " + "\n  ".join(differences) + "\n"
             "Use another checkpoint_dir for this fit, or delete that directory to start afresh."
         )
-    return TrainingCheckpoint(directory, fingerprint, seed=metadata["seed"], epochs_done=metadata["epochs_done"])
+    return TrainingCheckpoint(
+        directory, fingerprint, seed=metadata["seed"], epochs_done=metadata["epochs_done"],
+        finished=bool(metadata.get("finished", False)),  # absent from checkpoints written before it was recorded
+    )
 
 
 def _callback_counters(net) -> dict:
@@ -290,8 +298,8 @@ def _json_number(value):
     raise TypeError(f"{type(value).__name__} in the training history cannot be written to a checkpoint.")
 
 
-def write_checkpoint(path: Path, net, *, fingerprint: dict, seed: int) -> None:
-    """Write the net's whole training state to the directory ``path``, atomically."""
+def write_checkpoint(path: Path, net, *, fingerprint: dict, seed: int, finished: bool = False) -> None:
+    """Write the net's whole training state to the directory ``path``, atomically; ``finished`` marks a done fit."""
     with atomic_directory(path, foreign=foreign_checkpoint_content, writer=WRITER) as temporary:
         module_state = {name: tensor.detach().cpu().contiguous() for name, tensor in net.module_.state_dict().items()}
         save_file(module_state, temporary / "module.safetensors")
@@ -303,6 +311,7 @@ def write_checkpoint(path: Path, net, *, fingerprint: dict, seed: int) -> None:
             "fingerprint": fingerprint,
             "seed": seed,
             "epochs_done": len(net.history),
+            "finished": finished,
             "callback_counters": _callback_counters(net),
         }
         (temporary / "checkpoint.json").write_text(json.dumps(metadata, indent=1))
@@ -354,19 +363,23 @@ class TrainingCheckpoint(Callback):
         The seed the fit runs with, written with each checkpoint.
     epochs_done : int, default=0
         Complete epochs of the checkpoint to resume; 0 starts afresh.
+    finished : bool, default=False
+        Whether the checkpoint holds a finished fit, which is then restored and not trained further.
     """
 
-    def __init__(self, directory, fingerprint, *, seed, epochs_done=0):
+    def __init__(self, directory, fingerprint, *, seed, epochs_done=0, finished=False):
         self.directory = directory
         self.fingerprint = fingerprint
         self.seed = seed
         self.epochs_done = epochs_done
+        self.finished = finished
 
     @property
     def path(self) -> Path:
         return Path(self.directory) / CHECKPOINT_NAME
 
     def on_train_begin(self, net, **kwargs):
+        self._epochs_written = None  # the epochs of this fit's last write (on_train_end checks it is the last epoch)
         if not self.epochs_done:
             return
         metadata = restore_checkpoint(self.path, net)
@@ -376,7 +389,23 @@ class TrainingCheckpoint(Callback):
                 "to the same checkpoint_dir?). Give each fit its own checkpoint_dir."
             )
         if net.verbose:
-            print(f"Resuming after epoch {self.epochs_done} from the checkpoint in {self.directory}.")
+            done = " (a finished fit: nothing is left to train)" if self.finished else ""
+            print(f"Resuming after epoch {self.epochs_done} from the checkpoint in {self.directory}{done}.")
 
     def on_epoch_end(self, net, **kwargs):
         write_checkpoint(self.path, net, fingerprint=self.fingerprint, seed=self.seed)
+        self._epochs_written = len(net.history)
+
+    def on_train_end(self, net, **kwargs):
+        # Early stopping ends a fit by raising in its own on_epoch_end, before this callback's: the stopping epoch
+        # is written here, with the weights restored from the best epoch, and so is the end of a fit that ran all
+        # its epochs. A fit stopped by the user (skorch catches KeyboardInterrupt) is not finished.
+        if self.finished:
+            return  # restored, not trained: the checkpoint already says so
+        stopped_early = any(
+            isinstance(callback, EarlyStopping) and getattr(callback, "misses_", 0) >= callback.patience
+            for _, callback in net.callbacks_
+        )
+        ran_every_epoch = self._epochs_written == len(net.history) >= net.max_epochs
+        if stopped_early or ran_every_epoch:
+            write_checkpoint(self.path, net, fingerprint=self.fingerprint, seed=self.seed, finished=True)

@@ -45,6 +45,7 @@ from skorch.callbacks import Callback
 from skorch.hf import AccelerateMixin
 from skorch.utils import noop, to_tensor
 
+from ._activations import BatchTopK
 from ._rows import OnDiskRows, share_batches
 from ._training import EpochMetrics, SAENet, to_float32
 
@@ -191,6 +192,13 @@ class DistributedSAENet(AccelerateMixin, SAENet):
             output = replica(x, **fit_params)
         return to_float32(output)
 
+    # SAENet's step (the objective reported, the objective plus the training aids differentiated), not the mixin's;
+    # its backward pass goes through the accelerator, which averages the gradients over the processes.
+    train_step_single = SAENet.train_step_single
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.accelerator.backward(loss)
+
     def evaluation_step(self, batch, training=False):
         # The mixin gathers predictions from every process; the metrics are summed per process and added up at
         # the end of the epoch instead (GlobalEpochMetrics), so each process keeps its own batch's output.
@@ -300,19 +308,20 @@ class SyncFiringCounts(Callback):
 
 
 class SyncThreshold(Callback):
-    """Average a learned inference threshold (BatchTopK's ``theta``) over the processes after every step.
+    """Average BatchTopK's inference threshold ``theta`` over the processes after every step.
 
-    Each process updates ``theta`` from its own batch during the forward
-    pass, after DDP has broadcast the buffers; averaging after the step keeps
-    one threshold everywhere, the running average of the processes' batch
-    minima.
+    Each process updates ``theta`` (a buffer) from its own batch during the
+    forward pass, after DDP has broadcast the buffers; averaging after the
+    step keeps one threshold everywhere, the running average of the
+    processes' batch minima. Nothing else needs it: JumpReLU's thresholds
+    are derived from a parameter, which the averaged gradients keep equal.
     """
 
     def on_batch_end(self, net, training=False, **kwargs):
-        threshold = getattr(net.module_.activation, "threshold", None)
-        if training and threshold is not None and _is_distributed(net):
-            torch.distributed.all_reduce(threshold, op=torch.distributed.ReduceOp.SUM)
-            threshold.div_(net.accelerator.num_processes)
+        activation = net.module_.activation
+        if training and isinstance(activation, BatchTopK) and _is_distributed(net):
+            torch.distributed.all_reduce(activation.threshold, op=torch.distributed.ReduceOp.SUM)
+            activation.threshold.div_(net.accelerator.num_processes)
 
 
 def _is_distributed(net) -> bool:

@@ -57,9 +57,14 @@ class SAEOutput(NamedTuple):
     prefix_x_hats: tuple | None = None
     """Matryoshka only: the reconstruction by each nested prefix of the dictionary (smallest first), input units."""
     l0_penalty: torch.Tensor | None = None
-    """JumpReLU in training: the mean number of active latents a row, with a gradient for the thresholds."""
+    """JumpReLU only: the mean number of active latents a row (the codes' L0), in training with a gradient for
+    the thresholds (:meth:`~sklearn_sae._activations.JumpReLU.l0_penalty`)."""
     pre_act_penalty: torch.Tensor | None = None
     """JumpReLU in training with dead latents: how far their pre-activations fall short of their thresholds."""
+    x_norm: torch.Tensor | None = None
+    """The rows as the encoder takes them, ``(batch, n_features)``: standardised under ``normalize=True``, else the
+    input itself. The L1 penalty divides by their norms, so that it does not depend on the input's scale;
+    ``None`` stands for the input itself."""
 
 
 def layer_norm_no_affine(x: torch.Tensor, eps: float = LAYER_NORM_EPS):
@@ -133,9 +138,12 @@ def geometric_median(points: torch.Tensor, n_iter: int = 100, tol: float = 1e-6)
 
 
 def l1_penalty(codes, x: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of ``||h||_1 / ||x||_2``: an L1 penalty that ignores the input scale (all-zero rows left out).
+    """Mean over rows of ``||h||_1 / ||x||_2`` (all-zero rows of ``x`` left out).
 
-    ``codes`` may be dense or a :class:`TopKSelection` (whose values are all the non-zeros).
+    ``x`` is the rows as the encoder takes them (:attr:`SAEOutput.x_norm`):
+    standardised under ``normalize=True``, so the penalty means the same on
+    embeddings of any scale, whatever their norms. ``codes`` may be dense or
+    a :class:`TopKSelection` (whose values are all the non-zeros).
     """
     values = codes.values if isinstance(codes, TopKSelection) else codes
     return row_mean_ratio(values.abs().sum(dim=-1), x.norm(dim=-1))
@@ -317,7 +325,7 @@ class SparseAutoencoder(nn.Module):
             if self.prefixes:  # each prefix decodes the kept latents among its own atoms: one sparse decode for all
                 decodes = prefix_decodes(values, indices, self.decoder_weight, self.prefixes)
                 prefix_x_hats = tuple((decode + self.pre_bias) * sigma + mu for decode in decodes)
-            return SAEOutput(y_pre * sigma + mu, codes, None, aux_residual_hat, prefix_x_hats)
+            return SAEOutput(y_pre * sigma + mu, codes, None, aux_residual_hat, prefix_x_hats, x_norm=x_norm)
         z_pre = self.encode_pre(x_norm)
         codes = self.activation(z_pre)
         x_hat = self.decode(codes) * sigma + mu
@@ -334,8 +342,8 @@ class SparseAutoencoder(nn.Module):
             bounds = (0, *self.prefixes)
             parts = [codes[:, start:end] @ weight[start:end] for start, end in zip(bounds, bounds[1:])]
             prefix_x_hats = tuple((decode + self.pre_bias) * sigma + mu for decode in itertools.accumulate(parts))
-        l0_penalty = getattr(self.activation, "l0_penalty", None) if self.training else None
-        return SAEOutput(x_hat, codes, z_pre, aux_residual_hat, prefix_x_hats, l0_penalty, pre_act_penalty)
+        l0_penalty = self.activation.l0_penalty(z_pre) if isinstance(self.activation, JumpReLU) else None
+        return SAEOutput(x_hat, codes, z_pre, aux_residual_hat, prefix_x_hats, l0_penalty, pre_act_penalty, x_norm)
 
     @torch.no_grad()
     def _track_firing(self, codes) -> None:

@@ -7,7 +7,7 @@ returns a Python float or a NumPy array.
 ``nmse``           mean over rows of ``||x_hat - x||^2 / ||x||^2``
 ``fvu``            ``sum ||x_hat - x||^2 / sum ||x - mean(X)||^2``
 ``l0``             mean number of non-zero codes per row
-``l1``             mean over rows of ``||h||_1 / ||x||_2``, the training loss's L1 term
+``l1``             mean over rows of ``||h||_1 / ||x_norm||_2``, the training loss's L1 term
 ``latent_density`` fraction of rows in which each latent is non-zero
 ``dead_fraction``  fraction of latents that are zero on every row
 ``dictionary_recovery``  how well learned atoms match known true ones (MMCS)
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+
+from ._warnings import warn_user
 
 __all__ = ["nmse", "fvu", "l0", "l1", "latent_density", "dead_fraction", "dictionary_recovery"]
 
@@ -30,12 +32,41 @@ def _as_2d_pair(X, X_hat):
     return X, X_hat
 
 
+_LAYER_NORM_EPS = 1e-5
+"""What the model's row standardisation adds to each row's variance (``sklearn_sae._model.LAYER_NORM_EPS``, which
+this torch-free module cannot import; a test holds the two equal)."""
+
+
+def _mean_row_ratio(numerators, denominators, *, measure: str, zero_rows: str) -> float:
+    """Mean of ``numerators / denominators`` over the rows whose denominator is positive, as the training loss takes it.
+
+    A row with a zero denominator has no ratio and is left out, with a
+    warning that counts them (``zero_rows`` says which rows those are). When
+    no row is left the mean is undefined: it is then 0.0 if every numerator
+    is 0 (nothing to explain, nothing wrong), else ``inf``, the convention
+    of :func:`fvu` for rows without variance.
+    """
+    valid = denominators > 0
+    n_left_out = int(np.count_nonzero(~valid))
+    if n_left_out:
+        warn_user(
+            f"{n_left_out} of the {len(valid)} rows of X {zero_rows}: {measure} divides by each row's norm, so it "
+            "leaves them out, as the training loss does."
+        )
+    if not valid.any():
+        return 0.0 if not np.any(numerators) else float("inf")
+    return float(np.mean(numerators[valid] / denominators[valid]))
+
+
 def nmse(X, X_hat) -> float:
     """Normalised mean squared error, the autoencoder's training loss.
 
     .. math:: \\mathrm{NMSE} = \\frac{1}{n} \\sum_i \\frac{\\|\\hat x_i - x_i\\|^2}{\\|x_i\\|^2}
 
-    Rows of ``X`` that are entirely zero are ignored: their ratio is undefined.
+    A row of ``X`` that is entirely zero has no ratio: it is left out of
+    the mean, as the training loss leaves it out, with a warning. If every
+    row is zero, the NMSE is 0.0 when ``X_hat`` is exactly zero too and
+    ``inf`` otherwise (as :func:`fvu` for rows without variance), never NaN.
 
     Parameters
     ----------
@@ -47,9 +78,8 @@ def nmse(X, X_hat) -> float:
     float
     """
     X, X_hat = _as_2d_pair(X, X_hat)
-    squared_norms = np.square(X).sum(axis=1)
-    nonzero = squared_norms > 0
-    return float(np.mean(np.square(X_hat - X).sum(axis=1)[nonzero] / squared_norms[nonzero]))
+    return _mean_row_ratio(np.square(X_hat - X).sum(axis=1), np.square(X).sum(axis=1), measure="NMSE",
+                           zero_rows="are all zero (fvu counts them)")
 
 
 def fvu(X, X_hat) -> float:
@@ -78,11 +108,16 @@ def fvu(X, X_hat) -> float:
     return float(residual / total)
 
 
-def l1(X, codes) -> float:
-    """The L1 term of the training loss: mean over rows of ``||h||_1 / ||x||_2``.
+def l1(X, codes, *, normalize) -> float:
+    """The L1 term of the training loss: mean over rows of ``||h||_1 / ||x_norm||_2``.
 
-    Dividing by the input's norm makes the penalty blind to the data's
-    scale. As in :func:`nmse`, all-zero rows of ``X`` are ignored.
+    ``x_norm`` is the row as the encoder takes it: standardised to zero mean
+    and unit variance (``normalize=True``), or ``x`` itself
+    (``normalize=False``). Dividing by its norm makes the penalty blind to
+    the data's scale. ``normalize`` has no default: the term depends on it,
+    so pass the model's (``estimator.normalize``). As in :func:`nmse`, rows whose ``x_norm`` is
+    zero are left out with a warning (0.0 if none is left and the codes are
+    all zero, else ``inf``).
 
     Parameters
     ----------
@@ -90,6 +125,8 @@ def l1(X, codes) -> float:
         Inputs.
     codes : array-like or sparse matrix of shape (n_samples, n_latents)
         Their codes.
+    normalize : bool
+        Whether the model standardises its rows (its ``normalize``).
 
     Returns
     -------
@@ -99,9 +136,11 @@ def l1(X, codes) -> float:
     code_norms = np.asarray(abs(codes).sum(axis=1), dtype=np.float64).ravel()
     if X.ndim != 2 or code_norms.shape[0] != X.shape[0]:
         raise ValueError(f"X and codes must have the same number of rows; got {X.shape} and {codes.shape}.")
-    norms = np.linalg.norm(X, axis=1)
-    nonzero = norms > 0
-    return float(np.mean(code_norms[nonzero] / norms[nonzero]))
+    if normalize:
+        centred = X - X.mean(axis=1, keepdims=True)
+        X = centred / np.sqrt(np.square(centred).mean(axis=1, keepdims=True) + _LAYER_NORM_EPS)
+    zero_rows = "are constant (zero once standardised)" if normalize else "are all zero"
+    return _mean_row_ratio(code_norms, np.linalg.norm(X, axis=1), measure="L1", zero_rows=zero_rows)
 
 
 def latent_density(codes) -> np.ndarray:

@@ -27,8 +27,9 @@ def test_the_thresholds_get_the_kernel_gradients():
     z_pre = torch.tensor([[0.45, 0.9, 0.1], [0.55, 0.2, 0.58]], requires_grad=True)
     codes = activation(z_pre)
     torch.testing.assert_close(codes, torch.tensor([[0.0, 0.9, 0.0], [0.55, 0.0, 0.58]]))
-    assert float(activation.l0_penalty.detach()) == 1.5  # one, then two latents above their threshold
-    (codes.sum() + activation.l0_penalty).backward()
+    l0_penalty = activation.l0_penalty(z_pre)
+    assert float(l0_penalty.detach()) == 1.5  # one, then two latents above their threshold
+    (codes.sum() + l0_penalty).backward()
     assert z_pre.grad.tolist() == [[0.0, 1.0, 0.0], [1.0, 0.0, 1.0]]  # straight through the kept entries
     # Within eps / 2 = 0.1 of theta: 0.45 and 0.55 (latent 0), 0.58 (latent 2). Per such entry, the codes give
     # -theta / eps = -2.5 and the L0 penalty (a mean over 2 rows) -1 / eps / 2 = -2.5; times theta (and the
