@@ -27,9 +27,10 @@ codes, if any):
 
 Each sum is one ``embedding_bag`` (the dot products are its per-sample-weights
 backward), the primitive that torch implements fast on CPU and CUDA for
-exactly this gather-and-weighted-sum pattern. The weight gradients are bags *per latent*:
-the kept entries are sorted by latent once, and each latent's bag sums the
-batch rows that selected it. That avoids the alternatives measured in
+exactly this gather-and-weighted-sum pattern. The weight gradients and the
+dot products are bags *per latent*: the kept entries are sorted by latent
+once, and each latent's bag sums (or dots its atom with) the batch rows that
+selected it, so each atom is read once rather than once per row that kept it. That avoids the alternatives measured in
 ``benchmarks/bench_sparse_ops.py`` (``index_add_`` of a materialised
 ``(batch * k, n_features)`` matrix, COO/CSR ``torch.sparse.mm``, dense
 scatter-and-GEMM), and every reduction runs in a fixed order, so the result
@@ -39,6 +40,13 @@ Nothing of size ``(batch, n_latents)`` is kept for the backward: the saved
 tensors are ``x_c`` and the ``(batch, k)`` selection. On CPU the selection
 itself runs in stages (see :func:`_topk`), about half the time of
 ``torch.topk``.
+
+Under autocast (``amp=True``) the GEMM adds the latent bias in its
+accumulator and writes the pre-activations in bfloat16; the selection reads
+them as they are, and the decode gathers from the bfloat16 copy of the weight
+that the GEMM read. The kept values, the reconstruction, the backward and the
+gradients are float32 (the float32 master weights are what the optimiser
+updates).
 
 BatchTopK (``batch=True``) keeps the ``k * batch`` largest ReLU'd
 pre-activations of the whole batch instead, so rows keep different numbers.
@@ -54,6 +62,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import NamedTuple
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -80,16 +89,35 @@ def _autocast_dtype(device_type: str) -> torch.dtype | None:
     return None
 
 
-def _encode_select(x_c, W_enc, b_lat, k, gemm_dtype, batch=False):
-    """Pre-activations and their top-k (the batch's top ``k * batch`` with ``batch=True``), in the parameters' dtype."""
+def _pre_activations(x_c, W_enc, b_lat, gemm_dtype):
+    """``(z, W_gemm)``: the pre-activations and the encoder weight the GEMM read, both in the GEMM's dtype.
+
+    Under autocast (``gemm_dtype`` other than the parameters' dtype) the
+    latent bias enters the GEMM, whose accumulator adds it before the one
+    rounding of the output, and the pre-activations stay in ``gemm_dtype``:
+    the selection reads half the bytes, and no ``(batch, n_latents)`` block
+    is converted back. ``W_gemm`` is the weight cast once per pass, which
+    the decode of a tied model reads again.
+    """
     if gemm_dtype is None or gemm_dtype == W_enc.dtype:
-        z = torch.addmm(b_lat, x_c, W_enc.t())
-    else:
-        z = torch.mm(x_c.to(gemm_dtype), W_enc.to(gemm_dtype).t()).to(W_enc.dtype).add_(b_lat)
+        return torch.addmm(b_lat, x_c, W_enc.t()), W_enc
+    W_gemm = W_enc.to(gemm_dtype)
+    return torch.addmm(b_lat.to(gemm_dtype), x_c.to(gemm_dtype), W_gemm.t()), W_gemm
+
+
+def _select(z, k, batch):
+    """The top-k of each row of ``z`` (the batch's top ``k * batch`` with ``batch=True``), ReLU'd, in ``z``'s dtype."""
     if batch:
         return _batch_topk(z, k)
     values, indices = _topk(z, k)
     return values.clamp_(min=0), indices
+
+
+def _encode_select(x_c, W_enc, b_lat, k, gemm_dtype, batch=False):
+    """Kept values (in the parameters' dtype) and their latents, and the weight the GEMM read."""
+    z, W_gemm = _pre_activations(x_c, W_enc, b_lat, gemm_dtype)
+    values, indices = _select(z, k, batch)
+    return values.to(W_enc.dtype), indices, W_gemm
 
 
 def _batch_topk(z: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,19 +174,51 @@ def _topk(z: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _decode(values, indices, W_dec, pre_bias):
-    return F.embedding_bag(indices, W_dec, per_sample_weights=values, mode="sum").add_(pre_bias)
+    """``sum_j values[:, j] * W_dec[indices[:, j]] + pre_bias`` in ``pre_bias``'s dtype, gathering in ``W_dec``'s.
+
+    A bfloat16 ``W_dec`` (the copy the GEMM read under autocast) halves the
+    bytes of the gather, which dominates the decode; the bag accumulates in
+    float32 and its sum is rounded once.
+    """
+    if W_dec.dtype == pre_bias.dtype:
+        return F.embedding_bag(indices, W_dec, per_sample_weights=values, mode="sum").add_(pre_bias)
+    decoded = F.embedding_bag(indices, W_dec, per_sample_weights=values.to(W_dec.dtype), mode="sum")
+    return decoded.to(pre_bias.dtype).add_(pre_bias)
 
 
-def _latent_bags(indices: torch.Tensor, n_latents: int):
-    """Group the kept entries by latent: ``(rows, bounds, order)``.
+class _LatentBags(NamedTuple):
+    """The kept entries grouped by latent (see :func:`_latent_bags`)."""
+
+    rows: torch.Tensor
+    bounds: torch.Tensor
+    order: torch.Tensor
+    latents: torch.Tensor
+
+
+def _latent_bags(indices: torch.Tensor, n_latents: int) -> _LatentBags:
+    """Group the kept entries by latent: ``(rows, bounds, order, latents)``.
 
     Entry ``order[i]`` of the flattened selection is the ``i``-th in latent
-    order; it belongs to batch row ``rows[i]``, and latent ``l`` owns the
-    entries ``bounds[l]:bounds[l + 1]``. Stable, so sums run in batch order.
+    order; it belongs to batch row ``rows[i]`` and to latent ``latents[i]``,
+    and latent ``l`` owns the entries ``bounds[l]:bounds[l + 1]``. Stable,
+    so sums run in batch order.
     """
     sorted_latents, order = indices.reshape(-1).sort(stable=True)
     bounds = torch.searchsorted(sorted_latents, torch.arange(n_latents + 1, device=indices.device))
-    return torch.div(order, indices.shape[1], rounding_mode="floor"), bounds, order
+    return _LatentBags(torch.div(order, indices.shape[1], rounding_mode="floor"), bounds, order, sorted_latents)
+
+
+def _atom_dots(bags: _LatentBags, atoms: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """``<atoms[latents[i]], table[rows[i]]>`` for every kept entry ``i``, in latent order.
+
+    ``embedding_bag``'s per-sample-weights backward with the latents as the
+    bags: each atom is read once, in order, against rows of the small
+    ``(batch, n_features)`` table, instead of one atom gathered from the
+    whole dictionary per kept entry (a third of the time on CPU, same sums).
+    """
+    return torch.ops.aten._embedding_bag_per_sample_weights_backward(
+        atoms, table, bags.rows, bags.bounds[:-1], bags.latents, _MODE_SUM
+    )
 
 
 def _bag_sum(rows, bounds, weights, table):
@@ -173,8 +233,10 @@ class _TopKSAE(torch.autograd.Function):
     def forward(ctx, x_in, W_enc, b_lat, W_dec, pre_bias, k, gemm_dtype, batch):
         with torch.autocast(x_in.device.type, enabled=False):
             x_c = x_in.to(W_enc.dtype) - pre_bias
-            values, indices = _encode_select(x_c, W_enc, b_lat, k, gemm_dtype, batch)
-            x_rec = _decode(values, indices, W_enc if W_dec is None else W_dec, pre_bias)
+            values, indices, W_gemm = _encode_select(x_c, W_enc, b_lat, k, gemm_dtype, batch)
+            # The decode gathers from the weight in the GEMM's dtype (for a tied model, the very copy it read).
+            decoder = W_gemm if W_dec is None else W_dec.to(W_gemm.dtype)
+            x_rec = _decode(values, indices, decoder, pre_bias)
         ctx.save_for_backward(x_c, W_enc, W_dec, values, indices)
         ctx.x_dtype = x_in.dtype
         ctx.mark_non_differentiable(indices)
@@ -187,36 +249,34 @@ class _TopKSAE(torch.autograd.Function):
         need_x, need_enc, need_b_lat, need_dec, need_pre_bias = ctx.needs_input_grad[:5]
         tied = W_dec is None
         decoder = W_enc if tied else W_dec
-        batch, k = indices.shape
+        batch = indices.shape[0]
         n_latents = W_enc.shape[0]
         grad_x = grad_enc = grad_b_lat = grad_dec = grad_pre_bias = None
         with torch.autocast(x_c.device.type, enabled=False):
-            flat_indices = indices.reshape(-1)
-            bag_starts = torch.arange(0, batch * k, k, device=indices.device)
-            entry_bag = torch.arange(batch, device=indices.device).repeat_interleave(k)
-            # dL/dv[b, j] = <grad_rec[b], W_dec[idx[b, j]]>: embedding_bag's own per-sample-weights backward.
             grad_rec = grad_rec.contiguous()
-            grad_v = torch.ops.aten._embedding_bag_per_sample_weights_backward(
-                grad_rec, decoder, flat_indices, bag_starts, entry_bag, _MODE_SUM
-            ).view(batch, k)
-            grad_z = (grad_v + grad_values).mul_(values > 0)
-            rows, bounds, order = _latent_bags(indices, n_latents)
-            grad_z_sorted = grad_z.reshape(-1)[order]
+            bags = _latent_bags(indices, n_latents)
+            rows, bounds, order = bags.rows, bags.bounds, bags.order
+            values_sorted = values.reshape(-1)[order]
+            # dL/dv = <grad_rec[b], W_dec[idx[b, j]]> plus the codes' own gradient, then the ReLU's mask (latent order).
+            grad_v_sorted = _atom_dots(bags, decoder, grad_rec) + grad_values.reshape(-1)[order]
+            grad_z_sorted = grad_v_sorted.mul_(values_sorted > 0)
             if need_b_lat or need_pre_bias:
-                grad_b_lat = _bag_sum(rows, bounds, grad_z_sorted, grad_z.new_ones(batch, 1)).view(n_latents)
+                grad_b_lat = _bag_sum(rows, bounds, grad_z_sorted, grad_rec.new_ones(batch, 1)).view(n_latents)
             if tied and need_enc:
                 # One bag per latent over [grad_rec; x_c]: both terms of the tied weight's gradient at once.
                 both_rows = torch.stack([rows, rows + batch], dim=1).reshape(-1)
-                both_weights = torch.stack([values.reshape(-1)[order], grad_z_sorted], dim=1).reshape(-1)
+                both_weights = torch.stack([values_sorted, grad_z_sorted], dim=1).reshape(-1)
                 grad_enc = _bag_sum(both_rows, 2 * bounds, both_weights, torch.cat([grad_rec, x_c]))
             else:
                 if need_enc:
                     grad_enc = _bag_sum(rows, bounds, grad_z_sorted, x_c)
                 if need_dec:
-                    grad_dec = _bag_sum(rows, bounds, values.reshape(-1)[order], grad_rec)
+                    grad_dec = _bag_sum(rows, bounds, values_sorted, grad_rec)
             if need_pre_bias:
                 grad_pre_bias = grad_rec.sum(0) - grad_b_lat @ W_enc
             if need_x:
+                grad_z = torch.empty_like(values)
+                grad_z.view(-1)[order] = grad_z_sorted
                 grad_x = F.embedding_bag(indices, W_enc, per_sample_weights=grad_z, mode="sum").to(ctx.x_dtype)
         if not need_b_lat:
             grad_b_lat = None
@@ -242,8 +302,10 @@ def topk_sae_forward(
     ``W_enc``, ``b_lat``, ``W_dec``, ``pre_bias`` and ``x_in`` (when they
     require grad), through ``x_rec`` and through ``values``.
 
-    Under ``torch.autocast`` the encoder GEMM runs in the autocast dtype; the
-    selection, the decoder and the backward run in the parameters' dtype.
+    Under ``torch.autocast`` the encoder GEMM, the selection and the decode's
+    gather run in the autocast dtype (the GEMM and the decode accumulate in
+    float32); the outputs, the backward and the gradients are in the
+    parameters' dtype.
 
     Parameters
     ----------
@@ -289,7 +351,7 @@ def topk_sae_encode(
     """Kept values and latent indices, ``(batch, k)`` each, of :func:`topk_sae_forward` (no grad)."""
     gemm_dtype = _autocast_dtype(x_in.device.type)
     with torch.autocast(x_in.device.type, enabled=False):
-        return _encode_select(x_in.to(W_enc.dtype) - pre_bias, W_enc, b_lat, k, gemm_dtype)
+        return _encode_select(x_in.to(W_enc.dtype) - pre_bias, W_enc, b_lat, k, gemm_dtype)[:2]
 
 
 def prefix_decodes(values: torch.Tensor, indices: torch.Tensor, W_dec: torch.Tensor, sizes) -> list[torch.Tensor]:
