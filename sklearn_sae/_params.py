@@ -25,6 +25,7 @@ from ._defaults import (
     default_n_latents,
 )
 from ._model import ModelSpec
+from ._precision import resolve_amp
 
 __all__ = [
     "PARAMETER_CONSTRAINTS",
@@ -78,7 +79,7 @@ PARAMETER_CONSTRAINTS: dict = {
     "grad_clip": [Interval(Real, 0, None, closed="neither"), None],
     "validation_fraction": [Interval(Real, 0, 1, closed="left")],
     "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
-    "amp": ["boolean"],
+    "amp": ["boolean", StrOptions({"auto"})],
     "device": [str],
     "sparse_output": ["boolean"],
     "random_state": ["random_state"],
@@ -311,6 +312,6 @@ def training_settings(params: dict) -> TrainingSettings:
         aux_coef=aux_coef if uses_aux else 0.0,
         pre_bias_init=params["pre_bias_init"],
         unit_norm_decoder=bool(params["unit_norm_decoder"]) and not params["tied"],
-        amp=bool(params["amp"]),
+        amp=resolve_amp(params["amp"], params["device"]),
         verbose=int(params["verbose"]),
     )

@@ -105,6 +105,10 @@ class SavedModel(NamedTuple):
     lr : float or None
         ``lr_``, the peak learning rate the fit used (``lr="auto"`` resolved);
         None when not known (an import, or a file saved before it was kept).
+    amp : bool or None
+        ``amp_``, whether the fit computed its products in bfloat16
+        (``amp="auto"`` resolved); None when not known (an import, or a file
+        saved before it was kept: its ``amp`` parameter then says).
     """
 
     params: dict
@@ -116,6 +120,7 @@ class SavedModel(NamedTuple):
     n_iter: int
     feature_names: list | None = None
     lr: float | None = None
+    amp: bool | None = None
 _HASH_CHUNK_BYTES = 1 << 24
 
 
@@ -218,6 +223,8 @@ def _config_of(model: SavedModel) -> dict:
         fitted["feature_names_in_"] = [str(name) for name in model.feature_names]
     if model.lr is not None:
         fitted["lr_"] = float(model.lr)
+    if model.amp is not None:
+        fitted["amp_"] = bool(model.amp)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -332,6 +339,7 @@ def read_model(directory) -> SavedModel:
         n_iter=fitted["n_iter_"],
         feature_names=fitted.get("feature_names_in_"),
         lr=fitted.get("lr_"),
+        amp=fitted.get("amp_"),
     )
 
 
@@ -378,6 +386,8 @@ def _read_config(path: Path) -> dict:
     if "lr_" in fitted and (isinstance(fitted["lr_"], bool) or not isinstance(fitted["lr_"], (int, float))
                             or not fitted["lr_"] > 0):
         raise ValueError(f"{path}: field 'fitted.lr_' is {fitted['lr_']!r}; it must be a positive number.")
+    if "amp_" in fitted and not isinstance(fitted["amp_"], bool):
+        raise ValueError(f"{path}: field 'fitted.amp_' is {fitted['amp_']!r}; it must be true or false.")
     if "anneal_steps" not in config:
         raise ValueError(f"{path} has no field 'anneal_steps'; the file is damaged or was edited.")
     history = _field(config, "history", list, path)

@@ -240,9 +240,13 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         means hundreds of epochs on a few thousand rows, and ``None`` when
         ``max_epochs`` is given. Early stopping applies to ``fit``, not to
         :meth:`partial_fit`.
-    amp : bool, default=False
+    amp : bool or "auto", default=False
         Run the matrix multiplications in bfloat16 (``torch.autocast``);
-        weights, loss and outputs stay float32.
+        weights, loss and outputs stay float32. ``"auto"`` takes bfloat16
+        where the device multiplies it natively (a CUDA GPU of compute
+        capability 8.0 or above, a CPU with AMX or AVX-512 BF16) and float32
+        elsewhere; the choice is recorded as :attr:`amp_`. See
+        :doc:`large_data` for the speed and quality measured.
     device : str, default="auto"
         ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"auto"`` for a GPU when
         PyTorch sees one.
@@ -333,6 +337,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         :meth:`partial_fit` run): ``lr`` itself, or what ``lr="auto"``
         resolved to from the data. Saved and loaded with the model; None for
         a model imported from another library, which does not record it.
+    amp_ : bool
+        Whether the fitted model computes its matrix products in bfloat16:
+        ``amp`` itself, or what ``amp="auto"`` chose for the device. Its
+        :meth:`transform` computes the same way. Saved and loaded with the
+        model.
     components_ : ndarray of shape (n_latents_, n_features_in_)
         Decoder atoms ``W_dec``, in the standardised space when ``normalize=True``:
         a read-only float32 copy of the module's weights, made on first access
@@ -680,6 +689,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self.n_latents_ = net.module_.n_latents
         self.history_ = net.history
         self.n_iter_ = len(net.history)
+        self.amp_ = bool(net.amp)  # amp="auto" resolved for the device the net was built on
 
     @classmethod
     def _from_saved(cls, model, *, device: str):
@@ -701,6 +711,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         if model.feature_names is not None:
             estimator.feature_names_in_ = np.asarray(model.feature_names, dtype=object)
         estimator.lr_ = model.lr
+        if model.amp is not None:  # the precision it was fitted in, whatever "auto" would choose here
+            estimator.amp_ = model.amp
         return estimator
 
     def _validate_eval_sets(self, eval_sets):
@@ -726,7 +738,9 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         return module
 
     def _autocast(self, device):
-        amp = self._fitted_params_or_current()["amp"]  # the fitted model's precision, as it was validated
+        # The fitted model's precision (a pickle from before amp_ was kept: its fitted amp, then only a bool).
+        amp = getattr(self, "amp_", None)
+        amp = self._fitted_params_or_current()["amp"] if amp is None else amp
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bool(amp))
 
     def _rows_to_read(self, X):
@@ -963,6 +977,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                 n_iter=self.n_iter_,
                 feature_names=getattr(self, "feature_names_in_", None),
                 lr=getattr(self, "lr_", None),
+                amp=getattr(self, "amp_", None),
             ),
             directory,
         )

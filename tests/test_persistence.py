@@ -132,7 +132,7 @@ def test_saved_directory_holds_safetensors_and_json(saved_dir):
     assert config["params"]["random_state"] == 0 and config["params"]["activation"] == "gumbel_topk"
     assert config["fitted"] == {"n_features_in_": N_FEATURES, "n_latents_": N_LATENTS, "n_iter_": 2,
                                 # lr="auto": a soft start's scale, lowered for batches of 32
-                                "lr_": pytest.approx(0.0423 * 5 / 3 * (32 / 256) ** 0.5, rel=1e-2)}
+                                "lr_": pytest.approx(0.0423 * 5 / 3 * (32 / 256) ** 0.5, rel=1e-2), "amp_": False}
     assert isinstance(config["anneal_steps"], int) and config["sklearn_sae_version"]
     assert set(load_file(saved_dir / WEIGHTS_NAME)) == {
         "pre_bias",
