@@ -20,6 +20,11 @@ divided by. Measured in one run, interleaved over ``--repeats`` rounds:
   ``matryoshka=(1/16, 1/8, 1/4, 1/2)``;
 * ``transform[activation, dense|csr]``: dense and sparse output.
 
+The report starts with the machine: the CPU's model and the features that
+decide the speed of float32 and bfloat16 products (AVX-512, AVX-512 BF16,
+AMX), what ``amp="auto"`` chooses on the device, and both GEMM rates in
+GFLOP/s; every case is then given against both rates.
+
 Each case's peak memory comes from one more, untimed call: on a GPU what
 ``torch.cuda.max_memory_allocated`` reached above what was allocated before
 the call, on the CPU the peak resident set above the resident set before it.
@@ -49,6 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from sklearn_sae import SparseAutoencoderTransformer
+from sklearn_sae._precision import cpu_flags, resolve_amp
 
 
 class DenseTopKReference(torch.nn.Module):
@@ -84,6 +90,18 @@ def timed(fn, device):
     fn()
     synchronize(device)
     return time.perf_counter() - start
+
+
+def cpu_model() -> str:
+    """The CPU's model name as Linux reports it (``platform.processor()`` is often empty there)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def peak_rss_mib():
@@ -233,11 +251,18 @@ def main(argv=None):
                "vs_sparsify": rate / sparsify_rate, "peak_mib": peak_mib[name]}
         for name, rate in rates.items()
     }
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     sparsify_precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    print(f"\nmachine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, device {device}"
+    flags = cpu_flags()
+    auto_amp = resolve_amp("auto", args.device)
+    gemm_flop = 2 * args.batch * args.d * args.latents
+    gflops = {name: gemm_flop / results[name]["median_s"] / 1e9 for name in ("gemm", "gemm_bf16")}
+    print(f"\nmachine: {cpu_model()}, torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}"
           + (f" ({device_name})" if device.type == "cuda" else ""))
+    print("CPU features: " + ", ".join(f"{name} {'yes' if present else 'no'}" for name, present in flags.items())
+          + f"; amp=\"auto\" takes {'bfloat16' if auto_amp else 'float32'} on {device}")
+    print(f"encoder GEMM ({args.batch} x {args.d} x {args.latents}): float32 {gflops['gemm']:,.0f} GFLOP/s, "
+          f"bfloat16 {gflops['gemm_bf16']:,.0f} GFLOP/s ({gflops['gemm_bf16'] / gflops['gemm']:.2f}x)")
     print(f"sizes: batch {args.batch}, d {args.d}, n_latents {args.latents}, k {args.k}, "
           f"{n_rows} rows per fit/transform, {args.repeats} repeats (median)\n")
     memory = "peak CUDA memory above the start (MiB)" if device.type == "cuda" else "peak RSS growth (MiB)"
@@ -265,6 +290,7 @@ def main(argv=None):
     if args.json:
         report = {
             "device": device.type, "device_name": device_name, "torch": torch.__version__,
+            "cpu_model": cpu_model(), "cpu_flags": flags, "auto_amp": auto_amp, "gemm_gflops": gflops,
             "threads": torch.get_num_threads(), "sparsify_precision": sparsify_precision if args.sparsify else None,
             "sizes": {"batch": args.batch, "d": args.d, "n_latents": args.latents, "k": args.k, "rows": n_rows,
                       "repeats": args.repeats},

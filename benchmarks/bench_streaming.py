@@ -1,11 +1,14 @@
 """Fitting on rows that stay on disk: speed, memory and quality against the in-memory fit.
 
-Three measurements (each can be run alone):
+Five measurements (each can be run alone):
 
 * ``speed``: rows per second of a streaming fit on a warm HDF5 file of float16 rows at
-  ``--width`` (1024) against the in-memory fit of the same rows as float32, same settings.
-  Each arm runs ``--repeats`` times, alternating; the best time counts. ``--json PATH``
-  writes its figures to a file as well (``gpu_check.py`` reads it).
+  ``--width`` (1024), in chunks of ``--chunk-rows``, against the in-memory fit of the same
+  rows as float32, same settings (Top-K, ``--latents`` latents, ``--k``, one epoch).
+  Each arm runs once untimed, then ``--repeats`` times, alternating; the medians count, of
+  the wall time and of the CPU time the process used (which another job on the machine
+  disturbs less).
+  ``--json PATH`` writes its figures to a file as well (``gpu_check.py`` reads it).
 * ``memory``: peak RSS growth (``VmHWM`` after the fit minus ``VmRSS`` before it, in a
   fresh child process) of a one-epoch streaming fit on an HDF5 file of ``--memory-gib``
   GiB of float32 rows. An HDF5 file, not a memmap: the pages a memmap maps count in RSS
@@ -22,6 +25,7 @@ Three measurements (each can be run alone):
 Run with the same thread setting for both arms, e.g.::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_streaming.py speed memory quality
+    python benchmarks/bench_streaming.py speed --rows 200000 --chunk-rows 64 --latents 512 --k 16 --repeats 5
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,32 +65,50 @@ def _warm(path):
             pass
 
 
+def _cpu_seconds():
+    """CPU time this process has used so far, all threads (the read-ahead thread's too)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def bench_speed(args, tmp):
     path = Path(tmp) / "speed.h5"
-    _write_h5(path, args.rows, args.width, np.float16)
+    _write_h5(path, args.rows, args.width, np.float16, chunk_rows=args.chunk_rows)
     _warm(path)
-    params = dict(k=32, batch_size=args.batch_size, max_epochs=1, random_state=0, device=args.device)
+    params = dict(n_latents=args.latents, k=args.k, batch_size=args.batch_size, max_epochs=1, random_state=0,
+                  device=args.device)
     with h5py.File(path, "r") as f:
         X_disk = f["X"]
         X_memory = X_disk[:].astype(np.float32)
         times = {"in-memory": [], "streaming": []}
+        cpu = {"in-memory": [], "streaming": []}
+        for X in (X_memory, X_disk):  # untimed: the first fit of a process pays for loading kernels and allocating
+            SparseAutoencoderTransformer(**params).fit(X)
         for _ in range(args.repeats):
             for name, X in (("in-memory", X_memory), ("streaming", X_disk)):
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), _cpu_seconds()
                 sae = SparseAutoencoderTransformer(**params).fit(X)
                 times[name].append(time.perf_counter() - start)
+                cpu[name].append(_cpu_seconds() - start_cpu)
     n_seen = args.rows  # one epoch: training and validation rows are both read once
-    rates = {name: n_seen / min(values) for name, values in times.items()}
-    print(f"speed: {args.rows} rows x {args.width} (float16 on disk), n_latents={sae.n_latents_}, k=32, "
-          f"batch_size={args.batch_size}, 1 epoch, device={args.device}, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
-    for name, values in times.items():
-        tries = [round(v, 2) for v in values]
-        print(f"  {name:10s} best {min(values):7.2f} s of {tries}  -> {rates[name]:9.0f} rows/s")
-    print(f"  streaming / in-memory rows per second: {rates['streaming'] / rates['in-memory']:.2f}")
+    rates = {name: n_seen / statistics.median(values) for name, values in times.items()}
+    cpu_rates = {name: n_seen / statistics.median(values) for name, values in cpu.items()}
+    print(f"speed: {args.rows} rows x {args.width} (float16 on disk, chunks of {args.chunk_rows} rows), "
+          f"n_latents={sae.n_latents_}, k={args.k}, batch_size={args.batch_size}, 1 epoch, device={args.device}, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, load average before "
+          f"{os.getloadavg()[0]:.1f}")
+    for name in times:
+        print(f"  {name:10s} median {statistics.median(times[name]):7.2f} s of {[round(v, 2) for v in times[name]]} "
+              f"-> {rates[name]:9.0f} rows/s; CPU median {statistics.median(cpu[name]):7.2f} s "
+              f"of {[round(v, 2) for v in cpu[name]]}")
+    per_round = [memory / disk for memory, disk in zip(times["in-memory"], times["streaming"])]
+    print(f"  streaming / in-memory rows per second: {rates['streaming'] / rates['in-memory']:.2f} "
+          f"(per round {[round(ratio, 2) for ratio in per_round]}); per CPU second: "
+          f"{cpu_rates['streaming'] / cpu_rates['in-memory']:.2f}")
     if args.json:
         figures = {"device": args.device, "rows": args.rows, "width": args.width, "n_latents": int(sae.n_latents_),
-                   "batch_size": args.batch_size, "seconds": times, "rows_per_s": rates,
+                   "k": args.k, "chunk_rows": args.chunk_rows, "batch_size": args.batch_size, "seconds": times,
+                   "cpu_seconds": cpu, "rows_per_s": rates, "rows_per_cpu_s": cpu_rates,
                    "streaming_over_in_memory": rates["streaming"] / rates["in-memory"]}
         Path(args.json).write_text(json.dumps(figures, indent=1), encoding="utf-8")
 
@@ -221,6 +245,9 @@ def main(argv=None):
     parser.add_argument("--rows", type=int, default=20_000, help="rows of the speed file")
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--chunk-rows", type=int, default=256, help="speed: rows per HDF5 chunk of the file")
+    parser.add_argument("--latents", type=int, default=None, help="speed: n_latents (default: the estimator's)")
+    parser.add_argument("--k", type=int, default=32, help="speed: k")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--memory-gib", type=float, default=4.0)
     parser.add_argument("--memory-latents", type=int, default=256)
