@@ -1,4 +1,4 @@
-"""No reader turns an index or an id column into an embedding dimension.
+"""No reader turns an index or an id column into an embedding dimension, and pool_residues takes what users pass.
 
 Each table is written the way pandas or NumPy writes it by default, then read back: the vectors must come back
 exactly (no extra leading dimension, no lost protein) under the right ids.
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sklearn_sae.datasets import load_embeddings, load_protein_labels
+from sklearn_sae.datasets import load_embeddings, load_protein_labels, pool_residues
 
 IDS = ["P12345", "Q9XYZ1", "A0A024", "O15552", "P69905"]
 DIMS = [f"d{i}" for i in range(4)]
@@ -170,3 +170,40 @@ def test_label_tables_leave_the_written_index_out(tmp_path):
     read = load_protein_labels(tmp_path / "labels.csv")
     assert list(read.columns) == ["location", "length"]
     assert read.index.tolist() == IDS
+
+
+# ----------------------------------------------------------------------------- pool_residues
+
+
+def test_pool_residues_takes_a_list_of_per_protein_arrays():
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    proteins = [np.abs(rng.normal(size=(length, 3))) for length in (4, 1, 7)]
+    offsets = [0, 4, 5, 12]
+    for method in ("mean", "max"):
+        expected = np.vstack([getattr(block, method)(axis=0) for block in proteins])
+        np.testing.assert_allclose(pool_residues(proteins, method=method), expected)
+        np.testing.assert_allclose(pool_residues(proteins, offsets, method=method), expected)
+        pooled = pool_residues([sp.csr_matrix(block) for block in proteins], method=method)
+        assert sp.isspmatrix_csr(pooled)
+        np.testing.assert_allclose(pooled.toarray(), expected)
+    np.testing.assert_allclose(pool_residues(np.vstack(proteins).tolist(), offsets),
+                               np.vstack([block.mean(axis=0) for block in proteins]))
+    with pytest.raises(ValueError, match="offsets do not match the lengths"):
+        pool_residues(proteins, [0, 3, 5, 12])
+    with pytest.raises(ValueError, match="different widths"):
+        pool_residues([np.ones((2, 3)), np.ones((2, 4))])
+    with pytest.raises(ValueError, match="offsets are needed"):
+        pool_residues(np.ones((4, 3)))
+
+
+@pytest.mark.parametrize("as_list", [False, True])
+def test_pool_residues_sums_float16_in_float64(as_list):
+    # 4,000 residues of 30.0: a float16 running sum overflows (max 65504); of 0.1, it stalls where 0.1 is
+    # below half a float16 step.
+    residues = np.empty((4000, 2), dtype=np.float16)
+    residues[:, 0], residues[:, 1] = 30.0, 0.1
+    pooled = pool_residues([residues] if as_list else residues, None if as_list else [0, 4000])
+    assert pooled.dtype == np.float32
+    np.testing.assert_allclose(pooled, [[30.0, float(np.float16(0.1))]], rtol=1e-6)

@@ -383,46 +383,93 @@ def _read_hdf5_residues(path: Path):
     return ids, blocks
 
 
-def pool_residues(values, offsets, *, method="mean"):
+def pool_residues(values, offsets=None, *, method="mean"):
     """One row per protein from per-residue rows (embeddings or codes): their mean or maximum.
+
+    Sums are accumulated in float64, so float16 residues of long proteins
+    neither overflow nor lose precision.
 
     Parameters
     ----------
-    values : array-like or sparse matrix of shape (n_residues, n_columns)
-        Per-residue rows; CSR codes stay sparse (the mean and the maximum of
-        non-negative sparse codes are sparse).
-    offsets : array-like of int of shape (n_proteins + 1,)
+    values : array-like or sparse matrix of shape (n_residues, n_columns), or list of them
+        Per-residue rows, with ``offsets`` saying which protein owns which;
+        or a list (or tuple) with one ``(length, n_columns)`` array or
+        sparse matrix per protein, as per-residue files and models give
+        them, whose lengths are the offsets. CSR codes stay sparse (the
+        mean and the maximum of non-negative sparse codes are sparse).
+    offsets : array-like of int of shape (n_proteins + 1,), default=None
         As :func:`load_residue_embeddings` returns them: rows
-        ``offsets[i]:offsets[i + 1]`` belong to protein ``i``.
+        ``offsets[i]:offsets[i + 1]`` belong to protein ``i``. Required for
+        one matrix of rows; for a list of arrays, ``None`` or the offsets
+        their lengths make.
     method : {"mean", "max"}, default="mean"
 
     Returns
     -------
     pooled : ndarray or scipy.sparse.csr_matrix of shape (n_proteins, n_columns)
+        float64 for float64 or integer input, float32 otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_sae.datasets import pool_residues
+    >>> proteins = [np.array([[1.0, 0.0], [3.0, 2.0]]), np.array([[5.0, 4.0]])]
+    >>> pool_residues(proteins).tolist()
+    [[2.0, 1.0], [5.0, 4.0]]
+    >>> pool_residues(np.vstack(proteins), [0, 2, 3], method="max").tolist()
+    [[3.0, 2.0], [5.0, 4.0]]
     """
     import scipy.sparse as sp
 
-    offsets = np.asarray(offsets, dtype=np.int64)
-    if offsets.ndim != 1 or offsets[0] != 0 or offsets[-1] != values.shape[0] or (np.diff(offsets) < 1).any():
-        raise ValueError(f"offsets must rise from 0 to the {values.shape[0]} rows, by at least one row a protein.")
     if method not in ("mean", "max"):
         raise ValueError(f"method must be 'mean' or 'max', got {method!r}.")
+    values, offsets = _residue_rows(values, offsets)
     lengths = np.diff(offsets)
+    dtype = np.result_type(values.dtype, np.float32)
     if sp.issparse(values):
-        values = sp.csr_matrix(values)
+        values = sp.csr_matrix(values, dtype=np.float64)  # scipy has no float16; sums in float64
         if method == "mean":
             owner = np.repeat(np.arange(len(lengths)), lengths)
             membership = sp.csr_matrix((1.0 / lengths[owner], (owner, np.arange(len(owner)))),
                                        shape=(len(lengths), values.shape[0]))
-            return sp.csr_matrix(membership @ values)
+            return sp.csr_matrix(membership @ values, dtype=dtype)
         if values.nnz and values.data.min() < 0:
             raise ValueError("max pooling of sparse values needs them non-negative (codes are): a missing entry is 0.")
         rows = [values[start:stop].max(axis=0) for start, stop in zip(offsets[:-1], offsets[1:])]
-        return sp.csr_matrix(sp.vstack(rows))
-    values = np.asarray(values)
-    reduce = np.add if method == "mean" else np.maximum
-    pooled = reduce.reduceat(values, offsets[:-1], axis=0)
-    return pooled / lengths[:, None] if method == "mean" else pooled
+        return sp.csr_matrix(sp.vstack(rows), dtype=dtype)
+    if method == "max":
+        return np.maximum.reduceat(values, offsets[:-1], axis=0).astype(dtype, copy=False)
+    sums = np.add.reduceat(values, offsets[:-1], axis=0, dtype=np.float64)
+    return (sums / lengths[:, None]).astype(dtype, copy=False)
+
+
+def _residue_rows(values, offsets):
+    """``(rows, offsets)``: one matrix of residue rows (ndarray or sparse) and checked int64 offsets."""
+    import scipy.sparse as sp
+
+    if isinstance(values, (list, tuple)) and values and all(sp.issparse(part) or np.ndim(part) == 2 for part in values):
+        widths = {part.shape[1] for part in values}
+        if len(widths) != 1:
+            raise ValueError(f"The per-protein arrays of values have different widths: {sorted(widths)}.")
+        own = np.concatenate([[0], np.cumsum([part.shape[0] for part in values])]).astype(np.int64)
+        if offsets is not None and not np.array_equal(np.asarray(offsets), own):
+            raise ValueError("offsets do not match the lengths of the per-protein arrays of values; pass "
+                             "offsets=None with a list of arrays.")
+        offsets = own
+        values = sp.vstack(values, format="csr") if any(sp.issparse(part) for part in values) else np.vstack(values)
+    elif not sp.issparse(values):
+        values = np.asarray(values)
+        if values.ndim != 2 or values.dtype.kind not in "biuf":
+            raise ValueError(f"values must be a 2-D numeric array of residue rows (or a list of one per protein), "
+                             f"got shape {values.shape} and dtype {values.dtype}.")
+    if offsets is None:
+        raise ValueError("offsets are needed to pool one matrix of residue rows; load_residue_embeddings returns "
+                         "them (or pass a list with one array per protein).")
+    offsets = np.asarray(offsets, dtype=np.int64)
+    if offsets.ndim != 1 or len(offsets) < 2 or offsets[0] != 0 or offsets[-1] != values.shape[0] \
+            or (np.diff(offsets) < 1).any():
+        raise ValueError(f"offsets must rise from 0 to the {values.shape[0]} rows, by at least one row a protein.")
+    return values, offsets
 
 
 def convert_residue_embeddings(src, dst, *, dtype=np.float16, chunk_rows=None, layer=None, progress=False):
