@@ -339,16 +339,33 @@ def test_the_dead_latent_advice_for_relu_is_its_l1_penalty_not_auxk():
     assert "aux_k" not in message  # AuxK is off for ReLU: advice to keep it would be wrong
 
 
-def test_history_has_one_dead_fraction_per_epoch_between_zero_and_one():
+def test_history_has_each_epochs_fraction_of_latents_that_never_fired_in_training(monkeypatch):
+    from sklearn_sae._activations import dense_codes
+    from sklearn_sae._training import EpochMetrics
+
+    fired_by_epoch = []  # which latents the codes of each epoch's training batches used, counted here
+    begin_epoch, end_batch = EpochMetrics.on_epoch_begin, EpochMetrics.on_batch_end
+
+    def on_epoch_begin(self, net, **kwargs):
+        begin_epoch(self, net, **kwargs)
+        fired_by_epoch.append(torch.zeros(64, dtype=torch.bool))
+
+    def on_batch_end(self, net, batch=None, training=False, y_pred=None, **kwargs):
+        end_batch(self, net, batch=batch, training=training, y_pred=y_pred, **kwargs)
+        if training:
+            fired_by_epoch[-1] |= (dense_codes(y_pred.codes, 64) != 0).any(dim=0)
+
+    monkeypatch.setattr(EpochMetrics, "on_epoch_begin", on_epoch_begin)
+    monkeypatch.setattr(EpochMetrics, "on_batch_end", on_batch_end)
     sae, X = _tiny_fit_with_many_dead_latents(n_latents=64, max_epochs=5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         sae.fit(X)
     dead = np.asarray(sae.history_[:, "train_dead_fraction"], dtype=float)
     assert dead.shape == (5,) == (sae.n_iter_,)
-    assert ((dead >= 0) & (dead <= 1)).all()
-    # a fraction of the 64 latents: a whole number of them
-    np.testing.assert_allclose(dead * 64, np.round(dead * 64), atol=1e-9)
+    expected = [1.0 - fired.double().mean().item() for fired in fired_by_epoch]
+    assert 0 < min(expected) and len(set(expected)) > 1  # some dead latents, and not the same ones every epoch
+    np.testing.assert_allclose(dead, expected, rtol=0, atol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------------------------
