@@ -222,10 +222,11 @@ def default_dead_window(k: int, n_latents: int) -> int:
     return max(1, math.ceil(DEAD_WINDOW_PER_INTERVAL * n_latents / k))
 
 
-def resolve_lr(lr, sample, *, normalize: bool, soft_start: bool, batch_size: int) -> float:
+def resolve_lr(lr, sample, *, normalize: bool, soft_start: bool, batch_size: int, whiten: bool = False) -> float:
     """The peak learning rate: ``lr``, or for ``"auto"`` one scaled to the width and spread of ``sample``'s rows.
 
     ``soft_start`` chooses the scale, and ``batch_size`` lowers it for small batches (:func:`default_lr`).
+    Whitened rows (``whiten=True``) have spread 1 by construction.
 
     A sample with no measurable spread (one row, or identical rows) would
     give a rate of 0 and a model that never trains: it is taken as spread 1,
@@ -235,6 +236,8 @@ def resolve_lr(lr, sample, *, normalize: bool, soft_start: bool, batch_size: int
         return float(lr)
     sample = np.asarray(sample)
     n_rows, n_features = sample.shape
+    if whiten:
+        return default_lr(n_features, 1.0, soft_start=soft_start, batch_size=batch_size)
     measured = encoder_input_spread(sample, normalize=normalize) if n_rows >= 2 else 0.0
     spread = measured if measured > MIN_MEASURABLE_SPREAD else 1.0
     rate = default_lr(n_features, spread, soft_start=soft_start, batch_size=batch_size)

@@ -61,6 +61,7 @@ PARAMETER_CONSTRAINTS: dict = {
     "k_start": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
     "l1_coef": [Interval(Real, 0, None, closed="left"), None],
     "normalize": ["boolean"],
+    "whiten": ["boolean"],
     "tied": ["boolean"],
     "pre_bias_init": [StrOptions({"geometric_median", "mean", "zeros"})],
     "unit_norm_decoder": ["boolean"],
@@ -91,8 +92,8 @@ PARAMETER_CONSTRAINTS: dict = {
 
 
 MODEL_PARAMS = frozenset({
-    "n_latents", "activation", "k", "k_start", "normalize", "tied", "aux_k", "dead_window", "tau_start", "tau_end",
-    "anneal_steps", "gumbel_candidates", "matryoshka",
+    "n_latents", "activation", "k", "k_start", "normalize", "whiten", "tied", "aux_k", "dead_window", "tau_start",
+    "tau_end", "anneal_steps", "gumbel_candidates", "matryoshka",
 })
 """The parameters :func:`model_spec` reads: what a fitted model computes and keeps (its shapes, activation and
 schedules). After a fit they are the fitted model's, whatever ``set_params`` does, until the next ``fit``."""
@@ -215,7 +216,7 @@ def model_spec(params: dict, n_features: int, n_latents: int, *, anneal_steps: i
         n_features=int(n_features), n_latents=int(n_latents), activation=activation, k=k,
         normalize=bool(params["normalize"]), tied=bool(params["tied"]), aux_k=aux_k, dead_window=dead_window,
         tau_start=float(params["tau_start"]), tau_end=float(params["tau_end"]), anneal_steps=anneal_steps,
-        gumbel_candidates=params["gumbel_candidates"], k_start=k_start,
+        gumbel_candidates=params["gumbel_candidates"], k_start=k_start, whiten=bool(params["whiten"]),
     )
 
 

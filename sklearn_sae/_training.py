@@ -51,6 +51,20 @@ PRE_BIAS_SAMPLE_ROWS = 4096
 """Rows drawn to estimate the data's centre for ``pre_bias``: enough for a starting point, and cheap
 (Weiszfeld's iterations on 10,000 rows of width 1024 took a tenth of a 16-batch fit)."""
 
+WHITENING_ROWS_PER_FEATURE = 16
+"""``whiten=True`` estimates the covariance on up to this many training rows per feature (at least
+:data:`PRE_BIAS_SAMPLE_ROWS`, at most :data:`WHITENING_MAX_ROWS`): enough that its small eigenvalues are not
+mostly noise, at the cost of one pass of a few seconds."""
+
+WHITENING_MAX_ROWS = 65_536
+
+
+def start_sample_rows(spec: ModelSpec) -> int:
+    """Training rows drawn before a fit to start it: the pre-bias and ``lr="auto"`` (and the whitening)."""
+    if not spec.whiten:
+        return PRE_BIAS_SAMPLE_ROWS
+    return min(WHITENING_MAX_ROWS, max(PRE_BIAS_SAMPLE_ROWS, WHITENING_ROWS_PER_FEATURE * spec.n_features))
+
 EPOCH_METRICS = ("nmse", "fvu", "l0", "l1", "dead_fraction")
 """Recorded in the history for every split each epoch, beside skorch's own ``*_loss``."""
 
@@ -106,17 +120,21 @@ class SAELoss(nn.Module):
         self.aux_coef = aux_coef
 
     def forward(self, output: SAEOutput, x: torch.Tensor) -> LossTerms:
-        nmse = nmse_loss(output.x_hat, x)
         l1 = l1_penalty(output.codes, x if output.x_norm is None else output.x_norm)
+        # Reconstructions are compared in input units, or in the whitened space when the model whitens its rows.
+        space = output if output.whitened is None else output.whitened
+        if output.whitened is not None:
+            x = output.whitened.x
+        nmse = nmse_loss(space.x_hat, x)
         reconstruction = nmse
-        if output.prefix_x_hats:  # Matryoshka: the mean NMSE over the nested prefixes and the whole dictionary
-            levels = [nmse_loss(prefix, x) for prefix in output.prefix_x_hats] + [nmse]
+        if space.prefix_x_hats:  # Matryoshka: the mean NMSE over the nested prefixes and the whole dictionary
+            levels = [nmse_loss(prefix, x) for prefix in space.prefix_x_hats] + [nmse]
             reconstruction = torch.stack(levels).mean()
         sparsity = output.l0_penalty if output.l0_penalty is not None else l1
         objective = reconstruction + self.l1_coef * sparsity
         total = objective
-        if output.aux_residual_hat is not None and self.aux_coef > 0:
-            total = total + self.aux_coef * auxk_loss(output.aux_residual_hat, output.x_hat, x)
+        if space.aux_residual_hat is not None and self.aux_coef > 0:
+            total = total + self.aux_coef * auxk_loss(space.aux_residual_hat, space.x_hat, x)
         if output.pre_act_penalty is not None and self.aux_coef > 0:
             total = total + self.aux_coef * output.pre_act_penalty
         return LossTerms(total, objective, nmse, l1)
@@ -211,12 +229,16 @@ class SAENet(NeuralNet):
 
 def to_float32(output: SAEOutput) -> SAEOutput:
     """``output`` with its reconstructions in float32, whatever precision autocast computed them in."""
-    aux, prefixes = output.aux_residual_hat, output.prefix_x_hats
-    return output._replace(
-        x_hat=output.x_hat.float(),
-        aux_residual_hat=None if aux is None else aux.float(),
-        prefix_x_hats=None if prefixes is None else tuple(prefix.float() for prefix in prefixes),
-    )
+    def floats(space):
+        aux, prefixes = space.aux_residual_hat, space.prefix_x_hats
+        return space._replace(
+            x_hat=space.x_hat.float(),
+            aux_residual_hat=None if aux is None else aux.float(),
+            prefix_x_hats=None if prefixes is None else tuple(prefix.float() for prefix in prefixes),
+        )
+
+    output = floats(output)
+    return output if output.whitened is None else output._replace(whitened=floats(output.whitened))
 
 
 def _row_ratios(numerator: torch.Tensor, denominator: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -255,14 +277,20 @@ class _SplitTotals:
         x = x.to(output.x_hat.device)
         error = (output.x_hat.detach() - x).square().sum(dim=-1)
         squared_norms = x.square().sum(dim=-1)
-        nonzero_rows = squared_norms > 0  # NMSE is undefined on all-zero rows, as in the loss
+        # The NMSEs are the objective's terms, in the space it compares (whitened rows under whiten=True); the
+        # FVUs are always in input units, as score() and metrics.fvu measure them.
+        space = output if output.whitened is None else output.whitened
+        space_x = x if output.whitened is None else output.whitened.x.detach()
+        space_error = error if output.whitened is None else (space.x_hat.detach() - space_x).square().sum(dim=-1)
+        space_norms = space_x.square().sum(dim=-1)
+        nonzero_rows = space_norms > 0  # NMSE is undefined on all-zero rows, as in the loss
         x_norm = x if output.x_norm is None else output.x_norm.detach()
         code_values = output.codes.values if isinstance(output.codes, TopKSelection) else output.codes
         encoder_norms = x_norm.float().norm(dim=-1)  # the L1 term's denominator, as in the loss
         n_nonzero, fired = code_activity(output.codes, n_latents)
         batch = {
             "loss": loss.detach().double() * len(x),
-            "nmse": _row_ratios(error, squared_norms, nonzero_rows),
+            "nmse": _row_ratios(space_error, space_norms, nonzero_rows),
             "nmse_rows": nonzero_rows.sum(),
             "l1": _row_ratios(code_values.detach().float().abs().sum(dim=-1), encoder_norms, encoder_norms > 0),
             "l1_rows": (encoder_norms > 0).sum(),
@@ -275,9 +303,12 @@ class _SplitTotals:
         }
         if output.prefix_x_hats:
             prefix_errors = [(prefix.detach() - x).square().sum(dim=-1) for prefix in output.prefix_x_hats]
+            space_errors = prefix_errors if output.whitened is None else [
+                (prefix.detach() - space_x).square().sum(dim=-1) for prefix in space.prefix_x_hats
+            ]
             batch["prefix_residuals"] = torch.stack([error.sum(dtype=torch.float64) for error in prefix_errors])
             batch["prefix_nmse"] = torch.stack(
-                [_row_ratios(error, squared_norms, nonzero_rows) for error in prefix_errors]
+                [_row_ratios(error, space_norms, nonzero_rows) for error in space_errors]
             )
         if self.sums is None:
             self.sums = batch
@@ -394,7 +425,7 @@ class EpochLog(PrintLog):
 
 
 class PreBiasFromSample(Callback):
-    """Start ``pre_bias`` at the centre of a sample of rows drawn before training.
+    """Start ``pre_bias`` at the centre of a sample of rows drawn before training (and estimate the whitening).
 
     The sample (see :func:`train_net`) is dropped once used, so the fitted
     net does not carry it. A resumed fit restores ``pre_bias`` afterwards.
@@ -413,8 +444,15 @@ class PreBiasFromSample(Callback):
 
     def on_train_begin(self, net, **kwargs):
         if self.sample is not None:
-            net.module_.init_pre_bias_(self.sample.to(net.device), method=self.method)
+            start_from_sample(net.module_, self.sample.to(net.device), self.method)
             self.sample = None
+
+
+def start_from_sample(module: SparseAutoencoder, sample: torch.Tensor, pre_bias_init: str) -> None:
+    """Set what a new model estimates from training rows: the whitening (``whiten=True``), then ``pre_bias``."""
+    if module.whiten:
+        module.fit_whitening_(sample)
+    module.init_pre_bias_(sample[:PRE_BIAS_SAMPLE_ROWS], method=pre_bias_init)
 
 
 class UnitNormDecoder(Callback):
@@ -679,11 +717,12 @@ def train_net(
     steps_per_epoch = strategy.steps_per_epoch(first_epoch.units())
     max_epochs = resolve_max_epochs(settings.max_epochs, steps_per_epoch)
     total_steps = steps_per_epoch * max_epochs
-    sample = train.sample(PRE_BIAS_SAMPLE_ROWS, seed)
+    sample = train.sample(start_sample_rows(spec), seed)
     strategy.check_same_rows(rows, sample)
     soft_start = starts_soft(spec.over_steps(total_steps).module_kwargs()["activation"])
     lr = resolve_lr(
-        settings.lr, sample.numpy(), normalize=spec.normalize, soft_start=soft_start, batch_size=settings.batch_size
+        settings.lr, sample[:PRE_BIAS_SAMPLE_ROWS].numpy(), normalize=spec.normalize, whiten=spec.whiten,
+        soft_start=soft_start, batch_size=settings.batch_size,
     )
     net = build_net(
         spec, settings, lr=lr, seed=seed,

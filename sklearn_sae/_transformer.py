@@ -122,6 +122,18 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     normalize : bool, default=True
         Standardise each row to zero mean and unit variance before encoding
         and undo it after decoding.
+    whiten : bool, default=False
+        Whiten the (standardised) rows before encoding: their mean and
+        covariance, estimated at the start of :meth:`fit` on up to
+        ``16 * n_features`` training rows (the first call's rows for
+        :meth:`partial_fit`), map them to rows of identity covariance, and
+        the model reconstructs and is trained in that space (its NMSE and
+        ``l1_coef``'s L1 are measured there; FVU and :meth:`score` stay in
+        input units). The whitening is part of the fitted model, so
+        :meth:`transform` takes raw rows; ``components_`` are the atoms
+        mapped back to the standardised space, and :meth:`export` folds the
+        whitening into the exported weights. ``tied=True`` ties encoder and
+        decoder in the whitened space. See :ref:`whitening` in the user guide.
     tied : bool, default=True
         Use one weight matrix for the encoder and (transposed) decoder.
     pre_bias_init : {"geometric_median", "mean", "zeros"}, default="geometric_median"
@@ -389,6 +401,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         k_start="auto",
         l1_coef=None,
         normalize=True,
+        whiten=False,
         tied=True,
         pre_bias_init="geometric_median",
         unit_norm_decoder=True,
@@ -421,6 +434,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self.k_start = k_start
         self.l1_coef = l1_coef
         self.normalize = normalize
+        self.whiten = whiten
         self.tied = tied
         self.pre_bias_init = pre_bias_init
         self.unit_norm_decoder = unit_norm_decoder
@@ -884,7 +898,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         # model whose atoms nobody reads does not hold them twice. _adopt_net drops the copy when the weights change.
         atoms = self.__dict__.get("_components")
         if atoms is None:
-            atoms = self.net_.module_.decoder_weight.detach().cpu().numpy().copy()
+            atoms = self.net_.module_.atoms().detach().float().cpu().numpy().copy()
             atoms.setflags(write=False)
             self._components = atoms
         return atoms
