@@ -41,7 +41,6 @@ __all__ = [
     "default_n_iter_no_change",
     "default_aux_k",
     "default_k_start",
-    "default_aux_coef",
     "default_dead_window",
 ]
 
@@ -109,7 +108,7 @@ AUXK_COEF = 1 / 32
 """``aux_coef="auto"`` for the top-k activations: OpenAI's AuxK weight."""
 
 PRE_ACT_COEF = 0.003
-"""``aux_coef="auto"`` for ``"jumprelu"``, the weight of the dead latents' pre-activation term. On the shipped
+"""``pre_act_coef="auto"`` for ``"jumprelu"``, the weight of the dead latents' pre-activation term. On the shipped
 proteins (1,024 latents, ``l1_coef=1e-3``, 10 epochs) 0.003, 0.01 and 1/32 all kept every latent alive (74% dead
 without it), at test L0 29.2, 30.8 and 39.6 (FVU 0.0489, 0.0467, 0.0401): the smallest weight moves the L0 that
 ``l1_coef`` sets the least."""
@@ -210,11 +209,6 @@ def default_n_iter_no_change(max_epochs) -> int | None:
     """Early-stopping patience when ``n_iter_no_change="auto"``: :data:`AUTO_PATIENCE_EPOCHS` for an automatic
     training length, None (train for exactly ``max_epochs``) when the length was chosen."""
     return AUTO_PATIENCE_EPOCHS if max_epochs == "auto" else None
-
-
-def default_aux_coef(activation: str) -> float:
-    """Weight of the term against dead latents when ``aux_coef="auto"``: AuxK's, or JumpReLU's pre-activation term."""
-    return PRE_ACT_COEF if activation == "jumprelu" else AUXK_COEF
 
 
 def default_dead_window(k: int, n_latents: int) -> int:

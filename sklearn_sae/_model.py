@@ -544,6 +544,8 @@ class ModelSpec:
         Matryoshka's nested prefix sizes (``()``: off).
     whiten : bool, default=False
         Whiten the rows before encoding (statistics set at the start of a fit).
+    target_l0 : int or None, default=None
+        JumpReLU's target L0 (its quadratic sparsity term), or None.
     """
 
     n_features: int
@@ -561,6 +563,7 @@ class ModelSpec:
     k_start: int | None = None
     prefixes: tuple = ()
     whiten: bool = False
+    target_l0: int | None = None
 
     def over_steps(self, total_steps: int) -> "ModelSpec":
         """This spec with a fractional ``anneal_steps`` resolved against a fit of ``total_steps`` batches (at least 1)."""
@@ -575,7 +578,7 @@ class ModelSpec:
         activation = make_activation(
             self.activation, k=self.k, tau_start=self.tau_start, tau_end=self.tau_end,
             anneal_steps=self.anneal_steps, candidates=self.gumbel_candidates, n_latents=self.n_latents,
-            k_start=self.k_start,
+            k_start=self.k_start, target_l0=self.target_l0,
         )
         return dict(
             n_features=self.n_features, n_latents=self.n_latents, activation=activation, normalize=self.normalize,

@@ -24,7 +24,7 @@ from skorch.dataset import unpack_data
 from skorch.utils import noop
 from torch import nn
 
-from ._activations import TopKSelection, code_activity, starts_soft
+from ._activations import JumpReLU, TopKSelection, code_activity, starts_soft
 from ._checkpoint import open_checkpoint
 from ._defaults import resolve_lr, resolve_max_epochs, resolve_steps
 from ._model import ModelSpec, SAEOutput, SparseAutoencoder, auxk_loss, l1_penalty, nmse_loss
@@ -73,51 +73,59 @@ class LossTerms(NamedTuple):
     """The loss of one batch, as :class:`SAELoss` computes it, and the terms it is made of."""
 
     total: torch.Tensor
-    """What training differentiates: ``objective`` plus the training aids of the batch (AuxK, or JumpReLU's
-    pre-activation term), each weighted by ``aux_coef``."""
+    """What training differentiates: ``objective`` plus the training aids of the batch (AuxK weighted by
+    ``aux_coef``, or JumpReLU's pre-activation term weighted by ``pre_act_coef``)."""
     objective: torch.Tensor
-    """``reconstruction + l1_coef * sparsity``: the loss every split records, and early stopping compares."""
+    """``reconstruction + l1_coef * L1 (+ l0_coef * JumpReLU's sparsity term)``: the loss every split records,
+    and early stopping compares."""
     nmse: torch.Tensor
     """The whole dictionary's NMSE."""
     l1: torch.Tensor
-    """The L1 term, ``mean ||h||_1 / ||x_norm||``, whether or not it is the objective's sparsity term."""
+    """The L1 term, ``mean ||h||_1 / ||x_norm||``."""
 
 
 class SAELoss(nn.Module):
     """One objective per activation, the same in training, validation and every eval set.
 
-    ``objective = reconstruction + l1_coef * sparsity``, each term a mean over
-    the batch's rows (see :mod:`._model`):
+    ``objective = reconstruction + l1_coef * L1 + l0_coef * L0 term``, each
+    term a mean over the batch's rows (see :mod:`._model`):
 
-    - ``reconstruction`` is the NMSE; with Matryoshka (``output.prefix_x_hats``
-      set) the mean of the NMSEs of every nested prefix and of the whole
-      dictionary: equal weights, as in Bussmann et al. (2025), averaged
-      rather than summed (SAELens sums them) so that the term stays on the
-      scale of one NMSE beside ``l1_coef`` and ``aux_coef``.
-    - ``sparsity`` is the L1 term ``||h||_1 / ||x_norm||`` (the codes over the
-      norm of the row the encoder takes, so ``l1_coef`` means the same on
-      embeddings of any scale); for JumpReLU (``output.l0_penalty`` set) the
-      codes' L0, Rajamanoharan et al.'s penalty, with the same weight. Its
-      value is the same in training and in evaluation; in training its
-      gradient reaches the thresholds through the straight-through estimator.
+    - ``reconstruction`` is the NMSE (between whitened rows and their
+      reconstructions under ``whiten=True``); with Matryoshka
+      (``prefix_x_hats`` set) the mean of the NMSEs of every nested prefix
+      and of the whole dictionary: equal weights, as in Bussmann et al.
+      (2025), averaged rather than summed (SAELens sums them) so that the
+      term stays on the scale of one NMSE beside the coefficients.
+    - ``L1`` is ``||h||_1 / ||x_norm||`` (the codes over the norm of the row
+      the encoder takes, so ``l1_coef`` means the same on embeddings of any
+      scale). ``l1_coef`` is 0 unless the user sets it, but for ReLU.
+    - ``L0 term`` is JumpReLU's (``output.l0_penalty`` set): the codes' L0,
+      Rajamanoharan et al.'s penalty, or with ``target_l0`` its quadratic
+      distance to the target. Its value is the same in training and in
+      evaluation; in training its gradient reaches the thresholds through
+      the straight-through estimator.
 
     The training aids are not part of the objective: the AuxK term
-    (``output.aux_residual_hat``, in training batches in which latents are
-    dead) and JumpReLU's pre-activation term against dead latents
-    (``output.pre_act_penalty``), each weighted by ``aux_coef``. They exist
-    only in training and only while latents are dead, so a loss that counted
-    them would change meaning from split to split and from epoch to epoch;
-    they are added to ``LossTerms.total``, which training differentiates, and
-    left out of ``LossTerms.objective``, which every split's ``*_loss`` in the
-    history records. Each split's loss is then exactly its recorded terms:
-    ``nmse`` (or the mean of ``nmse_level*`` and ``nmse``) plus ``l1_coef``
-    times ``l1`` (JumpReLU: ``l0``), up to float rounding.
+    (``aux_residual_hat``, in training batches in which latents are dead),
+    weighted by ``aux_coef``, and JumpReLU's pre-activation term against
+    dead latents (``output.pre_act_penalty``), weighted by ``pre_act_coef``.
+    They exist only in training and only while latents are dead, so a loss
+    that counted them would change meaning from split to split and from
+    epoch to epoch; they are added to ``LossTerms.total``, which training
+    differentiates, and left out of ``LossTerms.objective``, which every
+    split's ``*_loss`` in the history records. Each split's loss is then
+    exactly its recorded terms: ``nmse`` (or the mean of ``nmse_level*`` and
+    ``nmse``) plus ``l1_coef`` times ``l1``, plus for JumpReLU ``l0_coef``
+    times ``l0`` (``sparsity`` with ``target_l0``), up to float rounding.
     """
 
-    def __init__(self, l1_coef: float = 0.0, aux_coef: float = 0.0):
+    def __init__(self, l1_coef: float = 0.0, aux_coef: float = 0.0, *, l0_coef: float = 0.0,
+                 pre_act_coef: float = 0.0):
         super().__init__()
         self.l1_coef = l1_coef
+        self.l0_coef = l0_coef
         self.aux_coef = aux_coef
+        self.pre_act_coef = pre_act_coef
 
     def forward(self, output: SAEOutput, x: torch.Tensor) -> LossTerms:
         l1 = l1_penalty(output.codes, x if output.x_norm is None else output.x_norm)
@@ -130,13 +138,14 @@ class SAELoss(nn.Module):
         if space.prefix_x_hats:  # Matryoshka: the mean NMSE over the nested prefixes and the whole dictionary
             levels = [nmse_loss(prefix, x) for prefix in space.prefix_x_hats] + [nmse]
             reconstruction = torch.stack(levels).mean()
-        sparsity = output.l0_penalty if output.l0_penalty is not None else l1
-        objective = reconstruction + self.l1_coef * sparsity
+        objective = reconstruction + self.l1_coef * l1
+        if output.l0_penalty is not None:  # JumpReLU: its L0 (or its pull towards target_l0) makes it sparse
+            objective = objective + self.l0_coef * output.l0_penalty
         total = objective
         if space.aux_residual_hat is not None and self.aux_coef > 0:
             total = total + self.aux_coef * auxk_loss(space.aux_residual_hat, space.x_hat, x)
-        if output.pre_act_penalty is not None and self.aux_coef > 0:
-            total = total + self.aux_coef * output.pre_act_penalty
+        if output.pre_act_penalty is not None and self.pre_act_coef > 0:
+            total = total + self.pre_act_coef * output.pre_act_penalty
         return LossTerms(total, objective, nmse, l1)
 
 
@@ -301,6 +310,8 @@ class _SplitTotals:
             "nonzeros": n_nonzero,
             "fired": fired,
         }
+        if output.l0_penalty is not None:  # JumpReLU's sparsity term, a mean over the batch's rows
+            batch["sparsity"] = output.l0_penalty.detach().double() * len(x)
         if output.prefix_x_hats:
             prefix_errors = [(prefix.detach() - x).square().sum(dim=-1) for prefix in output.prefix_x_hats]
             space_errors = prefix_errors if output.whitened is None else [
@@ -332,6 +343,8 @@ class _SplitTotals:
             for level, (prefix_residual, prefix_nmse) in enumerate(zip(residuals, nmses)):
                 levels[f"fvu_level{level}"] = fvu(prefix_residual)
                 levels[f"nmse_level{level}"] = _mean_or_convention(prefix_nmse, nmse_rows, prefix_residual)
+        if "sparsity" in sums:
+            levels["sparsity"] = float(sums["sparsity"]) / n
         return {
             **levels,
             "loss": float(sums["loss"]) / n,
@@ -352,7 +365,9 @@ class EpochMetrics(Callback):
     eval mode and gets ``{name}_loss`` too. A latent counts as dead for a
     split when it was zero on every row of that split during the epoch.
     Matryoshka adds each nested prefix's FVU and NMSE (``*_fvu_level0``,
-    ``*_nmse_level0``, ...) for every split. Every split's loss is the
+    ``*_nmse_level0``, ...) for every split, and JumpReLU its sparsity term
+    (``*_sparsity``: the L0, or with ``target_l0`` the quadratic distance to
+    it). Every split's loss is the
     objective (:class:`SAELoss`), exactly the recorded terms combined.
 
     Parameters
@@ -399,8 +414,8 @@ class EpochMetrics(Callback):
 
 def _record(history, prefix: str, results: dict, *, with_loss: bool) -> None:
     """Record one split's :meth:`_SplitTotals.result` as ``{prefix}_{metric}``, Matryoshka's levels included."""
-    levels = sorted(key for key in results if "_level" in key)
-    for metric in (("loss",) if with_loss else ()) + EPOCH_METRICS + tuple(levels):
+    extra = sorted(key for key in results if "_level" in key or key == "sparsity")
+    for metric in (("loss",) if with_loss else ()) + EPOCH_METRICS + tuple(extra):
         history.record(f"{prefix}_{metric}", results[metric])
 
 
@@ -453,6 +468,9 @@ def start_from_sample(module: SparseAutoencoder, sample: torch.Tensor, pre_bias_
     if module.whiten:
         module.fit_whitening_(sample)
     module.init_pre_bias_(sample[:PRE_BIAS_SAMPLE_ROWS], method=pre_bias_init)
+    if isinstance(module.activation, JumpReLU) and module.activation.target_l0 is not None:
+        with torch.no_grad():
+            module.activation.init_thresholds_(module.encode_pre(module.preprocess(sample[:PRE_BIAS_SAMPLE_ROWS])[0]))
 
 
 class UnitNormDecoder(Callback):
@@ -642,7 +660,9 @@ def build_net(
         SparseAutoencoder,
         criterion=SAELoss,
         criterion__l1_coef=settings.l1_coef,
+        criterion__l0_coef=settings.l0_coef,
         criterion__aux_coef=settings.aux_coef,
+        criterion__pre_act_coef=settings.pre_act_coef,
         optimizer=torch.optim.Adam,
         # The fused kernel cuts Adam's step from ~25% to ~7% of a Top-K training step on CPU.
         **({"optimizer__fused": True} if _fused_adam_available() else {}),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import warnings
 
@@ -16,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.history import History
 
 from . import _interop, _persistence
-from ._activations import GumbelTopK, JumpReLU, ReLU, TopK, TopKSelection, schedule_length
+from ._activations import GumbelTopK, JumpReLU, ReLU, TopK, TopKSelection, schedule_length, schedule_start
 from ._blocks import block_rows_for, check_magnitude, check_on_disk, fvu_over_blocks, is_on_disk, iter_row_blocks
 from ._checkpoint import training_fingerprint
 from ._defaults import DEAD_WARNING_FRACTION
@@ -30,6 +31,7 @@ from ._params import (
     PARAMETER_CONSTRAINTS,
     changed_params,
     model_spec,
+    renamed_params,
     resolve_n_latents,
     training_settings,
 )
@@ -400,6 +402,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         k=32,
         k_start="auto",
         l1_coef=None,
+        l0_coef=None,
+        target_l0=None,
         normalize=True,
         whiten=False,
         tied=True,
@@ -407,6 +411,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         unit_norm_decoder=True,
         aux_k="auto",
         aux_coef="auto",
+        pre_act_coef="auto",
         dead_window="auto",
         tau_start=1.0,
         tau_end=1e-8,
@@ -433,6 +438,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self.k = k
         self.k_start = k_start
         self.l1_coef = l1_coef
+        self.l0_coef = l0_coef
+        self.target_l0 = target_l0
         self.normalize = normalize
         self.whiten = whiten
         self.tied = tied
@@ -440,6 +447,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self.unit_norm_decoder = unit_norm_decoder
         self.aux_k = aux_k
         self.aux_coef = aux_coef
+        self.pre_act_coef = pre_act_coef
         self.dead_window = dead_window
         self.tau_start = tau_start
         self.tau_end = tau_end
@@ -505,6 +513,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             )
         rows, X = self._training_rows(X)
         params = self.get_params(deep=False)
+        renamed_params(params, warn=True)  # the model is built from params: this only warns of deprecated uses
         # On disk whole blocks are held out, so the count is close rather than exact.
         n_train = self._check_n_train(rows.n_rows)
         n_latents = resolve_n_latents(params, rows.n_features, n_train=n_train)
@@ -641,6 +650,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     def _start_incremental(self, X, device, *, fitted_net=None):
         """The initialised net of a new run of ``partial_fit`` calls, from ``fitted_net``'s weights if given."""
         params = self.get_params(deep=False)
+        renamed_params(params, warn=True)
         n_features = X.shape[1]
         if fitted_net is None:
             n_latents = resolve_n_latents(params, n_features)
@@ -655,9 +665,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                 "To train a model with the new values from scratch, call fit.",
             )
             params = {**params, **{name: fitted[name] for name in MODEL_PARAMS}}
-            # None: the fitted activation has no start-up schedule, and continuing must not start one (0 batches).
-            anneal_steps = schedule_length(fitted_net.module_.activation) or 0
-            spec = model_spec(params, n_features, fitted_net.module_.n_latents, anneal_steps=anneal_steps)
+            # The fitted activation's start-up schedule, continued; without one, continuing must not start one.
+            activation = fitted_net.module_.activation
+            spec = model_spec(params, n_features, fitted_net.module_.n_latents,
+                              anneal_steps=schedule_length(activation) or 0)
+            spec = dataclasses.replace(spec, k_start=schedule_start(activation))  # resolved from lr at the fit
         lr = 1.0 if self.lr == "auto" else float(self.lr)  # IncrementalRun sets each batch's rate itself
         net = start_run(
             spec, training_settings(params), X, lr=lr, seed=self._draw_seed(), device=device, fitted=fitted_net
@@ -1271,7 +1283,7 @@ def _warn_if_unhealthy(net, epoch: int) -> None:
     if isinstance(net.module_.activation, ReLU):  # its latents are pushed to zero by the L1 penalty
         revive = "lower l1_coef (the sparsity penalty pushes latents to zero)"
     elif isinstance(net.module_.activation, JumpReLU):
-        revive = "keep aux_k='auto' (its pre-activation term pulls dead latents back), lower l1_coef"
+        revive = "keep pre_act_coef='auto' (its pre-activation term pulls dead latents back), lower l0_coef"
     else:  # the top-k activations
         revive = "keep aux_k='auto' (AuxK revives dead latents)"
     last = epoch == len(net.history) - 1

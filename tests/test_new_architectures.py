@@ -258,7 +258,7 @@ def test_batchtopk_export_keeps_the_count_behind_its_threshold(X, tmp_path):
 
 
 def test_jumprelu_thresholds_are_learned(X):
-    sae = _fit(_sae("jumprelu", l1_coef=1e-2, max_epochs=5), X)
+    sae = _fit(_sae("jumprelu", l0_coef=1e-2, max_epochs=5), X)
     threshold = sae.net_.module_.activation.threshold.detach()
     assert not torch.allclose(threshold, torch.full_like(threshold, 0.05))  # moved from where they started
     assert (threshold > 0).all()

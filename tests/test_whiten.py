@@ -124,7 +124,8 @@ def test_inverse_transform_keeps_its_contract_under_whitening():
 
 @pytest.mark.parametrize("activation", ["relu", "jumprelu", "topk"])
 def test_each_loss_is_its_recorded_terms_in_the_whitened_space(activation):
-    sae = _fit(activation=activation, l1_coef=1e-3 if activation != "topk" else None)
+    coefficient = {"relu": dict(l1_coef=1e-3), "jumprelu": dict(l0_coef=1e-3), "topk": {}}[activation]
+    sae = _fit(activation=activation, **coefficient)
     last = sae.history_[-1]
     sparsity = last["valid_l0"] if activation == "jumprelu" else last["valid_l1"]
     coefficient = 1e-3 if activation != "topk" else 0.0
