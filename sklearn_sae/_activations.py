@@ -185,8 +185,8 @@ class GumbelTopK(TopK):
         Only latents with ``z_pre > 0`` can be selected; a row with fewer
         than ``k`` of them keeps them all. A noisy slot is then never spent
         on a latent whose output would be ``relu(z_pre) = 0``.
-    ``"all"`` (the seed's formula)
-        Every latent competes, as in the original Gumbel-Top-K. Slots that
+    ``"all"`` (``topk(z_pre / tau + g)``)
+        Every latent competes, as in Gumbel-Top-K as first written. Slots that
         go to negative pre-activations output nothing and pass no gradient,
         and over a long noisy phase the latent bias drifts down until most
         latents stay negative and die once the noise is gone

@@ -180,7 +180,7 @@ def default_lr(
     Adam moves every weight by about ``lr`` a step, whatever its gradient's
     size. A unit-norm encoder row of width ``d`` then moves by about
     ``lr * sqrt(d)``, so one rate that suits width 256 is 2.7x more violent
-    at width 1,900 (the former 1e-2 left 95% of the latents dead on UniRep
+    at width 1,900 (a fixed 1e-2 left 95% of the latents dead on UniRep
     vectors of width 1,900). The biases move by ``lr`` against
     pre-activations whose size is the data's ``spread`` (see
     :func:`encoder_input_spread`), so rows that share one large common

@@ -116,10 +116,11 @@ def calibrate_l1_coef(estimator, X, target_l0, *, X_val=None, bracket=(1e-4, 1.0
     >>> from sklearn_sae import SparseAutoencoderTransformer
     >>> from sklearn_sae.calibration import calibrate_l1_coef
     >>> X = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
-    >>> template = SparseAutoencoderTransformer(32, activation="relu", max_epochs=3, random_state=0, device="cpu")
-    >>> found = calibrate_l1_coef(template, X, target_l0=8, max_fits=4)
-    >>> found.parameter, len(found.trials) <= 4
-    ('l1_coef', True)
+    >>> template = SparseAutoencoderTransformer(32, activation="relu", max_epochs=10, batch_size=32,
+    ...                                         random_state=0, device="cpu")
+    >>> found = calibrate_l1_coef(template, X, target_l0=8, max_fits=6)
+    >>> found.parameter, abs(found.l0 - 8) <= 0.8, len(found.trials) <= 6
+    ('l1_coef', True, True)
     """
     params = estimator.get_params()
     activation = params.get("activation")
