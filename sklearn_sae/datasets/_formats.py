@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .._blocks import first_nonfinite_row
-from ._checks import _check_ids, _missing_message
+from ._checks import _check_ids, _missing_message, attribute_text
 from ._id_columns import (ID_NAMES, is_id_name, is_index_column, is_vector_column, split_id_column,
                           stored_index_as_columns, warn_if_row_numbers)
 
@@ -318,69 +318,26 @@ def load_residue_embeddings(path, *, format=None, layer=None, dtype=np.float32):
     """
     path = Path(path)
     fmt = detect_format(path) if format is None else format
-    if fmt == "esm":
-        ids, blocks = _read_esm_residues(path, layer)
-    elif fmt == "hdf5":
-        if layer is not None:
-            raise ValueError("layer= applies to ESM .pt files only.")
-        ids, blocks = _read_hdf5_residues(path)
-    else:
-        raise ValueError(f"Per-residue embeddings are read from HDF5 or ESM .pt files, not format {fmt!r}.")
-    ids = _check_ids(ids, what=f"the ids of {str(path)!r}")
-    widths = {block.shape[1] for block in blocks}
-    if len(widths) > 1:
-        raise ValueError(f"{str(path)!r} holds residue vectors of different widths: {sorted(widths)}.")
-    offsets = np.concatenate([[0], np.cumsum([len(block) for block in blocks])]).astype(np.int64)
-    X = np.empty((int(offsets[-1]), widths.pop()), dtype=dtype)
-    for start, block in zip(offsets, blocks):
-        X[start : start + len(block)] = block
+    if fmt == "hdf5" and layer is not None:
+        raise ValueError("layer= applies to ESM .pt files only.")
+    proteins, close = _residue_source(path, layer, fmt=fmt, keep=True)
+    try:
+        ids = _check_ids([name for name, _, _ in proteins], what=f"the ids of {str(path)!r}")
+        widths = {width for _, _, (width, _) in proteins}
+        if len(widths) > 1:
+            raise ValueError(f"{str(path)!r} holds residue vectors of different widths: {sorted(widths)}.")
+        offsets = np.concatenate([[0], np.cumsum([length for _, length, _ in proteins])]).astype(np.int64)
+        X = np.empty((int(offsets[-1]), widths.pop()), dtype=dtype)
+        for (_, length, (_, read)), start in zip(proteins, offsets):
+            X[start : start + length] = read()
+    finally:
+        close()
     bad_row = first_nonfinite_row(X)
     if bad_row is not None:
         protein = int(np.searchsorted(offsets, bad_row, side="right")) - 1
         raise ValueError(f"{str(path)!r}: residue {bad_row - offsets[protein]} of {ids[protein]!r} holds NaN or "
                          "infinite values.")
     return ids, X, offsets
-
-
-def _read_esm_residues(path: Path, layer):
-    files = _esm_files(path)
-    ids, blocks = [], []
-    for file in files:
-        entry = _load_esm_file(file)
-        layers = entry.get("representations")
-        if not isinstance(layers, dict) or not layers:
-            raise ValueError(f"{str(file)!r} has no per-residue 'representations'; extract with --include per_tok.")
-        block = layers[_esm_layer(file, layers, layer)]
-        if block.ndim != 2:
-            raise ValueError(f"{str(file)!r}: its representations have shape {tuple(block.shape)}, not (length, d).")
-        ids.append(entry["label"])
-        blocks.append(block.float().numpy())
-    return ids, blocks
-
-
-def _read_hdf5_residues(path: Path):
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        names = list(f.keys())
-        if not names:
-            raise ValueError(f"{str(path)!r} holds no datasets.")
-        if {"embeddings", "ids", "offsets"} <= set(names):  # written by convert_residue_embeddings
-            X, offsets = f["embeddings"][()], f["offsets"][()]
-            ids = [name.decode() if isinstance(name, bytes) else str(name) for name in f["ids"][()]]
-            if len(offsets) != len(ids) + 1 or offsets[-1] != len(X):
-                raise ValueError(f"{str(path)!r}: 'offsets' does not describe the rows of 'embeddings' for 'ids'.")
-            return ids, [X[start:stop] for start, stop in zip(offsets[:-1], offsets[1:])]
-        ids, blocks = [], []
-        for name in names:
-            dataset = f[name]
-            if not isinstance(dataset, h5py.Dataset) or dataset.ndim != 2:
-                shape = getattr(dataset, "shape", "a group")
-                raise ValueError(f"{str(path)!r}: entry {name!r} is {shape}, not a (length, d) matrix of residues.")
-            original = dataset.attrs.get("original_id")
-            ids.append(name if original is None else (original.decode() if isinstance(original, bytes) else original))
-            blocks.append(dataset[()])
-    return ids, blocks
 
 
 def pool_residues(values, offsets=None, *, method="mean"):
@@ -572,38 +529,74 @@ def _write_residues(proteins, src, dst, dtype, chunk_rows, progress):
     return dst
 
 
-def _residue_source(src: Path, layer):
-    """``([(id, n_residues, (width, read))], close)`` for every protein: only shapes are read until ``read()``."""
-    fmt = detect_format(src)
+def _residue_source(src: Path, layer, *, fmt=None, keep=False):
+    """``([(id, n_residues, (width, read))], close)`` for every protein of ``src``.
+
+    The one reader of per-residue files, for loading and for conversion: ESM ``per_tok`` ``.pt`` files, HDF5
+    files of one ``(length, d)`` dataset per protein, and the matrix :func:`convert_residue_embeddings` writes.
+    Only shapes are read until ``read()`` is called, unless ``keep`` (an ESM file's block read for its shape
+    is then kept, so each file is loaded once). ``close()`` releases an open HDF5 file.
+    """
+    fmt = detect_format(src) if fmt is None else fmt
     if fmt == "esm":
-        files = sorted(src.glob("*.pt")) if src.is_dir() else [src]
-
-        def reader(file):
-            def read():
-                entry = _load_esm_file(file)
-                return entry["representations"][_esm_layer(file, entry["representations"], layer)].float().numpy()
-            return read
-
-        proteins = []
-        for file in files:  # each file once for its shape; once more when it is written
-            entry = _load_esm_file(file)
-            layers = entry.get("representations")
-            if not isinstance(layers, dict) or not layers:
-                raise ValueError(f"{str(file)!r} has no per-residue 'representations'; extract with --include per_tok.")
-            block = layers[_esm_layer(file, layers, layer)]
-            proteins.append((entry["label"], int(block.shape[0]), (int(block.shape[1]), reader(file))))
-        return proteins, lambda: None
+        return [_esm_residues(file, layer, keep) for file in (_esm_files(src) if src.is_dir() else [src])], (
+            lambda: None
+        )
     if fmt != "hdf5":
         raise ValueError(f"Per-residue embeddings are read from HDF5 or ESM .pt files, not format {fmt!r}.")
     import h5py
 
     handle = h5py.File(src, "r")  # open while the readers read; the caller closes it
+    try:
+        return _hdf5_residues(handle, src), handle.close
+    except BaseException:
+        handle.close()
+        raise
+
+
+def _esm_residues(file: Path, layer, keep: bool):
+    """``(id, n_residues, (width, read))`` of one ESM ``per_tok`` file."""
+    def block_of(entry):
+        layers = entry.get("representations")
+        if not isinstance(layers, dict) or not layers:
+            raise ValueError(f"{str(file)!r} has no per-residue 'representations'; extract with --include per_tok.")
+        block = layers[_esm_layer(file, layers, layer)]
+        if block.ndim != 2:
+            raise ValueError(f"{str(file)!r}: its representations have shape {tuple(block.shape)}, not (length, d).")
+        return block
+
+    entry = _load_esm_file(file)
+    block = block_of(entry)
+    kept = block.float().numpy() if keep else None
+
+    def read():
+        return kept if kept is not None else block_of(_load_esm_file(file)).float().numpy()
+
+    return entry["label"], int(block.shape[0]), (int(block.shape[1]), read)
+
+
+def _hdf5_residues(handle, src: Path):
+    """``[(id, n_residues, (width, read))]`` of an open per-residue HDF5 file."""
+    import h5py
+
+    names = list(handle.keys())
+    if not names:
+        raise ValueError(f"{str(src)!r} holds no datasets.")
+    if {"embeddings", "ids", "offsets"} <= set(names):  # written by convert_residue_embeddings
+        embeddings, offsets = handle["embeddings"], handle["offsets"][()]
+        ids = [attribute_text(name) for name in handle["ids"][()]]
+        if len(offsets) != len(ids) + 1 or offsets[-1] != embeddings.shape[0]:
+            raise ValueError(f"{str(src)!r}: 'offsets' does not describe the rows of 'embeddings' for 'ids'.")
+        width = int(embeddings.shape[1])
+        return [(name, int(stop - start), (width, lambda start=start, stop=stop: embeddings[start:stop]))
+                for name, start, stop in zip(ids, offsets[:-1], offsets[1:])]
     proteins = []
-    for name in handle.keys():
+    for name in names:
         dataset = handle[name]
         if not isinstance(dataset, h5py.Dataset) or dataset.ndim != 2:
-            raise ValueError(f"{str(src)!r}: entry {name!r} is not a (length, d) matrix of residues.")
+            shape = getattr(dataset, "shape", "a group")
+            raise ValueError(f"{str(src)!r}: entry {name!r} is {shape}, not a (length, d) matrix of residues.")
         original = dataset.attrs.get("original_id")
-        label = name if original is None else (original.decode() if isinstance(original, bytes) else str(original))
+        label = name if original is None else attribute_text(original)
         proteins.append((label, int(dataset.shape[0]), (int(dataset.shape[1]), lambda d=dataset: d[()])))
-    return proteins, handle.close
+    return proteins

@@ -8,7 +8,7 @@ from h5py import h5, h5d, h5s, h5t
 
 from .._blocks import first_nonfinite_row
 from ._checks import (_NUMERIC_KINDS, _check_float_dtype, _check_ids, _check_readable_hdf5, _first_duplicate,
-                      _missing_message)
+                      _missing_message, attribute_text)
 from ._formats import detect_format, read_other_format
 from ._id_columns import warn_if_row_numbers
 
@@ -174,7 +174,7 @@ def _original_ids(f, names):
         value = f[name].attrs.get("original_id")
         if value is None:
             return None
-        original.append(value.decode() if isinstance(value, bytes) else str(value))
+        original.append(attribute_text(value))
     return list(_check_ids(original, what="the original_id attributes"))
 
 
