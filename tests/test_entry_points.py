@@ -111,3 +111,17 @@ def test_conversion_keeps_the_ids_load_embeddings_reads(tmp_path):
     ids, _ = load_embeddings(tmp_path / "hashed.h5")
     converted_ids, _ = load_embeddings(convert_embeddings(tmp_path / "hashed.h5", tmp_path / "matrix.h5"))
     assert list(ids) == ["sp|P1|A", "sp|P2|B"] and list(converted_ids) == list(ids)
+
+
+def test_residue_embeddings_refuse_an_integer_dtype_as_the_other_readers_do(tmp_path):
+    import h5py
+
+    from sklearn_sae.datasets import load_embeddings, load_residue_embeddings
+
+    with h5py.File(tmp_path / "residues.h5", "w") as f:
+        f.create_dataset("P1", data=np.array([[0.7, -0.4], [1.9, 0.2]], dtype=np.float32))
+    with pytest.raises(ValueError, match="floating point dtype"):
+        load_residue_embeddings(tmp_path / "residues.h5", dtype=np.int16)
+    with pytest.raises(ValueError, match="floating point dtype"):
+        load_embeddings(tmp_path / "residues.h5", dtype=np.int16)
+    assert load_residue_embeddings(tmp_path / "residues.h5")[1][0, 0] == np.float32(0.7)

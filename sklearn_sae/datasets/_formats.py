@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .._blocks import first_nonfinite_row
-from ._checks import _check_ids, _missing_message, attribute_text
+from ._checks import _check_float_dtype, _check_ids, _missing_message, attribute_text
 from ._id_columns import (ID_NAMES, is_id_name, is_index_column, is_vector_column, split_id_column,
                           stored_index_as_columns, warn_if_row_numbers)
 
@@ -316,6 +316,7 @@ def load_residue_embeddings(path, *, format=None, layer=None, dtype=np.float32):
     >>> pool_residues(X, offsets).tolist()
     [[1.0, 1.0], [0.0, 0.0]]
     """
+    dtype = _check_float_dtype(dtype)  # an integer dtype would truncate every value without a word
     path = Path(path)
     fmt = detect_format(path) if format is None else format
     if fmt == "hdf5" and layer is not None:
@@ -472,7 +473,7 @@ def convert_residue_embeddings(src, dst, *, dtype=np.float16, chunk_rows=None, l
         package did not write. ``dst`` is then left as it was.
     """
     from .._atomic import check_replaceable
-    from ._checks import _check_float_dtype, _check_writable_path, _is_int
+    from ._checks import _check_writable_path, _is_int
     from ._written import foreign_hdf5_content
 
     src = Path(src)
