@@ -30,6 +30,7 @@ from ._defaults import resolve_lr, resolve_max_epochs, resolve_steps
 from ._model import ModelSpec, SAEOutput, SparseAutoencoder, auxk_loss, l1_penalty, nmse_loss
 from ._params import TrainingSettings
 from ._rows import EpochIterator, RowsSplit, share_batches
+from .metrics import fvu_of, merge_centred
 
 __all__ = [
     "SAENet",
@@ -259,7 +260,7 @@ def _row_ratios(numerator: torch.Tensor, denominator: torch.Tensor, valid: torch
 def _mean_or_convention(total: float, n_rows: int, numerator: float) -> float:
     """``total / n_rows``; with no row to average over, 0 when nothing is left over (``numerator`` 0), else inf.
 
-    The convention of :func:`sklearn_sae.metrics.nmse` and :func:`~sklearn_sae.metrics.fvu` for an undefined ratio.
+    The convention of :func:`sklearn_sae.metrics.nmse` and :func:`~sklearn_sae.metrics.l1` for an undefined ratio.
     """
     if n_rows > 0:
         return total / n_rows
@@ -279,6 +280,7 @@ class _SplitTotals:
     def __init__(self):
         self.n_rows = 0
         self.sums = None
+        self.moments = (0, None, 0.0)  # the rows' count, mean row and centred sum of squares, for the FVU
 
     def update(self, x: torch.Tensor, output: SAEOutput, loss: torch.Tensor, n_latents: int) -> None:
         # Row-wise terms in float32 (the batch's own precision), sums over rows in float64:
@@ -305,8 +307,6 @@ class _SplitTotals:
             "l1_rows": (encoder_norms > 0).sum(),
             "l1_numerator": code_values.detach().abs().sum(dtype=torch.float64),
             "residual": error.sum(dtype=torch.float64),
-            "x_sum": x.sum(dim=0, dtype=torch.float64),
-            "x_square_sum": squared_norms.sum(dtype=torch.float64),
             "nonzeros": n_nonzero,
             "fired": fired,
         }
@@ -326,16 +326,19 @@ class _SplitTotals:
         else:
             for key, value in batch.items():
                 self.sums[key] = self.sums[key] | value if key == "fired" else self.sums[key] + value
+        x64 = x.double()
+        batch_mean = x64.mean(dim=0)
+        self.moments = merge_centred(*self.moments, len(x), batch_mean, (x64 - batch_mean).square().sum())
         self.n_rows += len(x)
 
     def result(self) -> dict:
         sums = {key: value.cpu() for key, value in self.sums.items()}
         n = self.n_rows
-        total_variance = float(sums["x_square_sum"] - sums["x_sum"].square().sum() / n)
+        centred = float(self.moments[2])
         nmse_rows = int(sums["nmse_rows"])
 
         def fvu(residual: float) -> float:
-            return residual / total_variance if total_variance > 0 else (0.0 if residual == 0 else float("inf"))
+            return fvu_of(residual, centred)
 
         levels = {}
         if "prefix_residuals" in sums:

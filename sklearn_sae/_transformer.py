@@ -18,7 +18,7 @@ from skorch.history import History
 
 from . import _interop, _persistence
 from ._activations import GumbelTopK, JumpReLU, ReLU, TopK, TopKSelection, schedule_length, schedule_start
-from ._blocks import block_rows_for, check_magnitude, check_on_disk, fvu_over_blocks, is_on_disk, iter_row_blocks
+from ._blocks import block_rows_for, check_magnitude, check_on_disk, is_on_disk, iter_row_blocks
 from ._checkpoint import training_fingerprint
 from ._defaults import DEAD_WARNING_FRACTION
 from ._device import resolve_device
@@ -38,6 +38,7 @@ from ._params import (
 from ._rows import InMemoryRows, OnDiskRows
 from ._training import SingleProcess, fitted_net, release_training_state, train_net
 from ._warnings import warn_user
+from .metrics import FVUTotals
 
 __all__ = ["SparseAutoencoderTransformer"]
 
@@ -763,12 +764,16 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Returns
         -------
         score : float
-            1 for a perfect reconstruction, 0 for one no better than the mean row.
+            1 for a perfect reconstruction, 0 for one no better than the mean row
+            (:func:`sklearn_sae.metrics.fvu`; rows that do not vary score 1 if
+            reconstructed exactly, else 0).
         """
         check_is_fitted(self)
         module = self._module()
-        pairs = ((block, self._reconstruct_block(module, block)) for _, block in self._blocks(self._rows_to_read(X)))
-        return 1.0 - fvu_over_blocks(pairs)
+        totals = FVUTotals()
+        for _, block in self._blocks(self._rows_to_read(X)):
+            totals.add(block, self._reconstruct_block(module, block))
+        return 1.0 - totals.fvu()
 
     # ------------------------------------------------------ sklearn plumbing
 

@@ -75,6 +75,8 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
+from . import metrics
+
 __all__ = [
     "core_metrics",
     "sparse_probing",
@@ -240,10 +242,10 @@ def core_metrics(estimator, X, *, codes=None) -> pd.DataFrame:
         codes = np.asarray(codes)
     _check_n_rows(codes, X.shape[0], "codes", "X")
     explained_variance, bias = _reconstruction_statistics(*_reconstruction(estimator, X, codes))
-    firing = _nonzero_counts(codes, axis=0) / max(codes.shape[0], 1)
+    firing = metrics.nonzero_counts(codes, axis=0) / max(codes.shape[0], 1)
     return pd.DataFrame([{
         "explained_variance": explained_variance,
-        "l0": float(_nonzero_counts(codes, axis=1).mean()),
+        "l0": float(metrics.nonzero_counts(codes, axis=1).mean()),
         "alive": float((firing > 0).mean()),
         "dense_1pct": float((firing > 0.01).mean()),
         "dense_10pct": float((firing > 0.10).mean()),
@@ -277,36 +279,16 @@ def _reconstruction(estimator, X, codes):
 
 def _reconstruction_statistics(X, X_hat) -> tuple[float, float]:
     """``(1 - FVU, relative reconstruction bias)``, accumulated in float64 a block of rows at a time."""
-    mean = X.sum(axis=0, dtype=np.float64) / max(X.shape[0], 1)
-    residual = total = hat_squared = hat_dot_x = 0.0
+    totals = metrics.FVUTotals()
+    hat_squared = hat_dot_x = 0.0
     for start in range(0, X.shape[0], _STAT_BLOCK_ROWS):
-        x = X[start : start + _STAT_BLOCK_ROWS].astype(np.float64)
-        x_hat = X_hat[start : start + _STAT_BLOCK_ROWS].astype(np.float64)
-        residual += float(np.square(x_hat - x).sum())
-        total += float(np.square(x - mean).sum())
+        x, x_hat = X[start : start + _STAT_BLOCK_ROWS], X_hat[start : start + _STAT_BLOCK_ROWS]
+        totals.add(x, x_hat)
+        x_hat = x_hat.astype(np.float64)
         hat_squared += float(np.square(x_hat).sum())
-        hat_dot_x += float((x_hat * x).sum())
-    if total > 0:
-        explained_variance = 1.0 - residual / total
-    else:  # constant rows: only an exact reconstruction explains them
-        explained_variance = 1.0 if residual == 0 else -np.inf
+        hat_dot_x += float((x_hat * x.astype(np.float64)).sum())
     bias = hat_squared / hat_dot_x if hat_dot_x != 0 else float("nan")
-    return float(explained_variance), float(bias)
-
-
-def _nonzero_counts(codes, axis) -> np.ndarray:
-    """Non-zeros per row (``axis=1``) or per latent (``axis=0``); sparse codes are read, not copied or densified."""
-    if not sp.issparse(codes):
-        return (np.asarray(codes) != 0).sum(axis=axis)
-    codes = codes.tocsr()  # no copy when already CSR; the user's matrix is never modified
-    if not codes.has_canonical_format:  # duplicate entries would be counted twice
-        codes = codes.copy()
-        codes.sum_duplicates()
-    stored = codes.data != 0  # explicit zeros are stored but not firing
-    if axis == 0:
-        return np.bincount(codes.indices[stored], minlength=codes.shape[1])
-    rows = np.repeat(np.arange(codes.shape[0]), np.diff(codes.indptr))
-    return np.bincount(rows[stored], minlength=codes.shape[0])
+    return 1.0 - totals.fvu(), float(bias)
 
 
 def _unit_rows(atoms: np.ndarray) -> np.ndarray:
@@ -867,7 +849,7 @@ def make_l0_budget_scorer(max_l0):
         if not sp.issparse(codes):
             codes = np.asarray(codes)
         _check_n_rows(codes, X.shape[0], "The codes", "X")
-        l0 = float(_nonzero_counts(codes, axis=1).mean())
+        l0 = float(metrics.nonzero_counts(codes, axis=1).mean())
         if l0 > max_l0:
             return -1.0 - (l0 - max_l0) / max_l0
         explained_variance, _ = _reconstruction_statistics(*_reconstruction(estimator, X, codes))
