@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from ._warnings import warn_user
 
 __all__ = ["nmse", "fvu", "l0", "l1", "latent_density", "nonzero_counts", "dead_fraction", "dictionary_recovery",
-           "FVUTotals", "fvu_of", "merge_centred"]
+           "FVUTotals"]
 
 
 def _as_2d_pair(X, X_hat):
