@@ -258,15 +258,16 @@ class _SplitTotals:
         nonzero_rows = squared_norms > 0  # NMSE is undefined on all-zero rows, as in the loss
         x_norm = x if output.x_norm is None else output.x_norm.detach()
         code_values = output.codes.values if isinstance(output.codes, TopKSelection) else output.codes
+        code_l1 = code_values.detach().float().abs().sum(dim=-1)
         encoder_norms = x_norm.float().norm(dim=-1)  # the L1 term's denominator, as in the loss
         n_nonzero, fired = code_activity(output.codes, n_latents)
         batch = {
             "loss": loss.detach().double() * len(x),
             "nmse": _row_ratios(error, squared_norms, nonzero_rows),
             "nmse_rows": nonzero_rows.sum(),
-            "l1": _row_ratios(code_values.detach().float().abs().sum(dim=-1), encoder_norms, encoder_norms > 0),
+            "l1": _row_ratios(code_l1, encoder_norms, encoder_norms > 0),
             "l1_rows": (encoder_norms > 0).sum(),
-            "l1_numerator": code_values.detach().abs().sum(dtype=torch.float64),
+            "l1_numerator": code_l1.sum(dtype=torch.float64),
             "residual": error.sum(dtype=torch.float64),
             "x_sum": x.sum(dim=0, dtype=torch.float64),
             "x_square_sum": squared_norms.sum(dtype=torch.float64),
