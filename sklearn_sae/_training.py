@@ -95,9 +95,11 @@ class SAELoss(nn.Module):
     them would change meaning from split to split and from epoch to epoch;
     they are added to ``LossTerms.total``, which training differentiates, and
     left out of ``LossTerms.objective``, which every split's ``*_loss`` in the
-    history records. Each split's loss is then exactly its recorded terms:
+    history records. Each split's loss is then its recorded terms:
     ``nmse`` (or the mean of ``nmse_level*`` and ``nmse``) plus ``l1_coef``
-    times ``l1`` (JumpReLU: ``l0``), up to float rounding.
+    times ``l1`` (JumpReLU: ``l0``), up to float rounding, when no row is all
+    zero (a batch's ratios leave such rows out, while skorch weighs each
+    batch's loss by all its rows).
     """
 
     def __init__(self, l1_coef: float = 0.0, aux_coef: float = 0.0):
