@@ -1,8 +1,9 @@
 """Choosing the sparsity weight of a ReLU or JumpReLU autoencoder for a target sparsity.
 
 A ReLU SAE's sparsity is whatever its L1 penalty leaves, which makes it hard
-to compare with a Top-K SAE of a given ``k``: at ``l1_coef=1e-3`` the shipped
-proteins keep about 270 latents a row, not 64. A JumpReLU SAE is the same
+to compare with a Top-K SAE of a given ``k``: ``make demo``'s ReLU
+(``l1_coef=1e-3``, ``normalize=False``) keeps about 270 latents a shipped
+protein, not 64. A JumpReLU SAE is the same
 with an L0 penalty, whose weight is its ``l1_coef`` too. :func:`calibrate_l1_coef`
 searches for the ``l1_coef`` that gives a chosen mean L0 on held-out rows, so
 ReLU, JumpReLU and Top-K models can be compared at equal sparsity.
@@ -17,11 +18,17 @@ from dataclasses import dataclass, field
 from sklearn.base import clone
 
 from . import metrics
+from ._warnings import warn_user
 
 __all__ = ["calibrate_l1_coef", "L1Calibration"]
 
 CALIBRATED_ACTIVATIONS = ("relu", "jumprelu")
 """The activations whose L0 follows from ``l1_coef`` (the top-k ones take theirs from ``k``)."""
+
+MIN_RESPONSE = 0.05
+"""While widening the bracket, ten times the weight must lower the L0 by at least this fraction; otherwise the fits
+are too short for the penalty to act (Adam moves each weight by about ``lr`` a step, however large the penalty's
+gradient), and a larger weight would not help either."""
 
 
 @dataclass
@@ -54,8 +61,11 @@ def calibrate_l1_coef(estimator, X, target_l0, *, X_val=None, bracket=(1e-4, 1.0
     search is a bisection on ``log(l1_coef)``: each step fits a clone of
     ``estimator`` with the midpoint weight and measures the mean number of
     non-zero codes per row of ``X_val``. The bracket is widened (by factors of 10) while it does not
-    contain the target. The search stops when the L0 is within ``rtol`` of
-    the target, or after ``max_fits`` fits, returning the closest model seen.
+    contain the target, as long as ten times the weight lowers the L0 by at
+    least 5%. The search stops when the L0 is within ``rtol`` of the target,
+    or after ``max_fits`` fits, returning the closest model seen; when that
+    model's L0 is not within ``rtol`` of the target, a warning says so and
+    what to change.
 
     Each step is a full fit: to save time, calibrate a cheaper estimator
     (fewer epochs) and refit at the weight found; L0 keeps falling slowly as
@@ -135,17 +145,36 @@ def calibrate_l1_coef(estimator, X, target_l0, *, X_val=None, bracket=(1e-4, 1.0
     def close_enough(l0):
         return abs(l0 - target_l0) <= rtol * target_l0
 
-    # Widen the bracket until L0(low) >= target >= L0(high), or the fits run out.
-    l0_high = fit_at(high)
+    # Widen the bracket until L0(low) >= target >= L0(high), or the fits run out, or L0 stops responding.
+    l0_high, unresponsive = fit_at(high), None
     while l0_high > target_l0 and not close_enough(l0_high) and len(trials) < max_fits:
         low, high = high, high * 10
-        l0_high = fit_at(high)
-    if close_enough(l0_high) or l0_high > target_l0:
-        return best
-    while len(trials) < max_fits:
-        middle = math.sqrt(low * high)
-        l0 = fit_at(middle)
-        if close_enough(l0):
+        previous, l0_high = l0_high, fit_at(high)
+        if l0_high > (1 - MIN_RESPONSE) * previous:
+            unresponsive = (low, previous, high, l0_high)
             break
-        low, high = (middle, high) if l0 > target_l0 else (low, middle)
+    if not (close_enough(l0_high) or l0_high > target_l0):
+        while len(trials) < max_fits:
+            middle = math.sqrt(low * high)
+            l0 = fit_at(middle)
+            if close_enough(l0):
+                break
+            low, high = (middle, high) if l0 > target_l0 else (low, middle)
+    if not close_enough(best.l0):
+        _warn_not_reached(best, target_l0, rtol, unresponsive)
     return best
+
+
+def _warn_not_reached(best, target_l0, rtol, unresponsive) -> None:
+    """Say that the search ended away from the target, and what would get it closer."""
+    found = (f"calibrate_l1_coef did not reach target_l0={target_l0:g} within rtol={rtol:g}: the closest fit has "
+             f"L0 {best.l0:.4g} at l1_coef={best.l1_coef:.4g} after {len(best.trials)} fits. ")
+    if unresponsive is not None:
+        low, l0_low, high, l0_high = unresponsive
+        advice = (f"Ten times the weight barely moved the L0 (l1_coef={low:.3g}: {l0_low:.4g}, {high:.3g}: "
+                  f"{l0_high:.4g}): the fits are too short for the penalty to act, since Adam moves each weight by "
+                  "about lr a step however large the penalty. Give the template more epochs (max_epochs) or a larger "
+                  "lr.")
+    else:
+        advice = "Raise max_fits, or widen bracket towards the weight the trials point to."
+    warn_user(found + advice)
