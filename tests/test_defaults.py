@@ -363,7 +363,7 @@ def test_lr_auto_on_rows_that_do_not_vary_assumes_spread_one_and_warns():
         sae.fit(X)
     [warning] = [warning for warning in record if "have none (spread" in str(warning.message)]
     assert warning.filename == __file__  # it points at fit's caller
-    assert "these 40 rows have none" in str(warning.message)
+    assert "these 36 rows have none" in str(warning.message)  # the training rows: 4 of the 40 are held out
     # a spread of 0 would have given lr=0: a model that never trains
     assert sae.net_.lr == pytest.approx(default_lr(8, 1.0))
 
