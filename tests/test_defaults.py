@@ -368,13 +368,20 @@ def test_lr_auto_on_rows_that_do_not_vary_assumes_spread_one_and_warns():
     assert sae.net_.lr == pytest.approx(default_lr(8, 1.0))
 
 
+def _training_sample(sae, X):
+    """What a fit of ``sae`` measures the spread on: a sample of its training rows (the validation rows held out)."""
+    seed = sae._draw_seed()  # the fit's seed, drawn from the int random_state alike
+    train, _ = InMemoryRows(torch.from_numpy(X)).split(sae.validation_fraction, seed)
+    return train.sample(PRE_BIAS_SAMPLE_ROWS, seed).numpy()
+
+
 def test_lr_auto_of_rows_that_vary_does_not_warn_about_them():
     X = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         sae = SparseAutoencoderTransformer(n_latents=16, k=2, max_epochs=1, device="cpu", random_state=0).fit(X)
     assert not [warning for warning in record if "have none (spread" in str(warning.message)]
-    assert sae.net_.lr == pytest.approx(default_lr(8, encoder_input_spread(X, normalize=True)))
+    assert sae.net_.lr == pytest.approx(default_lr(8, encoder_input_spread(_training_sample(sae, X), normalize=True)))
 
 
 class _NotTrained(SAENet):
@@ -417,7 +424,8 @@ def test_a_data_parallel_net_resolves_auto_values_from_its_own_steps_and_the_sha
     assert net.max_epochs == default_max_epochs(steps_per_epoch)
     assert net.max_epochs * steps_per_epoch >= MIN_TRAINING_STEPS
     def auto_lr(seed):
-        sample = rows.sample(PRE_BIAS_SAMPLE_ROWS, seed).numpy()
+        train, _ = rows.split(training_settings(params).validation_fraction, seed)  # the validation rows held out
+        sample = train.sample(PRE_BIAS_SAMPLE_ROWS, seed).numpy()
         # the default Top-K narrows from k_start; the default batch of 256 keeps the reference rate
         return resolve_lr("auto", sample, normalize=True, soft_start=True, batch_size=256)
 
@@ -467,7 +475,8 @@ def test_a_default_fit_resolves_its_auto_settings_from_the_data(wide_default_fit
     for epoch, loss in enumerate(losses):  # skorch counts an improvement of more than 1e-4 of the best loss
         best = epoch if loss < losses[best] * (1 - 1e-4) else best
     assert sae.n_iter_ == best + 1 + 10 < 1000
-    spread = encoder_input_spread(wide_set, normalize=True)  # fewer than 4,096 rows: all of them are the sample
+    # Fewer than 4,096 training rows: all 540 of them are the sample.
+    spread = encoder_input_spread(_training_sample(sae, wide_set), normalize=True)
     assert 0 < spread < 1
     # Top-K narrows from k_start=128 over the 5% warmup (150 batches), a soft start: the rate's scale is 0.2.
     assert (sae.net_.module_.activation.k_start, sae.net_.module_.activation.anneal_steps) == (128, 150)
