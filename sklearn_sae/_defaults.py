@@ -31,6 +31,7 @@ __all__ = [
     "K_START_PER_K",
     "DEAD_WINDOW_PER_INTERVAL",
     "DEAD_WARNING_FRACTION",
+    "RELU_L1_COEF",
     "default_n_latents",
     "resolve_lr",
     "resolve_max_epochs",
@@ -119,6 +120,16 @@ latent waits between firings (``n_latents / k``), OpenAI's ratio (10M tokens at 
 windows (256 intervals, half an epoch) lowered the held-out FVU on the shipped proteins by 4-6% but left 3-5% of the
 latents silent on held-out rows there, 15-21% on a synthetic set, and 5.5% on the test proteins of ``make demo``
 (``benchmarks/README.md``, "The AuxK window")."""
+
+RELU_L1_COEF = 5e-3
+"""``l1_coef=None`` for ``"relu"``: the weight of the L1 term ``||h||_1 / ||x_norm||``, which divides by the norm of
+the row the encoder takes, so one weight means the same on embeddings of any scale. The NMSE beside it still
+depends on how far the rows sit from the origin (rows sharing a large offset have a small NMSE for the same fit), so
+the weight must leave room for such sets: 5e-3 kept every latent alive on the fitted and held-out rows of the shipped
+proteins (1,000 and 15,259 fitted) and of two synthetic protein-LM-like sets (1,024 and 1,280 wide, offset 7x their
+spread), at an L0 of 155 (shipped) and 280 (synthetic) of 1,024 to 5,120 latents; 1e-2 left 4-5% of the latents
+silent on the fitted synthetic rows, 3e-2 a third (``benchmarks/README.md``, "ReLU's default penalty"). For a target
+L0, :func:`~sklearn_sae.calibration.calibrate_l1_coef` searches the weight."""
 
 DEAD_WARNING_FRACTION = 0.10
 """A fit whose last epoch left more than this fraction of latents dead on its training rows warns."""

@@ -19,6 +19,7 @@ from ._activations import GUMBEL_CANDIDATES
 from ._defaults import (
     AUXK_COEF,
     PRE_ACT_COEF,
+    RELU_L1_COEF,
     default_aux_k,
     default_dead_window,
     default_k_start,
@@ -56,7 +57,7 @@ ANNEAL_FRACTION = 0.005
 (benchmarks/bench_gumbel.py: short, early noise revives the latents that Top-K leaves dead from the
 start; a longer noisy phase drifts the latent bias down and kills them instead)."""
 
-DEFAULT_L1_COEF = {"relu": 1e-3, "topk": 0.0, "gumbel_topk": 0.0, "batchtopk": 0.0, "jumprelu": 0.0}
+DEFAULT_L1_COEF = {"relu": RELU_L1_COEF, "topk": 0.0, "gumbel_topk": 0.0, "batchtopk": 0.0, "jumprelu": 0.0}
 """``l1_coef=None`` means this: ReLU needs the penalty to be sparse, Top-K does not, JumpReLU has its L0 one."""
 
 DEFAULT_L0_COEF = 1e-3

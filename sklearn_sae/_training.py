@@ -117,7 +117,9 @@ class SAELoss(nn.Module):
     split's ``*_loss`` in the history records. Each split's loss is then
     exactly its recorded terms: ``nmse`` (or the mean of ``nmse_level*`` and
     ``nmse``) plus ``l1_coef`` times ``l1``, plus for JumpReLU ``l0_coef``
-    times ``l0`` (``sparsity`` with ``target_l0``), up to float rounding.
+    times ``l0`` (``sparsity`` with ``target_l0``), up to float rounding,
+    when no row is all zero (a batch's ratios leave such rows out, while
+    skorch weighs each batch's loss by all its rows).
     """
 
     def __init__(self, l1_coef: float = 0.0, aux_coef: float = 0.0, *, l0_coef: float = 0.0,
@@ -297,15 +299,16 @@ class _SplitTotals:
         nonzero_rows = space_norms > 0  # NMSE is undefined on all-zero rows, as in the loss
         x_norm = x if output.x_norm is None else output.x_norm.detach()
         code_values = output.codes.values if isinstance(output.codes, TopKSelection) else output.codes
+        code_l1 = code_values.detach().float().abs().sum(dim=-1)
         encoder_norms = x_norm.float().norm(dim=-1)  # the L1 term's denominator, as in the loss
         n_nonzero, fired = code_activity(output.codes, n_latents)
         batch = {
             "loss": loss.detach().double() * len(x),
             "nmse": _row_ratios(space_error, space_norms, nonzero_rows),
             "nmse_rows": nonzero_rows.sum(),
-            "l1": _row_ratios(code_values.detach().float().abs().sum(dim=-1), encoder_norms, encoder_norms > 0),
+            "l1": _row_ratios(code_l1, encoder_norms, encoder_norms > 0),
             "l1_rows": (encoder_norms > 0).sum(),
-            "l1_numerator": code_values.detach().abs().sum(dtype=torch.float64),
+            "l1_numerator": code_l1.sum(dtype=torch.float64),
             "residual": error.sum(dtype=torch.float64),
             "nonzeros": n_nonzero,
             "fired": fired,

@@ -92,8 +92,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         is ``min(4 * k, n_latents)`` with ``lr="auto"`` (and a warmup), else
         ``k``; ``None`` keeps ``k`` throughout. See :ref:`param-k-start`.
     l1_coef : float, default=None
-        Weight of the L1 penalty on the codes. ``None`` is 1e-3 for
-        ``"relu"`` and 0 for the others.
+        Weight of the L1 penalty on the codes. ``None`` is 5e-3 for
+        ``"relu"`` and 0 for the others. See :ref:`param-l1-coef`.
     l0_coef : float, default=None
         ``"jumprelu"`` only: weight of its L0 penalty (or of the quadratic
         pull towards ``target_l0``). ``None`` is 1e-3. To reach a given L0,
@@ -224,12 +224,14 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Per-epoch log, indexed as ``history_[:, "valid_nmse"]``. For the
         training rows (``train_``, accumulated over the epoch's batches as
         optimised) and the validation rows (``valid_``): ``loss``, ``nmse``,
-        ``fvu``, ``l0`` (mean non-zeros per row) and ``dead_fraction``
+        ``fvu``, ``l0`` (mean non-zeros per row), ``l1`` and ``dead_fraction``
         (latents zero on every row of the split that epoch; a fit whose last
         epoch leaves more than 10% of the latents dead on its training rows
         warns and says what to change); the same for
-        each of ``fit``'s ``eval_sets``; also ``dur`` (seconds) and, per
-        batch, ``event_lr``.
+        each of ``fit``'s ``eval_sets``; Matryoshka adds ``fvu_level0``,
+        ``nmse_level0``, ... (one per prefix) and JumpReLU ``sparsity`` (its
+        L0 term, or the distance to ``target_l0``); also
+        ``dur`` (seconds) and, per batch, ``event_lr``.
     n_iter_ : int
         Number of epochs run; each :meth:`partial_fit` call counts as one.
     n_steps_ : int

@@ -26,6 +26,11 @@ CALIBRATED_PARAMETER = {"relu": "l1_coef", "jumprelu": "l0_coef"}
 """The activations whose L0 follows from a penalty weight, and that weight's parameter (the top-k ones take their
 L0 from ``k``)."""
 
+MIN_RESPONSE = 0.05
+"""While widening the bracket upwards, ten times the weight must lower the L0 by at least this fraction; otherwise
+the fits are too short for the penalty to act (Adam moves each weight by about ``lr`` a step, however large the
+penalty's gradient), and a larger weight would not help either."""
+
 
 @dataclass
 class L1Calibration:
@@ -71,10 +76,11 @@ def calibrate_l1_coef(estimator, X, target_l0, *, X_val=None, bracket=(1e-4, 1.0
     is a bisection on the weight's logarithm: each step fits a clone of
     ``estimator`` with the midpoint weight and measures the mean number of
     non-zero codes per row of ``X_val``. The bracket is first widened, by
-    factors of 10 up or down, until it contains the target. The search stops
-    when the L0 is within ``rtol`` of the target, or after ``max_fits`` fits,
-    returning the closest model seen, with a warning if that one is not
-    within ``rtol``.
+    factors of 10 up or down, until it contains the target; upwards only as
+    long as ten times the weight lowers the L0 by at least 5%. The search
+    stops when the L0 is within ``rtol`` of the target, or after
+    ``max_fits`` fits, returning the closest model seen, with a warning that
+    says what to change if that one is not within ``rtol``.
 
     Each step is a full fit: to save time, calibrate a cheaper estimator
     (fewer epochs) and refit at the weight found; L0 keeps falling slowly as
@@ -167,11 +173,14 @@ def calibrate_l1_coef(estimator, X, target_l0, *, X_val=None, bracket=(1e-4, 1.0
     def fits_left():
         return len(trials) < max_fits
 
-    # Widen the bracket until L0(low) >= target >= L0(high), up or down, or the fits run out.
-    l0_high = fit_at(high)
+    # Widen the bracket until L0(low) >= target >= L0(high), up or down, or the fits run out, or L0 stops responding.
+    l0_high, unresponsive = fit_at(high), None
     while l0_high > target_l0 and not close_enough(l0_high) and fits_left():
         low, high = high, high * 10
-        l0_high = fit_at(high)
+        previous, l0_high = l0_high, fit_at(high)
+        if l0_high > (1 - MIN_RESPONSE) * previous:
+            unresponsive = (low, previous, high, l0_high)
+            break
     if not close_enough(l0_high) and l0_high < target_l0 and fits_left():
         l0_low = fit_at(low)
         while l0_low < target_l0 and not close_enough(l0_low) and fits_left():
@@ -185,10 +194,20 @@ def calibrate_l1_coef(estimator, X, target_l0, *, X_val=None, bracket=(1e-4, 1.0
                 break
             low, high = (middle, high) if l0 > target_l0 else (low, middle)
     if not close_enough(best.l0):
-        warn_user(
-            f"calibrate_l1_coef stopped at {parameter}={best.coef:.3g}, whose L0 is {best.l0:.3g}, not within "
-            f"rtol={rtol} of target_l0={target_l0} after {len(trials)} fits (trials: "
-            f"{', '.join(f'{coef:.3g} -> {l0:.3g}' for coef, l0 in trials)}). Raise max_fits, widen bracket, or "
-            "train each fit longer."
-        )
+        _warn_not_reached(best, target_l0, rtol, unresponsive)
     return best
+
+
+def _warn_not_reached(best, target_l0, rtol, unresponsive) -> None:
+    """Say that the search ended away from the target, and what would get it closer."""
+    trials = ", ".join(f"{coef:.3g} -> {l0:.3g}" for coef, l0 in best.trials)
+    found = (f"calibrate_l1_coef stopped at {best.parameter}={best.coef:.3g}, whose L0 is {best.l0:.4g}, not within "
+             f"rtol={rtol:g} of target_l0={target_l0:g} after {len(best.trials)} fits (trials: {trials}). ")
+    if unresponsive is not None:
+        low, l0_low, high, l0_high = unresponsive
+        advice = (f"Ten times the weight barely moved the L0 ({low:.3g}: {l0_low:.4g}, {high:.3g}: {l0_high:.4g}): "
+                  "the fits are too short for the penalty to act, since Adam moves each weight by about lr a step "
+                  "however large the penalty. Give the template more epochs (max_epochs) or a larger lr.")
+    else:
+        advice = "Raise max_fits, widen bracket towards the weight the trials point to, or train each fit longer."
+    warn_user(found + advice)

@@ -65,7 +65,7 @@ def _mean_row_ratio(numerators, denominators, *, measure: str, zero_rows: str) -
 
 
 def nmse(X, X_hat) -> float:
-    """Normalised mean squared error, the autoencoder's training loss.
+    """Normalised mean squared error: the reconstruction term of the autoencoder's training loss.
 
     .. math:: \\mathrm{NMSE} = \\frac{1}{n} \\sum_i \\frac{\\|\\hat x_i - x_i\\|^2}{\\|x_i\\|^2}
 

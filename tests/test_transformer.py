@@ -417,7 +417,9 @@ def test_eval_sets_are_scored_each_epoch_like_the_metrics_module(structured_data
     assert last["test_fvu"] == pytest.approx(metrics.fvu(held_out, X_hat), rel=1e-4)
     assert last["test_l0"] == pytest.approx(metrics.l0(codes))
     assert last["test_dead_fraction"] == pytest.approx(metrics.dead_fraction(codes))
-    l1_coef = 1e-3 if activation == "relu" else 0.0
+    from sklearn_sae._params import DEFAULT_L1_COEF
+
+    l1_coef = DEFAULT_L1_COEF[activation]  # the test leaves l1_coef at None, its per-activation default
     expected_loss = metrics.nmse(held_out, X_hat) + l1_coef * metrics.l1(held_out, codes, normalize=sae.normalize)
     assert last["test_loss"] == pytest.approx(expected_loss, rel=1e-4)
     assert len(sae.history_[:, "test_nmse"]) == 2
