@@ -227,7 +227,7 @@ def main(argv=None):
     print("l1_coef -> validation L0: " + ", ".join(f"{c:.3g} -> {l0:.1f}" for c, l0 in calibration.trials))
 
     history, final = [], []
-    params_of = model_params(k=args.k, anneal_steps=args.anneal_steps, l1_coef_for_k=calibration.l1_coef)
+    params_of = model_params(k=args.k, anneal_steps=args.anneal_steps, l1_coef_for_k=calibration.coef)
     for model, params in params_of.items():
         print(f"\n== {model}: {params}")
         sae = estimator(**params)

@@ -28,7 +28,6 @@ __all__ = [
     "magnitude_limit",
     "first_nonfinite_row",
     "iter_row_blocks",
-    "fvu_over_blocks",
 ]
 
 BLOCK_ELEMENTS = 2**24
@@ -184,29 +183,3 @@ def iter_row_blocks(X, block_rows: int):
         block = buffer[: stop - start]
         check_values(block, start)
         yield start, block
-
-
-def fvu_over_blocks(pairs) -> float:
-    """:func:`sklearn_sae.metrics.fvu` from ``(X_block, X_hat_block)`` pairs, in one pass.
-
-    The total variance is merged from per-block means and centred sums of
-    squares (Chan et al.'s pairwise update), in float64, which stays accurate
-    when the rows share a large offset.
-    """
-    residual, n, mean, centred = 0.0, 0, None, 0.0
-    for X, X_hat in pairs:
-        X64 = X.astype(np.float64)
-        residual += float(np.square(X_hat.astype(np.float64) - X64).sum())
-        n_block, block_mean = X.shape[0], X64.mean(axis=0)
-        block_centred = float(np.square(X64 - block_mean).sum())
-        if mean is None:
-            n, mean, centred = n_block, block_mean, block_centred
-            continue
-        delta = block_mean - mean
-        total_rows = n + n_block
-        centred += block_centred + float(np.square(delta).sum()) * n * n_block / total_rows
-        mean = mean + delta * (n_block / total_rows)
-        n = total_rows
-    if centred == 0:
-        return 0.0 if residual == 0 else float("inf")
-    return residual / centred

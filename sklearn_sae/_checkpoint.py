@@ -345,7 +345,7 @@ def restore_checkpoint(path: Path, net) -> dict:
 
 
 class TrainingCheckpoint(Callback):
-    """Write a checkpoint at the end of every epoch, and restore one when the fit resumes.
+    """Write a checkpoint at the end of every epoch and, marked finished, at the end of the fit; restore one on resume.
 
     Must be the net's last callback: its ``on_epoch_end`` then saves what
     every other callback recorded for the epoch, and its ``on_train_begin``

@@ -48,6 +48,7 @@ from skorch.utils import noop, to_tensor
 from ._activations import BatchTopK
 from ._rows import OnDiskRows, share_batches
 from ._training import EpochMetrics, SAENet, to_float32
+from .metrics import merge_centred
 
 __all__ = [
     "DataParallel",
@@ -205,15 +206,27 @@ class DistributedSAENet(AccelerateMixin, SAENet):
         return super(AccelerateMixin, self).evaluation_step(batch, training=training)
 
 
-def _add_up_totals(totals, template: dict, device) -> None:
+def _add_up_totals(totals, template: dict, device, n_features: int) -> None:
     """Replace one split's running sums by their totals over all processes.
 
     Every sum is added up in float64 (exact for counts below 2**53); boolean
     masks (which latents fired) become "true in any process". A process
     that saw no rows of the split contributes zeros shaped like ``template``
     (the sums of a split it did see), so all processes send the same vector.
+    The rows' moments behind the FVU are not sums: every process's count,
+    mean row and centred sum of squares are gathered and merged as one
+    process merges its batches (:func:`~sklearn_sae.metrics.merge_centred`).
     """
-    from accelerate.utils import reduce
+    from accelerate.utils import gather, reduce
+
+    n, mean, centred = totals.moments
+    mean = torch.zeros(n_features, dtype=torch.float64, device=device) if mean is None else mean.to(device)
+    packed = torch.cat([torch.tensor([float(n), float(centred)], dtype=torch.float64, device=device), mean])
+    moments = (0, None, 0.0)
+    for row in gather(packed.unsqueeze(0)):
+        if row[0] > 0:
+            moments = merge_centred(*moments, int(row[0]), row[2:], row[1])
+    totals.moments = moments
 
     sums = totals.sums if totals.sums is not None else {key: torch.zeros_like(value) for key, value in template.items()}
     keys = sorted(sums)
@@ -253,7 +266,7 @@ class GlobalEpochMetrics(EpochMetrics):
         # Training always has rows in every process (the shares are even); validation may not.
         template = self.totals_["train"].sums
         for prefix, totals in self.totals_.items():
-            _add_up_totals(totals, template, accelerator.device)
+            _add_up_totals(totals, template, accelerator.device, net.module_.n_features)
             if totals.n_rows:
                 _record_with_best(net.history, f"{prefix}_loss", totals.result()["loss"])
 

@@ -110,7 +110,7 @@ def export_model(
         "normalize": bool(module.normalize),
         "normalization": normalization,
         "layer_norm_eps": LAYER_NORM_EPS,
-        "tied": bool(module.tied),
+        "tied": bool(module.tied) and not module.whiten,  # the whitening folded in unties the two matrices
     }
     if module.prefixes:
         marker["matryoshka"] = _matryoshka_fractions(module, matryoshka)
@@ -120,7 +120,8 @@ def export_model(
             marker["threshold_updates"] = int(module.activation.n_updates)
         weights["threshold"] = module.activation.threshold.detach().float().cpu().expand(n_latents).clone()
     if format == "sparsify":
-        unit_norm_decoder = not module.tied and unit_norm_decoder
+        # Atoms of unit norm in the whitened space are not after the whitening is folded in.
+        unit_norm_decoder = not module.tied and unit_norm_decoder and not module.whiten
         config, tensors, weights_file = _sparsify_files(weights, k, n_features, n_latents, unit_norm_decoder)
     else:
         config, tensors, weights_file = _saelens_files(weights, architecture, k, n_features, n_latents, normalization)
@@ -222,13 +223,27 @@ def _check_normalization(normalize, format, normalization):
 
 
 def _module_weights(module) -> dict[str, torch.Tensor]:
-    """The module's parameters as separate contiguous float32 CPU tensors (a tied decoder copied)."""
-    return {
-        "W_enc": module.W_enc.detach().float().cpu().clone().contiguous(),
-        "W_dec": module.decoder_weight.detach().float().cpu().clone().contiguous(),
-        "pre_bias": module.pre_bias.detach().float().cpu().clone().contiguous(),
-        "b_lat": module.b_lat.detach().float().cpu().clone().contiguous(),
+    """The module's parameters as separate contiguous float32 CPU tensors (a tied decoder copied).
+
+    A model that whitens its rows (``whiten=True``) has the whitening folded in, so that the weights read
+    standardised rows: with whitened rows ``z = (x - m) @ W`` (``W`` symmetric), the encoder's
+    ``(z - p) @ W_enc.T`` is ``(x - (m + p @ W^-1)) @ (W_enc @ W).T`` and the decoder's ``(h @ W_dec + p) @ W^-1
+    + m`` is ``h @ (W_dec @ W^-1) + (m + p @ W^-1)``. The two matrices then differ, so a tied model is exported
+    untied (it imports back as an untied model with the same codes).
+    """
+    weights = {
+        "W_enc": module.W_enc.detach().double().cpu(),
+        "W_dec": module.decoder_weight.detach().double().cpu(),
+        "pre_bias": module.pre_bias.detach().double().cpu(),
+        "b_lat": module.b_lat.detach().double().cpu(),
     }
+    if module.whiten:
+        mean = module.whitening_mean.double().cpu()
+        whitening, unwhitening = module.whitening_matrix.double().cpu(), module.unwhitening_matrix.double().cpu()
+        weights["W_enc"] = weights["W_enc"] @ whitening
+        weights["W_dec"] = weights["W_dec"] @ unwhitening
+        weights["pre_bias"] = mean + weights["pre_bias"] @ unwhitening
+    return {name: tensor.float().contiguous() for name, tensor in weights.items()}
 
 
 def _bessel_factor(n_features: int) -> float:

@@ -73,9 +73,14 @@ FORMAT_VERSION = 1
 """Version of the directory layout and JSON schema; raise it when a reader of the previous one
 could misread the new one, and teach :func:`read_model` to read every older version."""
 
-PARAMS_ADDED_IN_FORMAT_1 = {"k_start": None}
+PARAMS_ADDED_IN_FORMAT_1 = {
+    "k_start": None, "whiten": False, "l0_coef": None, "target_l0": None, "pre_act_coef": "auto",
+}
 """Parameters added since the first files of format version 1 were written, each with the value that computes and
-trains on as those files' models did: a file without ``k_start`` holds a Top-K trained with ``k`` from the start."""
+trains on as those files' models did: a file without ``k_start`` holds a Top-K trained with ``k`` from the start,
+one without ``whiten`` a model that does not whiten. A JumpReLU file from before ``l0_coef`` and ``pre_act_coef``
+keeps its ``l1_coef`` and ``aux_k``/``aux_coef``, which :func:`~sklearn_sae._params.renamed_params` reads as
+those."""
 
 _FITTED_INTEGERS = ("n_features_in_", "n_latents_", "n_iter_")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import warnings
 
@@ -16,8 +17,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.history import History
 
 from . import _interop, _persistence
-from ._activations import GumbelTopK, JumpReLU, ReLU, TopK, TopKSelection, schedule_length
-from ._blocks import block_rows_for, check_magnitude, check_on_disk, fvu_over_blocks, is_on_disk, iter_row_blocks
+from ._activations import GumbelTopK, JumpReLU, ReLU, TopK, TopKSelection, schedule_length, schedule_start
+from ._blocks import block_rows_for, check_magnitude, check_on_disk, is_on_disk, iter_row_blocks
 from ._checkpoint import training_fingerprint
 from ._defaults import DEAD_WARNING_FRACTION
 from ._device import resolve_device
@@ -30,12 +31,14 @@ from ._params import (
     PARAMETER_CONSTRAINTS,
     changed_params,
     model_spec,
+    renamed_params,
     resolve_n_latents,
     training_settings,
 )
 from ._rows import InMemoryRows, OnDiskRows
 from ._training import SingleProcess, fitted_net, release_training_state, train_net
 from ._warnings import warn_user
+from .metrics import FVUTotals
 
 __all__ = ["SparseAutoencoderTransformer"]
 
@@ -55,276 +58,155 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     It is trained through skorch with Adam, linear LR warmup then cosine
     decay per batch, gradient-norm clipping and optional bfloat16 mixed
     precision, minimising the normalised MSE ``mean ||x_hat - x||^2 / ||x||^2``
-    plus ``l1_coef`` times the L1 norm of the codes over ``||x||`` (for
-    ``"jumprelu"``, times the L0 of the codes; with ``matryoshka``, the NMSE
-    is averaged over the nested prefixes).
+    plus the activation's sparsity term: ``l1_coef`` times the L1 norm of the
+    codes over ``||x_norm||`` (``"relu"``), ``l0_coef`` times their L0
+    (``"jumprelu"``), none for the top-k activations. A fitted model is a
+    snapshot: ``set_params`` after ``fit`` changes nothing it computes, saves
+    or exports until the next ``fit``. Read more in the :ref:`User Guide
+    <parameters>`.
 
     Parameters
     ----------
     n_latents : int, default=None
         Number of latents (dictionary atoms). ``None`` sizes the dictionary
-        to the data: ``4 * n_features``, but for every activation except
-        ``"relu"`` no more than lets an average latent fire on 128 training
-        rows an epoch (``n_training_rows * k // 128``, ``k`` standing for
-        JumpReLU's expected L0), and at least ``k``. On 2,000
-        proteins of width 1,900 that is about 500 latents, not 7,600, most
-        of which would have died (and about 500 reconstructed held-out rows
-        better than 1,000). The seed's formula is
-        ``n_latents=4 * n_features``. ``partial_fit``, which does not know
-        the rows in advance, takes ``4 * n_features``.
+        to the data: ``4 * n_features``, capped (but for ``"relu"``) so that
+        an average latent fires on 128 training rows an epoch, and at least
+        ``k``. See :ref:`param-n-latents`.
     activation : {"topk", "gumbel_topk", "batchtopk", "jumprelu", "relu"}, default="topk"
-        ``"topk"`` keeps the ``k`` largest pre-activations of each row (after
-        a ReLU), so each row has at most ``k`` non-zeros. ``"gumbel_topk"``
-        does the same at inference, but starts training with Gumbel noise in
-        the selection and a temperature that anneals linearly to hard Top-K
-        (see ``anneal_steps``), which gives every latent a chance to learn
-        before the selection hardens: fewer dead latents than ``"topk"``.
-        ``"batchtopk"`` (Bussmann et al. 2024) keeps the ``k * batch_size``
-        largest activations of each training batch, so rows use more or fewer
-        latents with a mean L0 of ``k``; at inference a latent fires where
-        its pre-activation exceeds one learned threshold, so codes do not
-        depend on the batch and a row's L0 varies (CSR output stays sparse).
-        The threshold is a running average (rate 0.01, the paper's and
-        SAELens's) of each training batch's smallest kept activation.
-        ``"jumprelu"`` (Rajamanoharan et al. 2024) fires a latent where its
-        pre-activation exceeds the latent's own learned threshold, trained
-        with straight-through estimators and an L0 penalty weighted by
-        ``l1_coef``; the L0 follows from that weight, so choose it with
-        :func:`~sklearn_sae.calibration.calibrate_l1_coef` for a target L0.
-        ``"relu"`` gives dense codes made sparse by the L1 penalty.
+        How codes become sparse: ``"topk"`` keeps the ``k`` largest
+        pre-activations of each row; ``"gumbel_topk"`` is Top-K with Gumbel
+        noise in the selection early in training; ``"batchtopk"`` keeps the
+        ``k * batch_size`` largest of a training batch and uses one learned
+        threshold at inference; ``"jumprelu"`` has a learned threshold per
+        latent and an L0 penalty; ``"relu"`` an L1 penalty. See
+        :ref:`choosing-an-activation`.
     k : int, default=32
-        Non-zeros per row for the top-k activations (for ``"batchtopk"``,
-        their mean over a training batch); ignored by ``"relu"`` and
-        ``"jumprelu"``. Must not exceed ``n_latents``.
+        Active latents per row: exactly (at most, after the ReLU) for
+        ``"topk"`` and ``"gumbel_topk"``, on average over a training batch
+        for ``"batchtopk"``. ``"jumprelu"`` sizes ``n_latents=None`` and
+        ``dead_window="auto"`` with it (or with ``target_l0``). Ignored by
+        ``"relu"``. At most ``n_latents``.
     k_start : int, "auto" or None, default="auto"
-        ``"topk"`` only: latents kept per row at the first training batch.
-        The number falls linearly to ``k`` over the learning-rate warmup
-        (``warmup_steps``), so the early batches, which decide which latents
-        survive the rate's peak, train several times more of them.
-        ``"auto"`` is ``min(4 * k, n_latents)`` for ``"topk"`` with
-        ``lr="auto"``, which then takes 5/3 of the rate (see ``lr``): on all
-        the shipped proteins (3 seeds) the two together left 0.1-0.9% of the
-        latents silent on held-out rows where a hard start left 1.1-2.0%,
-        and lowered the held-out FVU from 0.0369 to 0.0313; the FVU fell on
-        8 of the 9 sets of ``benchmarks/bench_defaults.py`` ("Top-K that
-        starts wider" in ``benchmarks/README.md``). With an explicit ``lr``
-        (and for the other activations) ``"auto"`` keeps ``k`` from the
-        start: at ``make demo``'s 1e-3 the wider start raised the test FVU
-        by 1.9%. ``None`` keeps ``k`` from the first batch (the seed's
-        Top-K). Inference always keeps ``k``.
+        ``"topk"`` only: latents kept per row at the first training batch,
+        falling linearly to ``k`` over the learning-rate warmup. ``"auto"``
+        is ``min(4 * k, n_latents)`` with ``lr="auto"`` (and a warmup), else
+        ``k``; ``None`` keeps ``k`` throughout. See :ref:`param-k-start`.
     l1_coef : float, default=None
-        Weight of the L1 penalty on the codes; for ``activation="jumprelu"``
-        the L0 penalty's weight (the mean number of latents above their
-        thresholds a row, with the straight-through gradient; the L1 penalty
-        is then not used). ``None`` means 1e-3 for ``"relu"`` and
-        ``"jumprelu"`` and 0 for the top-k activations. For a target L0,
-        :func:`~sklearn_sae.calibration.calibrate_l1_coef` searches it.
+        Weight of the L1 penalty on the codes. ``None`` is 5e-3 for
+        ``"relu"`` and 0 for the others. See :ref:`param-l1-coef`.
+    l0_coef : float, default=None
+        ``"jumprelu"`` only: weight of its L0 penalty (or of the quadratic
+        pull towards ``target_l0``). ``None`` is 1e-3. To reach a given L0,
+        set ``target_l0`` or search the weight with
+        :func:`~sklearn_sae.calibration.calibrate_l1_coef`.
+    target_l0 : int, default=None
+        ``"jumprelu"`` only: the mean L0 a fit aims at. The sparsity term
+        becomes ``2 / target_l0 * (L0_row - target_l0) ** 2`` averaged over
+        the rows, and the thresholds start where they fire ``target_l0``
+        latents a row. ``None`` penalises the L0 itself. See
+        :ref:`param-target-l0`.
     normalize : bool, default=True
         Standardise each row to zero mean and unit variance before encoding
         and undo it after decoding.
+    whiten : bool, default=False
+        Whiten the standardised rows with the training rows' mean and
+        covariance before encoding; the model is trained in the whitened
+        space and keeps the whitening (``transform`` reads raw rows). See
+        :ref:`whitening`.
     tied : bool, default=True
         Use one weight matrix for the encoder and (transposed) decoder.
     pre_bias_init : {"geometric_median", "mean", "zeros"}, default="geometric_median"
-        Start ``pre_bias`` at the centre of the rows given to ``fit`` (after
-        normalisation), estimated on up to 4,096 of them.
+        Start ``pre_bias`` at the centre of up to 4,096 training rows (after
+        normalisation).
     unit_norm_decoder : bool, default=True
         With ``tied=False``, keep every decoder atom at unit norm during
-        training (the radial part of its gradient is removed and it is
-        renormalised after each step). Ignored when ``tied=True``: the atoms
-        are then the encoder's rows, which need their scale.
+        training. Ignored when ``tied=True``.
     aux_k : int, "auto" or None, default="auto"
-        The auxiliary loss against dead latents (AuxK, after OpenAI's Top-K
-        autoencoders): in each training batch the ``aux_k`` most active dead
-        latents also reconstruct the residual ``x - x_hat``, weighted by
-        ``aux_coef``. ``"auto"`` is ``8 * k`` for the top-k activations and
-        off for ``"relu"``. ``None`` turns it off, as the seed does. This
-        package's AuxK departs from OpenAI's in two ways that stop it from
-        killing the latents it should revive: the dead latents'
-        reconstruction is compared with the residual after its best
-        non-negative scale, and they learn only through their atoms (their
-        code values and biases get no AuxK gradient). An int is only for the
-        top-k activations. For ``"jumprelu"``, ``"auto"`` turns on
-        Anthropic's pre-activation term instead (January 2025; SAELens's
-        ``pre_act_loss_coefficient``): for every dead latent, how far its
-        pre-activations fall short of its threshold, times its atom's norm,
-        summed over the dead latents and averaged over the rows. It pulls
-        the bias and the threshold of a silent latent together until it
-        fires again. Without it the L0 penalty raised the thresholds of rare
-        latents until 74-81% of a JumpReLU dictionary never fired on the
-        shipped proteins; with it none, at some cost in reconstruction:
-        held-out FVU 0.0338 against 0.0311 on 15,259 proteins, level (0.058-
-        0.062) on 1,000 at the default dictionary size
-        (``benchmarks/README.md``). Set ``aux_k=None`` to train JumpReLU
-        without it.
+        The top-k activations' auxiliary loss against dead latents (AuxK):
+        the ``aux_k`` most active dead latents also reconstruct the
+        residual, weighted by ``aux_coef``. ``"auto"`` is ``8 * k``;
+        ``None`` turns it off. Ignored by ``"relu"`` and ``"jumprelu"``.
+        See :ref:`param-aux-k`.
     aux_coef : float or "auto", default="auto"
-        Weight of the term against dead latents. ``"auto"`` is 1/32 for
-        AuxK (OpenAI's) and 0.003 for JumpReLU's pre-activation term (of
-        0.003, 0.01 and 1/32, which all kept every latent alive on the
-        shipped proteins, the one that moves the L0 set by ``l1_coef`` least).
+        Weight of AuxK. ``"auto"`` is 1/32.
+    pre_act_coef : float, "auto" or None, default="auto"
+        ``"jumprelu"`` only: weight of the pull of dead latents'
+        pre-activations towards their thresholds. ``"auto"`` is 0.003;
+        ``None`` turns it off. See :ref:`param-aux-k`.
     dead_window : int or "auto", default="auto"
-        A latent is dead for AuxK and JumpReLU's pre-activation term once it
-        has not fired for this many training rows. ``"auto"`` is
-        ``20 * n_latents / k``: twenty times the rows an average latent
-        waits between firings (OpenAI's ratio);
-        ``"jumprelu"``, whose L0 the penalty sets, takes ``k`` as the L0 to
-        expect here. The seed's value was 10,000.
-    tau_start : float, default=1.0
-        Gumbel temperature at the first training step (``"gumbel_topk"`` only).
-    tau_end : float, default=1e-8
-        Gumbel temperature at the last annealing step and after it
-        (``"gumbel_topk"`` only); at 1e-6 or below the selection is the hard
-        Top-K and training takes the sparse Top-K path.
+        Training rows without firing after which a latent counts as dead
+        (for AuxK and ``pre_act_coef``). ``"auto"`` is ``20 * n_latents /
+        k``.
+    tau_start, tau_end : float, default=1.0, 1e-8
+        ``"gumbel_topk"`` only: Gumbel temperature at the first training
+        batch and from the end of the annealing on.
     anneal_steps : int or float, default=0.005
-        Training batches over which the temperature falls linearly from
-        ``tau_start`` to ``tau_end`` (``"gumbel_topk"`` only). A float in
-        (0, 1] is a fraction of the fit's training batches, so the schedule
-        fits the run; an int is an absolute number of batches, as in the
-        seed's ``10_000``. The default, the first 0.5% of the batches, was
-        chosen by ``benchmarks/bench_gumbel.py``: a short noisy start revives
-        latents that Top-K leaves dead, while a long noisy phase kills
-        latents instead. A fit that ends before the temperature reaches
-        ``tau_end`` warns.
+        ``"gumbel_topk"`` only: training batches over which the temperature
+        falls linearly to ``tau_end``; a float in (0, 1] is a fraction of
+        the fit's batches. A fit that ends before it warns.
     gumbel_candidates : {"positive", "all"}, default="positive"
-        Which latents the noisy selection of ``"gumbel_topk"`` may keep:
-        ``"positive"``, only those with a positive pre-activation (a noisy
-        slot is never spent on a latent that would output 0); ``"all"``,
-        every latent, the seed's formula ``topk(z_pre / tau + g)``.
+        ``"gumbel_topk"`` only: the noisy selection picks among positive
+        pre-activations, or among all latents (``topk(z_pre / tau + g)``).
     lr : float or "auto", default="auto"
-        Peak learning rate of Adam. ``"auto"`` is
-        ``0.12 * min(spread, 1) / sqrt(n_features)``, where ``spread`` is the
-        root-mean-square distance of the encoder's input rows (standardised
-        when ``normalize=True``) from their mean, per dimension, measured on
-        up to 4,096 training rows: 6.1e-3 on the shipped NEAR proteins,
-        1.0e-3 and 2.0e-3 on UniRep vectors of widths 256 and 1,900. Adam
-        moves every weight by about ``lr`` a step, so a unit-norm encoder row
-        moves by about ``lr * sqrt(n_features)``, and the biases move by
-        ``lr`` against pre-activations of the size of the spread: one fixed
-        rate that suits one set of embeddings kills most latents of another
-        (the former default 1e-2 left 95% of the latents dead on UniRep
-        vectors of width 1,900; ``benchmarks/bench_defaults.py``).
-        A soft start takes ``0.2`` instead of ``0.12``: ``"gumbel_topk"``,
-        and ``"topk"`` narrowing from ``k_start``, keep latents alive at 5/3
-        of the rate, which lowered their held-out FVU on every set of that
-        benchmark (``"topk"`` with ``k_start=None`` takes ``0.12``). A
-        ``batch_size`` below 256 multiplies the rate by
-        ``sqrt(batch_size / 256)``: more steps on noisier gradients (batches
-        of 32 at the rate of 256 left 72% of a dictionary dead). Rows that
-        do not vary (one row, or identical rows) assume spread 1, with a
-        warning. :meth:`partial_fit` measures the spread once a run, on the
-        first call's rows.
+        Peak learning rate of Adam. ``"auto"`` is ``0.12 * min(spread, 1) /
+        sqrt(n_features)`` (0.2 with a soft start: ``"gumbel_topk"``, or
+        ``"topk"`` narrowing from ``k_start``), times ``sqrt(batch_size /
+        256)`` for smaller batches, with ``spread`` measured on the training
+        rows. The rate used is ``lr_``. See :ref:`param-lr`.
     batch_size : int, default=256
         Rows per training batch.
     max_epochs : int or "auto", default="auto"
         Passes over the training data. ``"auto"`` trains for at least 3,000
-        optimizer steps and at least 10 epochs, so that 2,000 proteins (8
-        batches an epoch) train as long as they need: 375 epochs there, 56 on
-        the 15,259 training rows of 80% of the shipped proteins; with
-        ``n_iter_no_change="auto"`` a fit stops earlier once the validation
-        loss stops improving. The former default was 20. With
-        ``distributed=True`` the steps counted are each process's (its share
-        of an epoch's batches).
+        optimiser steps and 10 epochs. See :ref:`param-training-length`.
     warmup_steps : int or float, default=0.05
         Batches of linear LR warmup; a float in [0, 1) is a fraction of all
         training batches.
     grad_clip : float, default=1.0
-        Maximum L2 norm of the gradient over all parameters; ``None`` turns
-        clipping off.
+        Maximum L2 norm of the gradient; ``None`` turns clipping off.
     validation_fraction : float, default=0.1
-        Fraction of the rows held out (at random) to report validation loss
-        and NMSE each epoch, and for early stopping. 0 trains on every row.
+        Fraction of the rows held out at random to score each epoch and for
+        early stopping; they are never trained on or used for estimates.
     n_iter_no_change : int, "auto" or None, default="auto"
-        Stop when the validation loss (the training loss when
-        ``validation_fraction=0``) has not improved for this many epochs,
-        and keep the best weights. ``None`` trains for ``max_epochs``.
-        ``"auto"`` is 10 with ``max_epochs="auto"``, whose 3,000-step floor
-        means hundreds of epochs on a few thousand rows, and ``None`` when
-        ``max_epochs`` is given. Early stopping applies to ``fit``, not to
-        :meth:`partial_fit`.
+        Stop when the validation loss (the training loss without validation)
+        has not improved for this many epochs, and keep the best weights.
+        ``"auto"`` is 10 with ``max_epochs="auto"``, else ``None``: train for
+        ``max_epochs``. Applies to ``fit`` only.
     amp : bool or "auto", default=False
-        Run the matrix multiplications in bfloat16 (``torch.autocast``);
-        weights, loss and outputs stay float32. ``"auto"`` takes bfloat16
-        where the device multiplies it natively (a CUDA GPU of compute
-        capability 8.0 or above, a CPU with AMX or AVX-512 BF16) and float32
-        elsewhere; the choice is recorded as :attr:`amp_`. See
-        :doc:`large_data` for the speed and quality measured.
+        Run the matrix multiplications in bfloat16; weights, loss and outputs
+        stay float32. ``"auto"`` takes bfloat16 where the device multiplies
+        it natively (CUDA compute capability 8.0 or above, a CPU with AMX or
+        AVX-512 BF16), else float32, and records the choice as ``amp_``. See
+        :ref:`speed-on-cpus`.
     device : str, default="auto"
-        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"auto"`` for a GPU when
-        PyTorch sees one.
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"auto"`` (a GPU when PyTorch
+        sees one).
     sparse_output : bool, default=False
-        Make :meth:`transform` return a ``scipy.sparse.csr_matrix``. For
-        ``"topk"`` and ``"gumbel_topk"`` it is built from the selected
-        indices without ever forming the dense codes; for the threshold
-        activations (``"batchtopk"``, ``"jumprelu"``) and ``"relu"`` from one
-        dense block of codes at a time (at most 2**24 values), never the
-        whole dense matrix.
+        Make :meth:`transform` return a ``scipy.sparse.csr_matrix``, built
+        without the dense codes.
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, the validation split, batch order and
-        Gumbel noise. With an int, fits on the CPU are bit-identical. The
-        caller's global torch RNG is left untouched.
+        Seeds initialisation, the validation split, batch order and Gumbel
+        noise; with an int, fits on the CPU are bit-identical. The caller's
+        global torch RNG is left untouched.
     verbose : int, default=0
-        0 is silent. 1 prints a table row per epoch (loss, NMSE, L0 and dead
-        fraction of each split), and a per-batch progress bar only when
-        standard output is a terminal; best values are coloured only on a
-        terminal, so log files stay plain text. 2 always shows the progress
-        bar.
+        0 is silent; 1 prints a table row per epoch (and a batch bar on a
+        terminal); 2 always shows the batch bar.
     checkpoint_dir : str or path-like, default=None
-        Directory in which :meth:`fit` saves the whole training state
-        (weights, optimizer, LR schedule, RNG states, history) at the end
-        of every epoch, replacing the previous epoch's checkpoint
-        atomically. A fit started with a directory that holds a checkpoint
-        resumes after that checkpoint's last complete epoch and runs only
-        the remaining ones; on the CPU with an int ``random_state`` it ends
-        bit-identical to a fit that was never interrupted, even one killed
-        mid-epoch. The checkpoint must come from a fit with the same
-        parameters (except ``verbose``, ``device``, ``sparse_output`` and
-        ``checkpoint_dir``) and the same data, or ``fit`` raises a
-        ``ValueError``: use one directory per model. A checkpoint whose
-        epochs are all done gives the finished model back without training.
-        ``None`` writes nothing.
+        Directory in which :meth:`fit` saves its whole training state every
+        epoch; a fit started with a checkpoint there resumes after its last
+        complete epoch (bit-identical on the CPU with an int
+        ``random_state``) or, if it finished, gives the model back. It must
+        come from a fit of the same parameters and data. See
+        :ref:`saving-and-resuming`.
     distributed : bool, default=False
-        Train data-parallel over the processes started by ``accelerate
-        launch`` or ``torchrun``, one per GPU (through Hugging Face
-        Accelerate: the ``scale`` extra). Every process calls ``fit`` with
-        the same ``X``; each trains on its own share of the batches and the
-        gradients are averaged, so one optimiser step sees ``batch_size``
-        rows per process: an effective batch of ``batch_size`` times the
-        number of processes, with proportionally fewer steps per epoch.
-        Divide ``batch_size`` by the number of processes to keep the
-        single-process optimisation. Every process ends with the same,
-        ordinary fitted estimator (weights on its own device); the epoch
-        metrics in ``history_`` cover the rows of all processes, the
-        per-batch entries are the process's own. ``device`` must be
-        ``"auto"``, ``"cuda"`` or ``"cpu"``. On CPUs, launch with
-        ``torchrun`` (``accelerate launch --cpu`` starts a single
-        process). Without a launcher it is an ordinary single-process fit.
-        On-disk ``X`` (an h5py dataset or memmap) works too: every process
-        opens the file itself and passes the same array, and each reads only
-        its own windows of blocks from disk.
-
+        Train data-parallel over the processes of ``accelerate launch`` or
+        ``torchrun`` (the ``scale`` extra); ``batch_size`` counts rows per
+        process. See :ref:`large-data`.
     matryoshka : sequence of float, default=None
-        Matryoshka training (Bussmann et al. 2025; Nabeshima 2024) for the
-        top-k activations (``"topk"``, ``"gumbel_topk"``, ``"batchtopk"``):
-        strictly increasing fractions in (0, 1) of the dictionary, such as
-        ``(1/16, 1/8, 1/4, 1/2)``, whose prefixes (the first
-        ``round(f * n_latents)`` latents) must each reconstruct the input
-        with the same codes, the whole dictionary being the last level. The
-        loss is the mean NMSE over the levels, prefixes and whole dictionary
-        with equal weights (Bussmann et al.'s weighting, averaged rather than
-        summed as SAELens does, so it stays on the scale of one NMSE;
-        Nabeshima's version and others weight or re-sample the levels), which
-        pushes general features into the early latents and their refinements
-        into the later ones.
-        A prefix may hold fewer latents than ``k`` (it then reconstructs with
-        the kept latents among its own); the prefixes must be distinct and
-        smaller than the dictionary. ``"relu"`` and ``"jumprelu"`` are
-        refused: their sparsity penalty would pull against the prefixes'
-        reconstructions, and neither paper pairs them. ``history_`` records
-        each level's FVU as ``train_fvu_level0``, ``train_fvu_level1``, ...
-        (smallest prefix first; the whole dictionary's is ``train_fvu``) and
-        ``valid_fvu_level0``, .... At inference the model is its activation
-        alone; :meth:`export` writes it as that activation. Training keeps
-        the sparse Top-K kernels and decodes every prefix at once from the
-        kept latents. ``None`` is a plain SAE.
+        Matryoshka training for the top-k activations: increasing fractions
+        in (0, 1) of the dictionary, such as ``(1/16, 1/8, 1/4, 1/2)``,
+        whose prefixes must each reconstruct the input too; the loss is the
+        mean NMSE over the prefixes and the whole dictionary. ``None`` is a
+        plain SAE. See :ref:`param-matryoshka`.
 
     Attributes
     ----------
@@ -350,12 +232,14 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Per-epoch log, indexed as ``history_[:, "valid_nmse"]``. For the
         training rows (``train_``, accumulated over the epoch's batches as
         optimised) and the validation rows (``valid_``): ``loss``, ``nmse``,
-        ``fvu``, ``l0`` (mean non-zeros per row) and ``dead_fraction``
+        ``fvu``, ``l0`` (mean non-zeros per row), ``l1`` and ``dead_fraction``
         (latents zero on every row of the split that epoch; a fit whose last
         epoch leaves more than 10% of the latents dead on its training rows
         warns and says what to change); the same for
-        each of ``fit``'s ``eval_sets``; also ``dur`` (seconds) and, per
-        batch, ``event_lr``.
+        each of ``fit``'s ``eval_sets``; Matryoshka adds ``fvu_level0``,
+        ``nmse_level0``, ... (one per prefix) and JumpReLU ``sparsity`` (its
+        L0 term, or the distance to ``target_l0``); also
+        ``dur`` (seconds) and, per batch, ``event_lr``.
     n_iter_ : int
         Number of epochs run; each :meth:`partial_fit` call counts as one.
     n_steps_ : int
@@ -397,12 +281,16 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         k=32,
         k_start="auto",
         l1_coef=None,
+        l0_coef=None,
+        target_l0=None,
         normalize=True,
+        whiten=False,
         tied=True,
         pre_bias_init="geometric_median",
         unit_norm_decoder=True,
         aux_k="auto",
         aux_coef="auto",
+        pre_act_coef="auto",
         dead_window="auto",
         tau_start=1.0,
         tau_end=1e-8,
@@ -429,12 +317,16 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self.k = k
         self.k_start = k_start
         self.l1_coef = l1_coef
+        self.l0_coef = l0_coef
+        self.target_l0 = target_l0
         self.normalize = normalize
+        self.whiten = whiten
         self.tied = tied
         self.pre_bias_init = pre_bias_init
         self.unit_norm_decoder = unit_norm_decoder
         self.aux_k = aux_k
         self.aux_coef = aux_coef
+        self.pre_act_coef = pre_act_coef
         self.dead_window = dead_window
         self.tau_start = tau_start
         self.tau_end = tau_end
@@ -500,6 +392,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             )
         rows, X = self._training_rows(X)
         params = self.get_params(deep=False)
+        renamed_params(params, warn=True)  # the model is built from params: this only warns of deprecated uses
         # On disk whole blocks are held out, so the count is close rather than exact.
         n_train = self._check_n_train(rows.n_rows)
         n_latents = resolve_n_latents(params, rows.n_features, n_train=n_train)
@@ -636,6 +529,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     def _start_incremental(self, X, device, *, fitted_net=None):
         """The initialised net of a new run of ``partial_fit`` calls, from ``fitted_net``'s weights if given."""
         params = self.get_params(deep=False)
+        renamed_params(params, warn=True)
         n_features = X.shape[1]
         if fitted_net is None:
             n_latents = resolve_n_latents(params, n_features)
@@ -650,9 +544,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                 "To train a model with the new values from scratch, call fit.",
             )
             params = {**params, **{name: fitted[name] for name in MODEL_PARAMS}}
-            # None: the fitted activation has no start-up schedule, and continuing must not start one (0 batches).
-            anneal_steps = schedule_length(fitted_net.module_.activation) or 0
-            spec = model_spec(params, n_features, fitted_net.module_.n_latents, anneal_steps=anneal_steps)
+            # The fitted activation's start-up schedule, continued; without one, continuing must not start one.
+            activation = fitted_net.module_.activation
+            spec = model_spec(params, n_features, fitted_net.module_.n_latents,
+                              anneal_steps=schedule_length(activation) or 0)
+            spec = dataclasses.replace(spec, k_start=schedule_start(activation))  # resolved from lr at the fit
         lr = 1.0 if self.lr == "auto" else float(self.lr)  # IncrementalRun sets each batch's rate itself
         net = start_run(
             spec, training_settings(params), X, lr=lr, seed=self._draw_seed(), device=device, fitted=fitted_net
@@ -883,12 +779,16 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Returns
         -------
         score : float
-            1 for a perfect reconstruction, 0 for one no better than the mean row.
+            1 for a perfect reconstruction, 0 for one no better than the mean row
+            (:func:`sklearn_sae.metrics.fvu`; rows that do not vary score 1 if
+            reconstructed exactly, else 0).
         """
         check_is_fitted(self)
         module = self._module()
-        pairs = ((block, self._reconstruct_block(module, block)) for _, block in self._blocks(self._rows_to_read(X)))
-        return 1.0 - fvu_over_blocks(pairs)
+        totals = FVUTotals()
+        for _, block in self._blocks(self._rows_to_read(X)):
+            totals.add(block, self._reconstruct_block(module, block))
+        return 1.0 - totals.fvu()
 
     # ------------------------------------------------------ sklearn plumbing
 
@@ -898,7 +798,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         # model whose atoms nobody reads does not hold them twice. _adopt_net drops the copy when the weights change.
         atoms = self.__dict__.get("_components")
         if atoms is None:
-            atoms = self.net_.module_.decoder_weight.detach().cpu().numpy().copy()
+            atoms = self.net_.module_.atoms().detach().float().cpu().numpy().copy()
             atoms.setflags(write=False)
             self._components = atoms
         return atoms
@@ -1272,7 +1172,7 @@ def _warn_if_unhealthy(net, epoch: int) -> None:
     if isinstance(net.module_.activation, ReLU):  # its latents are pushed to zero by the L1 penalty
         revive = "lower l1_coef (the sparsity penalty pushes latents to zero)"
     elif isinstance(net.module_.activation, JumpReLU):
-        revive = "keep aux_k='auto' (its pre-activation term pulls dead latents back), lower l1_coef"
+        revive = "keep pre_act_coef='auto' (its pre-activation term pulls dead latents back), lower l0_coef"
     else:  # the top-k activations
         revive = "keep aux_k='auto' (AuxK revives dead latents)"
     last = epoch == len(net.history) - 1

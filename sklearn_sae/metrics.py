@@ -1,7 +1,11 @@
 """Quality measures of a sparse autoencoder fit.
 
 Every function takes NumPy arrays (dense, or SciPy sparse for codes) and
-returns a Python float or a NumPy array.
+returns a Python float or a NumPy array. This is the one implementation of
+each measure: the estimator's ``score``, the training history and
+:mod:`sklearn_sae.evaluate` compute the FVU with :class:`FVUTotals` (or its
+:func:`merge_centred` and :func:`fvu_of` on the training device), and count
+codes with :func:`nonzero_counts`.
 
 =================  ==========================================================
 ``nmse``           mean over rows of ``||x_hat - x||^2 / ||x||^2``
@@ -9,6 +13,7 @@ returns a Python float or a NumPy array.
 ``l0``             mean number of non-zero codes per row
 ``l1``             mean over rows of ``||h||_1 / ||x_norm||_2``, the training loss's L1 term
 ``latent_density`` fraction of rows in which each latent is non-zero
+``nonzero_counts`` non-zero codes per latent or per row (sparse codes left untouched)
 ``dead_fraction``  fraction of latents that are zero on every row
 ``dictionary_recovery``  how well learned atoms match known true ones (MMCS)
 =================  ==========================================================
@@ -21,7 +26,8 @@ import scipy.sparse as sp
 
 from ._warnings import warn_user
 
-__all__ = ["nmse", "fvu", "l0", "l1", "latent_density", "dead_fraction", "dictionary_recovery"]
+__all__ = ["nmse", "fvu", "l0", "l1", "latent_density", "nonzero_counts", "dead_fraction", "dictionary_recovery",
+           "FVUTotals"]
 
 
 def _as_2d_pair(X, X_hat):
@@ -59,7 +65,7 @@ def _mean_row_ratio(numerators, denominators, *, measure: str, zero_rows: str) -
 
 
 def nmse(X, X_hat) -> float:
-    """Normalised mean squared error, the autoencoder's training loss.
+    """Normalised mean squared error: the reconstruction term of the autoencoder's training loss.
 
     .. math:: \\mathrm{NMSE} = \\frac{1}{n} \\sum_i \\frac{\\|\\hat x_i - x_i\\|^2}{\\|x_i\\|^2}
 
@@ -88,7 +94,10 @@ def fvu(X, X_hat) -> float:
     .. math:: \\mathrm{FVU} = \\frac{\\sum_i \\|\\hat x_i - x_i\\|^2}{\\sum_i \\|x_i - \\bar x\\|^2}
 
     where :math:`\\bar x` is the mean row of ``X``. Unlike :func:`nmse` it is
-    centred, so a model that only learns the mean scores 1, not near 0.
+    centred, so a model that only learns the mean scores 1, not near 0. The
+    sums run in float64 a block of rows at a time (:class:`FVUTotals`), as
+    ``score``, the training history and :mod:`~sklearn_sae.evaluate` compute
+    it.
 
     Parameters
     ----------
@@ -98,14 +107,83 @@ def fvu(X, X_hat) -> float:
     Returns
     -------
     float
-        ``inf`` when ``X`` has no variance and the reconstruction is not exact, ``0.0`` when it is.
+        When ``X`` has no variance (one row, or identical rows), scikit-learn's
+        convention for the explained variance: 0.0 for an exact
+        reconstruction, 1.0 otherwise.
     """
     X, X_hat = _as_2d_pair(X, X_hat)
-    residual = np.square(X_hat - X).sum()
-    total = np.square(X - X.mean(axis=0)).sum()
-    if total == 0:
-        return 0.0 if residual == 0 else float("inf")
-    return float(residual / total)
+    totals = FVUTotals()
+    for start in range(0, X.shape[0], _FVU_BLOCK_ROWS):
+        totals.add(X[start : start + _FVU_BLOCK_ROWS], X_hat[start : start + _FVU_BLOCK_ROWS])
+    return totals.fvu()
+
+
+_FVU_BLOCK_ROWS = 4096
+"""Rows per block of :func:`fvu`'s float64 sums: the temporaries stay a few MB on a large ``X``."""
+
+
+def fvu_of(residual: float, centred: float) -> float:
+    """The FVU of a summed squared error and the rows' summed squared distance to their mean.
+
+    The one place of the convention for rows without variance (``centred`` 0): 0.0 when the residual is 0 too,
+    else 1.0, as scikit-learn's ``explained_variance_score(force_finite=True)`` has it.
+    """
+    if centred > 0:
+        return float(residual) / float(centred)
+    return 0.0 if residual == 0 else 1.0
+
+
+def merge_centred(n_a, mean_a, centred_a, n_b, mean_b, centred_b):
+    """``(n, mean, centred)`` of two groups of rows from each group's count, mean row and centred sum of squares.
+
+    Chan et al.'s pairwise update: exact, and accurate when the rows share a large offset, where the sum of
+    squares minus the squared sum loses every digit. Arithmetic only, so it serves NumPy arrays and the torch
+    tensors training accumulates on its device alike. ``n_a`` may be 0 (``mean_a`` and ``centred_a`` are then
+    ignored).
+    """
+    if n_a == 0:
+        return n_b, mean_b, centred_b
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    centred = centred_a + centred_b + (delta * delta).sum() * (n_a * n_b / n)
+    return n, mean_a + delta * (n_b / n), centred
+
+
+class FVUTotals:
+    """Running sums behind the FVU of rows given a block at a time, in float64.
+
+    The one implementation of the FVU: :func:`fvu`, the estimator's ``score``
+    and :mod:`~sklearn_sae.evaluate` add blocks here, and training merges its
+    batches with the same :func:`merge_centred` and :func:`fvu_of`.
+
+    Attributes
+    ----------
+    n_rows : int
+    residual : float
+        Sum over the rows of ``||x_hat - x||^2``.
+    centred : float
+        Sum over the rows of ``||x - mean(X)||^2``.
+    """
+
+    def __init__(self):
+        self.n_rows, self.mean, self.centred, self.residual = 0, None, 0.0, 0.0
+
+    def add(self, X, X_hat) -> None:
+        """Add a block of rows and their reconstructions."""
+        X = np.asarray(X, dtype=np.float64)
+        self.residual += float(np.square(np.asarray(X_hat, dtype=np.float64) - X).sum())
+        if X.shape[0] == 0:
+            return
+        block_mean = X.mean(axis=0)
+        block_centred = float(np.square(X - block_mean).sum())
+        self.n_rows, self.mean, self.centred = merge_centred(
+            self.n_rows, self.mean, self.centred, X.shape[0], block_mean, block_centred
+        )
+        self.centred = float(self.centred)
+
+    def fvu(self) -> float:
+        """The FVU of the rows added so far (:func:`fvu_of`'s convention when they do not vary)."""
+        return fvu_of(self.residual, self.centred)
 
 
 def l1(X, codes, *, normalize) -> float:
@@ -154,13 +232,30 @@ def latent_density(codes) -> np.ndarray:
     -------
     ndarray of shape (n_latents,)
     """
-    if sp.issparse(codes):
-        codes = sp.csr_matrix(codes)
-        codes.eliminate_zeros()
-        counts = np.bincount(codes.indices, minlength=codes.shape[1])
-    else:
-        counts = np.count_nonzero(np.asarray(codes), axis=0)
-    return counts / max(codes.shape[0], 1)
+    return nonzero_counts(codes, axis=0) / max(codes.shape[0], 1)
+
+
+def nonzero_counts(codes, axis: int) -> np.ndarray:
+    """Non-zero codes per latent (``axis=0``) or per row (``axis=1``); explicit zeros of a sparse matrix do not
+    count, and the caller's matrix is left as it is.
+
+    Parameters
+    ----------
+    codes : array-like or sparse matrix of shape (n_samples, n_latents)
+    axis : {0, 1}
+
+    Returns
+    -------
+    ndarray of int
+    """
+    if not sp.issparse(codes):
+        return np.count_nonzero(np.asarray(codes), axis=axis)
+    codes = codes.tocsr()  # no copy for a CSR matrix: read it, never change it
+    nonzero = codes.data != 0
+    if axis == 0:
+        return np.bincount(codes.indices[nonzero], minlength=codes.shape[1])
+    rows = np.repeat(np.arange(codes.shape[0]), np.diff(codes.indptr))
+    return np.bincount(rows[nonzero], minlength=codes.shape[0])
 
 
 def l0(codes) -> float:

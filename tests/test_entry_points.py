@@ -111,3 +111,56 @@ def test_conversion_keeps_the_ids_load_embeddings_reads(tmp_path):
     ids, _ = load_embeddings(tmp_path / "hashed.h5")
     converted_ids, _ = load_embeddings(convert_embeddings(tmp_path / "hashed.h5", tmp_path / "matrix.h5"))
     assert list(ids) == ["sp|P1|A", "sp|P2|B"] and list(converted_ids) == list(ids)
+
+
+def test_residue_embeddings_refuse_an_integer_dtype_as_the_other_readers_do(tmp_path):
+    import h5py
+
+    from sklearn_sae.datasets import load_embeddings, load_residue_embeddings
+
+    with h5py.File(tmp_path / "residues.h5", "w") as f:
+        f.create_dataset("P1", data=np.array([[0.7, -0.4], [1.9, 0.2]], dtype=np.float32))
+    with pytest.raises(ValueError, match="floating point dtype"):
+        load_residue_embeddings(tmp_path / "residues.h5", dtype=np.int16)
+    with pytest.raises(ValueError, match="floating point dtype"):
+        load_embeddings(tmp_path / "residues.h5", dtype=np.int16)
+    assert load_residue_embeddings(tmp_path / "residues.h5")[1][0, 0] == np.float32(0.7)
+
+
+def test_the_l0_budget_scorer_and_core_metrics_score_a_pipeline_as_its_sae(tmp_path):
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sklearn_sae.evaluate import core_metrics, make_l0_budget_scorer
+
+    rows = (np.random.default_rng(0).normal(size=(300, 16)) * 0.05 + 1.0).astype(np.float32)
+    pipe = _quiet_fit(Pipeline([("sae", _sae(max_epochs=3))]), rows)
+    sae = pipe.named_steps["sae"]
+    scorer = make_l0_budget_scorer(8)
+    assert scorer(pipe, rows) == pytest.approx(scorer(sae, rows)) == pytest.approx(sae.score(rows), abs=1e-5)
+    assert core_metrics(pipe, rows).equals(core_metrics(sae, rows))
+    scaled = _quiet_fit(Pipeline([("scale", StandardScaler()), ("sae", _sae(max_epochs=3))]), rows)
+    inner = scaled[:-1].transform(rows).astype(np.float32)
+    assert scorer(scaled, rows) == pytest.approx(scaled.named_steps["sae"].score(inner), abs=1e-5)
+
+
+def test_sparse_probing_leaves_out_rows_without_a_label():
+    from sklearn_sae.evaluate import make_sparse_probing_scorer, sparse_probing
+
+    rng = np.random.default_rng(0)
+    labels = rng.choice(["Nucleus", "Membrane"], 120)
+    codes = np.column_stack([rng.random(120), (labels == "Nucleus") * 3.0, rng.random(120)])
+    y = pd.Series(labels, dtype=object)
+    y[:6] = np.nan  # missing annotations, as an empty field of a labels table gives
+    with pytest.warns(UserWarning, match="6 of the 80 rows of y_train have no label"):
+        table = sparse_probing(codes[:80], y[:80], codes[80:], y[80:], ks=(1,))
+    complete = sparse_probing(codes[6:80], labels[6:80], codes[80:], labels[80:], ks=(1,))
+    pd.testing.assert_frame_equal(table.reset_index(drop=True), complete.reset_index(drop=True))
+
+    class Identity:
+        def transform(self, X):
+            return X
+
+    with pytest.warns(UserWarning, match="have no label"):
+        score = make_sparse_probing_scorer(ks=(1,), n_splits=2)(Identity(), codes, y)
+    assert score > 0.9

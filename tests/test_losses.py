@@ -1,8 +1,8 @@
 """Losses that mean what they say: one objective per activation, the same in every split, and no module state.
 
 Each split's ``*_loss`` in ``history_`` must be the objective recomputed from the same split's recorded terms:
-``nmse`` (Matryoshka: the mean of ``nmse_level*`` and ``nmse``) plus ``l1_coef`` times the sparsity term
-(``l1``; JumpReLU: ``l0``). The training aids (AuxK, JumpReLU's pre-activation term) are differentiated in
+``nmse`` (Matryoshka: the mean of ``nmse_level*`` and ``nmse``) plus the weighted sparsity term
+(``l1_coef`` times ``l1``; JumpReLU: ``l0_coef`` times ``l0``). The training aids (AuxK, JumpReLU's pre-activation term) are differentiated in
 training but are not part of any recorded loss.
 """
 
@@ -40,6 +40,8 @@ def _fit(X, config, *, eval_sets=True, **params):
                     aux_coef=0.5, device="cpu", random_state=0)
     if CONFIGS[config]["activation"] == "relu":
         defaults["aux_k"] = None  # ReLU has no term against dead latents
+    if CONFIGS[config]["activation"] == "jumprelu":  # its own names: the L0 weight, and its term against dead latents
+        defaults.update(l1_coef=None, l0_coef=L1_COEF, aux_coef="auto", pre_act_coef=0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         sae = SparseAutoencoderTransformer(**{**defaults, **CONFIGS[config], **params})
