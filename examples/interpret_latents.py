@@ -65,7 +65,8 @@ and label), ``summary.md`` (means per representation and label set),
 SAE, ``atlas.html`` (the HTML atlas of all its latents over all proteins,
 see :func:`~sklearn_sae.interpret.write_atlas`) and ``card_<latent>.png``,
 the feature cards of the latents that beat the all-positive F1 on test by
-the widest margin (one per label set). The atlas and the cards describe all
+the widest margin (one per label set), listed in ``cards.txt`` (a rerun
+replaces those cards and leaves any other file alone). The atlas and the cards describe all
 proteins; the held-out table is the evidence. At the defaults the run takes
 one and a half to four minutes on two shared CPU cores, most of it training
 the SAE.
@@ -437,13 +438,21 @@ def card_latents(heldout, n_cards):
     return chosen
 
 
+CARDS_MANIFEST = "cards.txt"
+"""The cards one run wrote, which the next run in the same ``--out`` replaces (other files are left alone)."""
+
+
 def write_atlas_and_cards(out, sae, X, ids, sets, heldout, n_cards):
     codes = sae.transform(X)
     associations = associations_by_set(codes, sets)
     write_atlas(out / "atlas.html", codes, ids=ids, labels=sets, components=sae.components_,
                 associations=associations, title="SAE latents of the SCL2205 proteins")
-    for stale in out.glob("card_*.png"):  # an earlier run's cards would pass for this run's
-        stale.unlink()
+    # An earlier run's cards would pass for this run's: remove those it listed, and nothing else of --out.
+    manifest = out / CARDS_MANIFEST
+    if manifest.exists():
+        for name in manifest.read_text().split():
+            if name.startswith("card_") and name.endswith(".png"):
+                (out / name).unlink(missing_ok=True)
     written = []
     for latent, label_set in card_latents(heldout, n_cards).items():
         # The card figure has room for a few label columns: the location and the label set it was chosen for.
@@ -454,6 +463,7 @@ def write_atlas_and_cards(out, sae, X, ids, sets, heldout, n_cards):
         fig.savefig(out / f"card_{latent}.png", dpi=110)
         plt.close(fig)
         written.append(f"card_{latent}.png")
+    manifest.write_text("".join(f"{name}\n" for name in written))
     return written
 
 

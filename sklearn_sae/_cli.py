@@ -76,6 +76,10 @@ def _parser():
     convert.add_argument("--layer", type=int, default=None, help="the layer of ESM .pt files that hold several")
     convert.add_argument("--residues", action="store_true", help="SRC holds per-residue embeddings")
     convert.add_argument(
+        "--id-column", default=None, metavar="NAME",
+        help="the column (CSV, TSV, Parquet) or array (.npz) of SRC that holds the ids, if not named id, ids, ...",
+    )
+    convert.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar (it is shown only on a terminal anyway)"
     )
     convert.set_defaults(run=_convert)
@@ -99,8 +103,8 @@ def _convert(args):
 
     progress = not args.quiet and sys.stderr.isatty()
     if args.residues:
-        if args.compression != "none":
-            raise ValueError("--compression is not available with --residues.")
+        if args.compression != "none" or args.id_column is not None:
+            raise ValueError("--compression and --id-column are not available with --residues.")
         convert_residue_embeddings(args.src, args.dst, dtype=np.dtype(args.dtype), chunk_rows=args.chunk_rows,
                                    layer=args.layer, progress=progress)
         return
@@ -112,4 +116,5 @@ def _convert(args):
         chunk_rows=args.chunk_rows,
         progress=progress,
         layer=args.layer,
+        id_column=args.id_column,
     )

@@ -90,6 +90,26 @@ class SAEOutput(NamedTuple):
     them; ``x_hat`` and ``prefix_x_hats`` above stay in input units and ``aux_residual_hat`` is ``None``."""
 
 
+def ledoit_wolf_shrinkage(centred: torch.Tensor, eigenvalues: torch.Tensor) -> float:
+    """Ledoit and Wolf's (2004) weight in [0, 1] of the scaled identity in the shrunk covariance of ``centred``.
+
+    ``centred`` holds ``n`` rows minus their mean; ``eigenvalues`` are those of their covariance
+    ``centred.T @ centred / (n - 1)``. With ``S`` the covariance over ``n`` and ``mu = trace(S) / d``, the
+    weight is ``min(b2, d2) / d2`` where ``d2 = ||S - mu I||_F^2`` (how far ``S`` is from a scaled identity)
+    and ``b2 = (mean_k ||x_k||^4 - ||S||_F^2) / n`` (how much of that distance the rows' sampling noise
+    explains). Both come from the eigenvalues and the rows' norms, without a second ``d x d`` product.
+    """
+    n = centred.shape[0]
+    eigenvalues = eigenvalues.double() * (n - 1) / n  # those of S
+    frobenius2 = float(eigenvalues.square().sum())
+    mu = float(eigenvalues.mean())
+    distance2 = frobenius2 - mu * mu * len(eigenvalues)
+    if distance2 <= 0:  # S is already a scaled identity
+        return 0.0
+    noise2 = (float(centred.double().square().sum(dim=1).square().mean()) - frobenius2) / n
+    return min(max(noise2, 0.0), distance2) / distance2
+
+
 def layer_norm_no_affine(x: torch.Tensor, eps: float = LAYER_NORM_EPS):
     """Standardise each row to zero mean and unit variance, with no learned scale or shift.
 
@@ -277,9 +297,12 @@ class SparseAutoencoder(nn.Module):
         """Set the whitening statistics from the rows ``x`` (in input units): their mean and covariance.
 
         After standardisation (``normalize=True``), the rows' mean ``m`` and covariance ``C = E diag(l) E^T``
-        (float64) give the symmetric (ZCA) whitening ``W = E diag(l + eps * mean(l))^(-1/2) E^T`` and its inverse,
-        so whitened rows ``(x - m) @ W`` have about identity covariance and stay as close as possible to the rows
-        themselves. At least 2 rows are needed.
+        (float64) give the symmetric (ZCA) whitening ``W = E diag(l')^(-1/2) E^T`` and its inverse, so whitened
+        rows ``(x - m) @ W`` have about identity covariance and stay as close as possible to the rows themselves.
+        The eigenvalues are shrunk towards their mean, ``l' = (1 - s) l + s mean(l) + eps mean(l)``, by the
+        Ledoit-Wolf weight ``s`` the rows support (:func:`ledoit_wolf_shrinkage`): near 0 on many rows, near 1
+        on fewer rows than dimensions, where the sample covariance is singular and unshrunk whitening would blow
+        the noise of held-out rows in its empty directions up to unit variance. At least 2 rows are needed.
         """
         if x.shape[0] < 2:
             raise ValueError(f"whiten=True estimates a covariance and needs at least 2 training rows, got {x.shape[0]}.")
@@ -289,7 +312,9 @@ class SparseAutoencoder(nn.Module):
         covariance = centred.T @ centred / (x_norm.shape[0] - 1)
         eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
         eigenvalues = eigenvalues.clamp_min(0)
-        eigenvalues = eigenvalues + eps * max(float(eigenvalues.mean()), torch.finfo(torch.float32).tiny)
+        shrinkage = ledoit_wolf_shrinkage(centred, eigenvalues)
+        average = max(float(eigenvalues.mean()), torch.finfo(torch.float32).tiny)
+        eigenvalues = (1 - shrinkage) * eigenvalues + (shrinkage + eps) * average
         self.whitening_mean.copy_(mean)
         self.whitening_matrix.copy_((eigenvectors * eigenvalues.rsqrt()) @ eigenvectors.T)
         self.unwhitening_matrix.copy_((eigenvectors * eigenvalues.sqrt()) @ eigenvectors.T)

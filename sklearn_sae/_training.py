@@ -497,8 +497,9 @@ class UnitNormDecoder(Callback):
 def release_training_state(net: SAENet) -> None:
     """Drop from a trained net what only more training would need, so fitted models stay lean.
 
-    That is Adam's state (two moments, twice the size of the weights) and the LR scheduler, whose
-    reference to the optimizer would otherwise pickle the optimizer a second time. A new ``fit``
+    That is Adam's state (two moments, twice the size of the weights), the LR scheduler, whose
+    reference to the optimizer would otherwise pickle the optimizer a second time, and early
+    stopping's copy of the best epoch's weights (already restored into the module). A new ``fit``
     builds a fresh net, so nothing is lost; an incremental fit that continues training must keep
     them instead.
     """
@@ -506,6 +507,8 @@ def release_training_state(net: SAENet) -> None:
     for _, callback in net.callbacks_:
         if isinstance(callback, LRScheduler):
             callback.lr_scheduler_ = None
+        if isinstance(callback, EarlyStopping):
+            callback.best_model_weights_ = None
 
 
 @contextlib.contextmanager

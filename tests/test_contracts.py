@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from sklearn_sae import SparseAutoencoderTransformer
 
@@ -59,3 +60,23 @@ def test_inference_leaves_the_cached_atoms_alone(method):
     atoms = sae.components_
     getattr(sae, method)(X)
     assert sae.components_ is atoms
+
+
+def _tensor_bytes(value):
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(item) for item in value.values())
+    return 0
+
+
+def test_an_early_stopped_fit_holds_its_weights_once():
+    # Early stopping restores its best epoch into the module; the fitted model keeps no second copy in memory.
+    X_wide = np.random.default_rng(1).normal(size=(400, 64)).astype(np.float32)
+    sae = SparseAutoencoderTransformer(k=4, n_latents=512, max_epochs=3, n_iter_no_change=1, random_state=0,
+                                       device="cpu").fit(X_wide)
+    assert "early_stopping" in dict(sae.net_.callbacks_)
+    held_by_callbacks = sum(_tensor_bytes(value) for _, callback in sae.net_.callbacks_
+                            for value in vars(callback).values())
+    assert held_by_callbacks == 0
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(sae)).transform(X_wide), sae.transform(X_wide))

@@ -120,6 +120,22 @@ def test_labels_absent_from_a_split_are_left_out(example, dataset, capsys):
     assert not list(out.glob("card_*.png"))
 
 
+def test_a_rerun_replaces_its_own_cards_and_nothing_else(example, dataset):
+    out = dataset / "results"
+    out.mkdir()
+    (out / "card_7.png").write_bytes(b"a file of the user's, named like a card")
+    (out / "card_998.png").write_bytes(b"a card of an earlier run")
+    (out / "cards.txt").write_text("card_998.png\n")
+    argv = ["--data", str(dataset / "emb.h5"), "--labels", str(dataset / "labels.csv"),
+            "--properties", str(dataset / "properties.csv"), "--out", str(out),
+            "--n-latents", "24", "--k", "3", "--epochs", "1", "--device", "cpu", "--n-cards", "1"]
+    assert example.main(argv) == 0
+    assert (out / "card_7.png").read_bytes() == b"a file of the user's, named like a card"
+    assert not (out / "card_998.png").exists()
+    listed = (out / "cards.txt").read_text().split()
+    assert len(listed) == 1 and (out / listed[0]).stat().st_size > 0
+
+
 def test_missing_file_is_a_usage_error(example, dataset, capsys):
     missing = dataset / "nowhere.csv"
     with pytest.raises(SystemExit) as excinfo:

@@ -388,6 +388,7 @@ def test_unfitted_transform_raises_not_fitted():
 
 # ------------------------------------------------------------------ GPU
 
+@pytest.mark.cuda
 @requires_cuda
 @pytest.mark.parametrize("amp", [False, True])
 def test_cuda_fit_matches_cpu_quality_and_loads_on_cpu(structured_data, amp):

@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from sklearn.covariance import ledoit_wolf_shrinkage
 
 from sklearn_sae import SparseAutoencoderTransformer
 from sklearn_sae._model import layer_norm_no_affine
@@ -40,13 +41,29 @@ def test_the_whitened_training_rows_have_identity_covariance_but_for_the_damped_
     rows = layer_norm_no_affine(torch.from_numpy(X))[0] if normalize else torch.from_numpy(X)
     eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(rows.double().T))
     eigenvalues = eigenvalues.clamp_min(0)
-    # eps, a thousandth of the mean eigenvalue, damps the directions of least variance (and the one direction
-    # that per-row standardisation leaves without any)
-    kept = eigenvalues / (eigenvalues + 1e-3 * eigenvalues.mean())
+    # Ledoit-Wolf's shrinkage towards the mean eigenvalue (scikit-learn's estimate of its weight), plus eps, a
+    # thousandth of the mean eigenvalue, damp the directions of least variance (and the one direction that
+    # per-row standardisation leaves without any)
+    weight = ledoit_wolf_shrinkage((rows - rows.mean(dim=0)).double().numpy(), assume_centered=True)
+    kept = eigenvalues / ((1 - weight) * eigenvalues + (weight + 1e-3) * eigenvalues.mean())
     expected = (eigenvectors * kept) @ eigenvectors.T
     np.testing.assert_allclose(torch.cov(whitened.T).numpy(), expected.numpy(), atol=1e-4)
-    assert int((kept > 0.9).sum()) >= N_FEATURES // 2  # most directions have unit variance
+    assert bool((kept[-N_FEATURES // 4:] > 0.9).all())  # the directions of most variance have unit variance
+    assert float(kept[0]) < 0.1  # and those far below the sampling noise are damped, not blown up
     np.testing.assert_allclose(whitened.mean(dim=0).numpy(), 0, atol=1e-4)
+
+
+def test_fewer_rows_than_dimensions_do_not_blow_up_held_out_rows():
+    # 40 rows in 64 dimensions: the sample covariance is singular. Unshrunk, its empty directions (eigenvalue 0,
+    # plus eps) would scale a held-out row's component there ~30-fold; shrunk, whitened held-out rows keep about
+    # the size of whitened training rows.
+    rng = np.random.default_rng(1)
+    rows = (rng.normal(size=(80, 64)) * np.logspace(0, -1, 64)).astype(np.float32)
+    sae = _fit(rows[:40], k=4, n_latents=16, validation_fraction=0.0, max_epochs=1)
+    with torch.no_grad():
+        seen, held_out = (sae.net_.module_.preprocess(torch.from_numpy(part))[0].norm(dim=1).mean()
+                          for part in (rows[:40], rows[40:]))
+    assert float(held_out) < 1.5 * float(seen)
 
 
 def test_the_statistics_come_from_the_training_rows_only():

@@ -154,7 +154,7 @@ _CONVERT = "convert_embeddings()"
 
 
 def convert_embeddings(src, dst, *, dtype=np.float16, compression=None, chunk_rows=None, progress=False,
-                       layer=None):
+                       layer=None, id_column=None):
     """Convert an embeddings file to the chunked ``"matrix"`` layout.
 
     ``src`` may also be in any other format `load_embeddings` reads (ESM
@@ -205,6 +205,12 @@ def convert_embeddings(src, dst, *, dtype=np.float16, compression=None, chunk_ro
         chunks.
     progress : bool, default=False
         Show a tqdm progress bar, counted in proteins.
+    layer : int, default=None
+        The layer of an ESM ``.pt`` file that holds several (see `load_embeddings`).
+    id_column : str, default=None
+        The column (CSV, TSV, Parquet) or array (``.npz``) of ``src`` that
+        holds the ids, when its name is not one `load_embeddings` recognises
+        (see there); never written as a dimension.
 
     Returns
     -------
@@ -252,11 +258,13 @@ def convert_embeddings(src, dst, *, dtype=np.float16, compression=None, chunk_ro
         raise ValueError(f"chunk_rows must be a positive integer or None, got {chunk_rows!r}.")
     dst = check_replaceable(_check_writable_path(dst), foreign_hdf5_content, writer=_CONVERT, directory=False)
     if not in_hdf5:
-        ids, X = load_embeddings(src, dtype=np.float32, layer=layer)
+        ids, X = load_embeddings(src, dtype=np.float32, layer=layer, id_column=id_column)
         return _write_matrix(dst, ids, X.shape[1], *_array_source(ids, X, src), dtype=dtype,
                              compression=compression, chunk_rows=chunk_rows, progress=progress)
     if layer is not None:
         raise ValueError("layer= applies to ESM .pt files only.")
+    if id_column is not None:
+        raise ValueError("id_column= applies to tables (CSV, TSV, Parquet) and .npz archives, not to HDF5 files.")
     with h5py.File(src, "r") as source:
         ids, n_features, fill_rows, describe_row = _row_source(source, src)
         return _write_matrix(dst, ids, n_features, fill_rows, describe_row, dtype=dtype, compression=compression,
