@@ -215,8 +215,8 @@ def bench_memory(args, tmp):
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
     before, peak, seconds, score = float(out[0]), float(out[1]), float(out[2]), float(out[3])
     arm = "in-memory (X[:] loaded)" if args.memory_in_memory else "streaming"
-    print(f"  {arm}, one epoch, n_latents={args.memory_latents}, k=8, batch_size={args.memory_batch_size}: {seconds:.0f} s "
-          f"({n_rows / seconds:.0f} rows/s); RSS before fit {before:.0f} MiB, peak {peak:.0f} MiB, "
+    print(f"  {arm}, one epoch, n_latents={args.memory_latents}, k=8, batch_size={args.memory_batch_size}: "
+          f"{seconds:.0f} s ({n_rows / seconds:.0f} rows/s); RSS before fit {before:.0f} MiB, peak {peak:.0f} MiB, "
           f"growth {peak - before:.0f} MiB; score on 10k rows {score:.3f}")
 
 
