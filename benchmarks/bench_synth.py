@@ -413,6 +413,34 @@ def fit(trainer, X, size, seed, size_name, overrides=None, penalty=None):
     raise SystemExit(f"unknown trainer {trainer!r}: use ours:NAME, saelens:NAME@RATE or dl:NAME")
 
 
+# ----------------------------------------------------------------------------- controlled changes to our training
+
+
+def _constant_after_warmup(self, step):
+    """SAELens's schedule: the rate stays at its peak after the warmup instead of decaying (cosine) to 0."""
+    return (step + 1) / self.warmup_steps if step < self.warmup_steps else 1.0
+
+
+def _mean_over_batch(numerator, denominator):
+    """Replaces ``_model.row_mean_ratio``: the loss terms divided by the batch's mean ``||x||^2`` (or ``||x||``)
+    instead of each row by its own, so every row weighs alike, as in SAELens's MSE and L1."""
+    return numerator.mean() / denominator.mean().clamp_min(torch.finfo(denominator.dtype).tiny)
+
+
+PATCHES = {
+    "constant-lr": lambda training, model: setattr(training.WarmupCosine, "__call__", _constant_after_warmup),
+    "batch-normalised-loss": lambda training, model: setattr(model, "row_mean_ratio", _mean_over_batch),
+}
+"""Monkeypatches for controlled runs (``--patch``): the training code itself is not changed by this script."""
+
+
+def apply_patches(names):
+    from sklearn_sae import _model, _training
+
+    for name in names:
+        PATCHES[name](_training, _model)
+
+
 # ----------------------------------------------------------------------------- scoring and the table
 
 
@@ -504,7 +532,8 @@ def calibrate(args, size, X, X_eval, true_atoms, eval_acts, fits=6):
         best = None
         for _ in range(fits):
             middle = math.sqrt(low * high)
-            row = run_one(trainer, X, size, 0, args.size, X_eval, true_atoms, eval_acts, penalty=middle)
+            overrides = args.ours_params if trainer.startswith("ours:") else None
+            row = run_one(trainer, X, size, 0, args.size, X_eval, true_atoms, eval_acts, overrides, penalty=middle)
             print(f"{trainer} penalty {middle:.3g}: L0 {row['l0']:.1f} F1 {row['f1']:.3f}", flush=True)
             if best is None or abs(row["l0"] - size.k) < abs(best[1] - size.k):
                 best = (middle, row["l0"])
@@ -527,14 +556,23 @@ def main(argv=None):
     parser.add_argument("--ours-params", type=json.loads, default={},
                         help="JSON of estimator parameters for the ours:* trainers (controlled runs)")
     parser.add_argument("--label", default="", help="a label for these rows in the CSV and the table")
+    parser.add_argument("--patch", nargs="+", default=[], choices=sorted(PATCHES),
+                        help="monkeypatch our training for a controlled run (see PATCHES)")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                         / "sklearn-sae" / "bench_synth")
     parser.add_argument("--out", default=None, help="CSV to append the rows to")
     parser.add_argument("--lr-sweep", action="store_true")
     parser.add_argument("--calibrate", action="store_true")
+    parser.add_argument("--summarise", default=None, metavar="CSV",
+                        help="print the table of a result file and exit (no data needed)")
     args = parser.parse_args(argv)
+    if args.summarise:
+        with open(args.summarise, newline="") as handle:
+            print(summarise(list(csv.DictReader(handle))))
+        return
     if args.smoke:
         args.size = "smoke"
+    apply_patches(args.patch)
     size = SIZES[args.size]
     rows, eval_rows = args.rows or size.rows, args.eval_rows or size.eval_rows
 
