@@ -556,6 +556,8 @@ def main(argv=None):
     parser.add_argument("--ours-params", type=json.loads, default={},
                         help="JSON of estimator parameters for the ours:* trainers (controlled runs)")
     parser.add_argument("--label", default="", help="a label for these rows in the CSV and the table")
+    parser.add_argument("--penalty", type=float, default=None,
+                        help="sparsity weight for the penalty-set trainers of this run, instead of PENALTIES")
     parser.add_argument("--patch", nargs="+", default=[], choices=sorted(PATCHES),
                         help="monkeypatch our training for a controlled run (see PATCHES)")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
@@ -594,7 +596,7 @@ def main(argv=None):
     for trainer in args.trainers or default_trainers():
         for seed in args.seeds:
             overrides = args.ours_params if trainer.startswith("ours:") else None
-            row = run_one(trainer, X, size, seed, args.size, X_eval, true_atoms, eval_acts, overrides)
+            row = run_one(trainer, X, size, seed, args.size, X_eval, true_atoms, eval_acts, overrides, args.penalty)
             row.update(size=args.size, rows=len(X), label=args.label)
             results.append(row)
             _append(args.out, [row])
