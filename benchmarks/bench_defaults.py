@@ -11,6 +11,9 @@ embedding set and over several seeds:
     ``SparseAutoencoderTransformer()``, the new defaults, untouched.
 ``gumbel``
     The new defaults with ``activation="gumbel_topk"``.
+``relu``
+    The new defaults with ``activation="relu"`` (its default ``l1_coef``;
+    ``--vary l1_coef=...`` tries another).
 ``sweep``
     The grid :data:`SWEEP_GRID` (learning rate x latents per feature, the
     rest at the new defaults), seed 0 only unless ``--sweep-seeds``: the best
@@ -91,8 +94,9 @@ PREVIOUS_DEFAULTS = dict(
     amp=False,
 )
 
-NEW_DEFAULT_CHANGES = {"default": {}, "gumbel": dict(activation="gumbel_topk")}
-"""The configs judged against the targets: the new defaults, with these parameters changed."""
+NEW_DEFAULT_CHANGES = {"default": {}, "gumbel": dict(activation="gumbel_topk"), "relu": dict(activation="relu")}
+"""The configs judged against the targets: the new defaults, with these parameters changed. ``relu`` is ReLU at its
+default ``l1_coef``; its L0 is whatever the penalty leaves, so read its FVU beside its ``l0_held``."""
 
 SWEEP_GRID = {"lr": (1e-3, 3e-3, 1e-2), "latents_per_feature": (2, 4)}
 """Sweep points: every learning rate with every ``n_latents = latents_per_feature * n_features``."""

@@ -49,7 +49,7 @@ from sklearn_sae.datasets import load_embeddings
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 REFERENCE_BATCH = 256
-REFERENCE_LR = 1e-2  # the estimator's default
+REFERENCE_LR = 1e-2  # one fixed rate for every setting, so that only the processes and batches differ
 
 SETTINGS = {
     # name: (processes, batch_size per process, lr)

@@ -4,7 +4,8 @@ Three measurements (each can be run alone):
 
 * ``speed``: rows per second of a streaming fit on a warm HDF5 file of float16 rows at
   ``--width`` (1024) against the in-memory fit of the same rows as float32, same settings.
-  Each arm runs ``--repeats`` times, alternating; the best time counts.
+  Each arm runs ``--repeats`` times, alternating; the best time counts. ``--json PATH``
+  writes its figures to a file as well (``gpu_check.py`` reads it).
 * ``memory``: peak RSS growth (``VmHWM`` after the fit minus ``VmRSS`` before it, in a
   fresh child process) of a one-epoch streaming fit on an HDF5 file of ``--memory-gib``
   GiB of float32 rows. An HDF5 file, not a memmap: the pages a memmap maps count in RSS
@@ -26,6 +27,7 @@ Run with the same thread setting for both arms, e.g.::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -80,6 +82,11 @@ def bench_speed(args, tmp):
         tries = [round(v, 2) for v in values]
         print(f"  {name:10s} best {min(values):7.2f} s of {tries}  -> {rates[name]:9.0f} rows/s")
     print(f"  streaming / in-memory rows per second: {rates['streaming'] / rates['in-memory']:.2f}")
+    if args.json:
+        figures = {"device": args.device, "rows": args.rows, "width": args.width, "n_latents": int(sae.n_latents_),
+                   "batch_size": args.batch_size, "seconds": times, "rows_per_s": rates,
+                   "streaming_over_in_memory": rates["streaming"] / rates["in-memory"]}
+        Path(args.json).write_text(json.dumps(figures, indent=1), encoding="utf-8")
 
 
 def bench_read(args, tmp):
@@ -207,7 +214,7 @@ def bench_quality(args, tmp):
         print(f"  {name:10s} mean {np.mean(values):.4f} sd {spread:.4f}  {np.round(values, 4).tolist()}")
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     kinds = ["speed", "read", "readahead", "memory", "quality"]
     parser.add_argument("what", nargs="*", help=f"any of {', '.join(kinds)} (default: all)")
@@ -224,7 +231,8 @@ def main():
     parser.add_argument("--window-mib", type=int, default=4, help="readahead: shuffle window size")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tmp", default=None, help="folder for the files (default: a temporary one)")
-    args = parser.parse_args()
+    parser.add_argument("--json", default=None, help="speed: also write its figures to this JSON file")
+    args = parser.parse_args(argv)
     unknown = set(args.what) - set(kinds)
     if unknown:
         parser.error(f"unknown measurement(s) {sorted(unknown)}; choose from {kinds}")

@@ -150,7 +150,7 @@ def evaluate(sae, X, *, l1_coef):
     X_hat = sae.reconstruct(X)
     nmse = sae_metrics.nmse(X, X_hat)
     return {
-        "loss": nmse + l1_coef * sae_metrics.l1(X, codes),
+        "loss": nmse + l1_coef * sae_metrics.l1(X, codes, normalize=sae.normalize),
         "nmse": nmse,
         "fvu": sae_metrics.fvu(X, X_hat),
         "l0": sae_metrics.l0(codes),
@@ -227,7 +227,7 @@ def main(argv=None):
     print("l1_coef -> validation L0: " + ", ".join(f"{c:.3g} -> {l0:.1f}" for c, l0 in calibration.trials))
 
     history, final = [], []
-    params_of = model_params(k=args.k, anneal_steps=args.anneal_steps, l1_coef_for_k=calibration.l1_coef)
+    params_of = model_params(k=args.k, anneal_steps=args.anneal_steps, l1_coef_for_k=calibration.coef)
     for model, params in params_of.items():
         print(f"\n== {model}: {params}")
         sae = estimator(**params)

@@ -73,7 +73,7 @@ def run(X_train, X_eval, X_test, args):
             warnings.simplefilter("ignore", UserWarning)  # dead-latent warnings: the table reports them
             if params["activation"] in ("relu", "jumprelu"):  # the calibration's closest fit is the model
                 calibration = calibrate_l1_coef(estimator(params, args), X_train, args.k, X_val=X_eval)
-                params, sae = {**params, "l1_coef": calibration.l1_coef}, calibration.estimator
+                params, sae = {**params, calibration.parameter: calibration.coef}, calibration.estimator
             else:
                 sae = estimator(params, args).fit(X_train)
         codes = sae.set_params(sparse_output=True).transform(X_test)

@@ -11,9 +11,11 @@ the first and reads, casts and checks the second into one reused buffer.
 
 from __future__ import annotations
 
+import math
 import sys
 
 import numpy as np
+import scipy.sparse as sp
 
 __all__ = [
     "BLOCK_ELEMENTS",
@@ -21,10 +23,11 @@ __all__ = [
     "is_on_disk",
     "check_on_disk",
     "read_rows",
-    "check_finite",
+    "check_values",
+    "check_magnitude",
+    "magnitude_limit",
     "first_nonfinite_row",
     "iter_row_blocks",
-    "fvu_over_blocks",
 ]
 
 BLOCK_ELEMENTS = 2**24
@@ -97,15 +100,48 @@ def first_nonfinite_row(X, *, block_rows: int = 4096):
     return None
 
 
-def check_finite(block: np.ndarray, first_row: int) -> None:
-    """Raise a ``ValueError`` naming the row when ``block`` (rows from ``first_row`` on) holds NaN or inf."""
-    bad_row = first_nonfinite_row(block)
-    if bad_row is None:
-        return
+def magnitude_limit(n_features: int) -> float:
+    """The largest magnitude a value of a row of ``n_features`` may have: ``sqrt(float32 max / n_features) / 2``.
+
+    The model squares and sums each row in float32 (the row standardisation, the loss), which overflows to inf,
+    and then gives NaN or meaningless codes, beyond it (about 2.9e17 for 1,024 features).
+    """
+    return math.sqrt(np.finfo(np.float32).max / max(n_features, 1)) / 2
+
+
+def check_magnitude(X, *, name: str = "X", first_row: int | None = None):
+    """Return ``X`` (float32, dense or sparse) after checking its values are within :func:`magnitude_limit`.
+
+    ``first_row``, given for a block read from disk, makes the message name the offending row of the whole input.
+    """
+    values = X.data if sp.issparse(X) else X
+    # max and min rather than abs: no temporary copy of a large X.
+    largest = max(float(values.max()), -float(values.min())) if values.size else 0.0
+    limit = magnitude_limit(X.shape[1])
+    if largest <= limit:
+        return X
+    where = name
+    if first_row is not None and not sp.issparse(X):
+        where = f"Row {first_row + int(np.argmax(np.abs(X).max(axis=1) > limit))} of {name}"
     raise ValueError(
-        f"Row {first_row + bad_row} of the input holds a non-finite value (NaN or infinity, or a number too large "
-        "for float32). Remove or impute such rows on disk; the autoencoder cannot be trained or applied on them."
+        f"{where} holds a value of magnitude {largest:.3g}, above {limit:.3g}: float32 computations on rows of "
+        f"{X.shape[1]} such values overflow. Rescale {name} (embeddings are usually of order 1)."
     )
+
+
+def check_values(block: np.ndarray, first_row: int) -> None:
+    """The checks of every block read from disk: finite values (the error names the row), then their magnitude.
+
+    The same checks as an in-memory input gets (``validate_data``'s finiteness, then :func:`check_magnitude`).
+    """
+    bad_row = first_nonfinite_row(block)
+    if bad_row is not None:
+        raise ValueError(
+            f"Row {first_row + bad_row} of the input holds a non-finite value (NaN or infinity, or a number too "
+            "large for float32). Remove or impute such rows on disk; the autoencoder cannot be trained or applied "
+            "on them."
+        )
+    check_magnitude(block, name="the input", first_row=first_row)
 
 
 def iter_row_blocks(X, block_rows: int):
@@ -126,31 +162,5 @@ def iter_row_blocks(X, block_rows: int):
             continue
         read_rows(X, start, stop, buffer)
         block = buffer[: stop - start]
-        check_finite(block, start)
+        check_values(block, start)
         yield start, block
-
-
-def fvu_over_blocks(pairs) -> float:
-    """:func:`sklearn_sae.metrics.fvu` from ``(X_block, X_hat_block)`` pairs, in one pass.
-
-    The total variance is merged from per-block means and centred sums of
-    squares (Chan et al.'s pairwise update), in float64, which stays accurate
-    when the rows share a large offset.
-    """
-    residual, n, mean, centred = 0.0, 0, None, 0.0
-    for X, X_hat in pairs:
-        X64 = X.astype(np.float64)
-        residual += float(np.square(X_hat.astype(np.float64) - X64).sum())
-        n_block, block_mean = X.shape[0], X64.mean(axis=0)
-        block_centred = float(np.square(X64 - block_mean).sum())
-        if mean is None:
-            n, mean, centred = n_block, block_mean, block_centred
-            continue
-        delta = block_mean - mean
-        total_rows = n + n_block
-        centred += block_centred + float(np.square(delta).sum()) * n * n_block / total_rows
-        mean = mean + delta * (n_block / total_rows)
-        n = total_rows
-    if centred == 0:
-        return 0.0 if residual == 0 else float("inf")
-    return residual / centred

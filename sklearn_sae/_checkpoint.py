@@ -21,9 +21,13 @@ What a checkpoint holds, and why each piece is needed for an exact continuation:
     skorch's history, so the resumed fit's ``history_`` covers every epoch.
 ``checkpoint.json``
     The format version, the fingerprint of the settings and data, the seed the fit drew (the
-    validation split depends on it), the number of complete epochs, and the counters that skorch's
-    callbacks carry from epoch to epoch (best scores, early-stopping misses, the LR schedule's batch
-    count).
+    validation split depends on it), the number of complete epochs, whether the fit has finished
+    (early stopping ended it, or it ran all its epochs), and the counters that skorch's callbacks
+    carry from epoch to epoch (best scores, early-stopping misses, the LR schedule's batch count).
+
+When a fit finishes, the checkpoint is written once more, with the weights the fit returns (early
+stopping's best epoch restored) and ``"finished": true``: a later fit in the same directory gives
+that model back without training.
 
 skorch's own ``Checkpoint`` / ``LoadInitState`` pair shows the pattern followed here (save at epoch
 end, restore in ``on_train_begin``) but does not fit as is: ``Checkpoint`` writes its files one by one
@@ -46,13 +50,25 @@ from safetensors.torch import load_file, save_file
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 from skorch.history import History
 
-from ._atomic import TEMPORARY_PREFIX, atomic_directory, recover_replaced_directory
+from ._atomic import (
+    TEMPORARY_PREFIX,
+    atomic_directory,
+    check_replaceable,
+    recover_replaced_directory,
+    unexpected_entries,
+)
 
 __all__ = ["TrainingCheckpoint", "open_checkpoint", "training_fingerprint"]
 
 CHECKPOINT_NAME = "latest"
 """The checkpoint's directory inside ``checkpoint_dir``: atomic replacement needs a sub-directory, so
 that the temporary copies of work in progress stay inside the user's directory."""
+
+CHECKPOINT_FILES = ("module.safetensors", "training_state.pt", "history.json", "checkpoint.json")
+"""Every file a checkpoint holds; a ``latest`` directory holding anything else is not the package's to replace."""
+
+WRITER = "fit() with checkpoint_dir"
+"""The call that writes checkpoints, as refusals name it."""
 
 FORMAT = "sklearn-sae-checkpoint"
 FORMAT_VERSION = 2
@@ -143,6 +159,21 @@ def _describe(section: dict, name: str) -> str:
     return repr(value)
 
 
+def foreign_checkpoint_content(path: Path) -> str | None:
+    """What in an existing checkpoint directory ``path`` the package did not write; ``None`` when it wrote all of it.
+
+    A checkpoint of any format version is the package's: its ``checkpoint.json`` names the checkpoint
+    format, and it holds no file but :data:`CHECKPOINT_FILES`.
+    """
+    try:
+        metadata = json.loads((path / "checkpoint.json").read_bytes())
+    except (OSError, ValueError):  # missing, unreadable, not JSON
+        metadata = None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        return f"it has no checkpoint.json naming the format {FORMAT!r}, so it is not a checkpoint sklearn-sae wrote"
+    return unexpected_entries(path, CHECKPOINT_FILES, writer="a checkpoint")
+
+
 def _remove_interrupted_writes(directory: Path) -> None:
     """Delete the temporary directories of checkpoint writes that a killed process never finished."""
     for leftover in directory.glob(f"{TEMPORARY_PREFIX}{CHECKPOINT_NAME}-*"):
@@ -181,13 +212,15 @@ def open_checkpoint(checkpoint_dir, fingerprint: dict, *, seed: int) -> Training
     Returns
     -------
     checkpoint : TrainingCheckpoint
-        Its ``epochs_done`` is the number of complete epochs to resume after (0 for a fresh start) and
-        its ``seed`` the seed the fit must use.
+        Its ``epochs_done`` is the number of complete epochs to resume after (0 for a fresh start),
+        its ``seed`` the seed the fit must use, and ``finished`` whether the fit there is done (no
+        epoch is left to train).
 
     Raises
     ------
     ValueError
-        If ``checkpoint_dir`` is a file, or holds a checkpoint written with other settings or other data,
+        If ``checkpoint_dir`` is a file, or its ``latest`` entry is not a checkpoint this package wrote (it is
+        never replaced then), or holds a checkpoint written with other settings or other data,
         or one that cannot be read.
     """
     directory = Path(checkpoint_dir)
@@ -197,7 +230,9 @@ def open_checkpoint(checkpoint_dir, fingerprint: dict, *, seed: int) -> Training
     if directory.is_dir():
         recover_replaced_directory(path)  # killed between the two renames of the last write
         _remove_interrupted_writes(directory)
-    if not path.is_dir():
+    # Before the first epoch, not after it: a ``latest`` that is not a checkpoint is refused at once.
+    check_replaceable(path, foreign_checkpoint_content, writer=WRITER, directory=True)
+    if not path.is_dir() or not any(path.iterdir()):
         return TrainingCheckpoint(directory, fingerprint, seed=seed)
     metadata = _read_metadata(path)
     differences = _fingerprint_differences(metadata["fingerprint"], fingerprint)
@@ -207,7 +242,10 @@ def open_checkpoint(checkpoint_dir, fingerprint: dict, *, seed: int) -> Training
             "which this fit cannot resume:\n  " + "\n  ".join(differences) + "\n"
             "Use another checkpoint_dir for this fit, or delete that directory to start afresh."
         )
-    return TrainingCheckpoint(directory, fingerprint, seed=metadata["seed"], epochs_done=metadata["epochs_done"])
+    return TrainingCheckpoint(
+        directory, fingerprint, seed=metadata["seed"], epochs_done=metadata["epochs_done"],
+        finished=bool(metadata.get("finished", False)),  # absent from checkpoints written before it was recorded
+    )
 
 
 def _callback_counters(net) -> dict:
@@ -260,9 +298,9 @@ def _json_number(value):
     raise TypeError(f"{type(value).__name__} in the training history cannot be written to a checkpoint.")
 
 
-def write_checkpoint(path: Path, net, *, fingerprint: dict, seed: int) -> None:
-    """Write the net's whole training state to the directory ``path``, atomically."""
-    with atomic_directory(path) as temporary:
+def write_checkpoint(path: Path, net, *, fingerprint: dict, seed: int, finished: bool = False) -> None:
+    """Write the net's whole training state to the directory ``path``, atomically; ``finished`` marks a done fit."""
+    with atomic_directory(path, foreign=foreign_checkpoint_content, writer=WRITER) as temporary:
         module_state = {name: tensor.detach().cpu().contiguous() for name, tensor in net.module_.state_dict().items()}
         save_file(module_state, temporary / "module.safetensors")
         torch.save(_tensor_states(net), temporary / "training_state.pt")
@@ -273,6 +311,7 @@ def write_checkpoint(path: Path, net, *, fingerprint: dict, seed: int) -> None:
             "fingerprint": fingerprint,
             "seed": seed,
             "epochs_done": len(net.history),
+            "finished": finished,
             "callback_counters": _callback_counters(net),
         }
         (temporary / "checkpoint.json").write_text(json.dumps(metadata, indent=1))
@@ -306,7 +345,7 @@ def restore_checkpoint(path: Path, net) -> dict:
 
 
 class TrainingCheckpoint(Callback):
-    """Write a checkpoint at the end of every epoch, and restore one when the fit resumes.
+    """Write a checkpoint at the end of every epoch and, marked finished, at the end of the fit; restore one on resume.
 
     Must be the net's last callback: its ``on_epoch_end`` then saves what
     every other callback recorded for the epoch, and its ``on_train_begin``
@@ -324,19 +363,23 @@ class TrainingCheckpoint(Callback):
         The seed the fit runs with, written with each checkpoint.
     epochs_done : int, default=0
         Complete epochs of the checkpoint to resume; 0 starts afresh.
+    finished : bool, default=False
+        Whether the checkpoint holds a finished fit, which is then restored and not trained further.
     """
 
-    def __init__(self, directory, fingerprint, *, seed, epochs_done=0):
+    def __init__(self, directory, fingerprint, *, seed, epochs_done=0, finished=False):
         self.directory = directory
         self.fingerprint = fingerprint
         self.seed = seed
         self.epochs_done = epochs_done
+        self.finished = finished
 
     @property
     def path(self) -> Path:
         return Path(self.directory) / CHECKPOINT_NAME
 
     def on_train_begin(self, net, **kwargs):
+        self._epochs_written = None  # the epochs of this fit's last write (on_train_end checks it is the last epoch)
         if not self.epochs_done:
             return
         metadata = restore_checkpoint(self.path, net)
@@ -346,7 +389,23 @@ class TrainingCheckpoint(Callback):
                 "to the same checkpoint_dir?). Give each fit its own checkpoint_dir."
             )
         if net.verbose:
-            print(f"Resuming after epoch {self.epochs_done} from the checkpoint in {self.directory}.")
+            done = " (a finished fit: nothing is left to train)" if self.finished else ""
+            print(f"Resuming after epoch {self.epochs_done} from the checkpoint in {self.directory}{done}.")
 
     def on_epoch_end(self, net, **kwargs):
         write_checkpoint(self.path, net, fingerprint=self.fingerprint, seed=self.seed)
+        self._epochs_written = len(net.history)
+
+    def on_train_end(self, net, **kwargs):
+        # Early stopping ends a fit by raising in its own on_epoch_end, before this callback's: the stopping epoch
+        # is written here, with the weights restored from the best epoch, and so is the end of a fit that ran all
+        # its epochs. A fit stopped by the user (skorch catches KeyboardInterrupt) is not finished.
+        if self.finished:
+            return  # restored, not trained: the checkpoint already says so
+        stopped_early = any(
+            isinstance(callback, EarlyStopping) and getattr(callback, "misses_", 0) >= callback.patience
+            for _, callback in net.callbacks_
+        )
+        ran_every_epoch = self._epochs_written == len(net.history) >= net.max_epochs
+        if stopped_early or ran_every_epoch:
+            write_checkpoint(self.path, net, fingerprint=self.fingerprint, seed=self.seed, finished=True)

@@ -54,11 +54,14 @@ def _parser():
             "'embeddings'; a CSV or Parquet table of vectors. With --residues, SRC holds per-residue "
             "embeddings (UniProt's per-residue.h5, ProtTrans, bio_embeddings, ESM --include per_tok) and DST "
             "gets one row per residue plus 'offsets'. DST is written under a temporary name and renamed "
-            "when complete."
+            "when complete; an existing DST is replaced only if sklearn-sae wrote it, any other file is "
+            "left as it was and the command fails."
         ),
     )
     convert.add_argument("src", metavar="SRC", help="the file to convert")
-    convert.add_argument("dst", metavar="DST", help="the file to write (replaced if it exists)")
+    convert.add_argument(
+        "dst", metavar="DST", help="the file to write (an existing one is replaced only if sklearn-sae wrote it)"
+    )
     convert.add_argument("--dtype", choices=_DTYPES, default="float16", help="stored dtype (default: %(default)s)")
     convert.add_argument(
         "--compression", choices=_COMPRESSIONS, default="none", help="HDF5 compression filter (default: %(default)s)"

@@ -31,6 +31,7 @@ __all__ = [
     "K_START_PER_K",
     "DEAD_WINDOW_PER_INTERVAL",
     "DEAD_WARNING_FRACTION",
+    "RELU_L1_COEF",
     "default_n_latents",
     "resolve_lr",
     "resolve_max_epochs",
@@ -41,7 +42,6 @@ __all__ = [
     "default_n_iter_no_change",
     "default_aux_k",
     "default_k_start",
-    "default_aux_coef",
     "default_dead_window",
 ]
 
@@ -109,7 +109,7 @@ AUXK_COEF = 1 / 32
 """``aux_coef="auto"`` for the top-k activations: OpenAI's AuxK weight."""
 
 PRE_ACT_COEF = 0.003
-"""``aux_coef="auto"`` for ``"jumprelu"``, the weight of the dead latents' pre-activation term. On the shipped
+"""``pre_act_coef="auto"`` for ``"jumprelu"``, the weight of the dead latents' pre-activation term. On the shipped
 proteins (1,024 latents, ``l1_coef=1e-3``, 10 epochs) 0.003, 0.01 and 1/32 all kept every latent alive (74% dead
 without it), at test L0 29.2, 30.8 and 39.6 (FVU 0.0489, 0.0467, 0.0401): the smallest weight moves the L0 that
 ``l1_coef`` sets the least."""
@@ -120,6 +120,16 @@ latent waits between firings (``n_latents / k``), OpenAI's ratio (10M tokens at 
 windows (256 intervals, half an epoch) lowered the held-out FVU on the shipped proteins by 4-6% but left 3-5% of the
 latents silent on held-out rows there, 15-21% on a synthetic set, and 5.5% on the test proteins of ``make demo``
 (``benchmarks/README.md``, "The AuxK window")."""
+
+RELU_L1_COEF = 5e-3
+"""``l1_coef=None`` for ``"relu"``: the weight of the L1 term ``||h||_1 / ||x_norm||``, which divides by the norm of
+the row the encoder takes, so one weight means the same on embeddings of any scale. The NMSE beside it still
+depends on how far the rows sit from the origin (rows sharing a large offset have a small NMSE for the same fit), so
+the weight must leave room for such sets: 5e-3 kept every latent alive on the fitted and held-out rows of the shipped
+proteins (1,000 and 15,259 fitted) and of two synthetic protein-LM-like sets (1,024 and 1,280 wide, offset 7x their
+spread), at an L0 of 155 (shipped) and 280 (synthetic) of 1,024 to 5,120 latents; 1e-2 left 4-5% of the latents
+silent on the fitted synthetic rows, 3e-2 a third (``benchmarks/README.md``, "ReLU's default penalty"). For a target
+L0, :func:`~sklearn_sae.calibration.calibrate_l1_coef` searches the weight."""
 
 DEAD_WARNING_FRACTION = 0.10
 """A fit whose last epoch left more than this fraction of latents dead on its training rows warns."""
@@ -181,7 +191,7 @@ def default_lr(
     Adam moves every weight by about ``lr`` a step, whatever its gradient's
     size. A unit-norm encoder row of width ``d`` then moves by about
     ``lr * sqrt(d)``, so one rate that suits width 256 is 2.7x more violent
-    at width 1,900 (the former 1e-2 left 95% of the latents dead on UniRep
+    at width 1,900 (a fixed 1e-2 left 95% of the latents dead on UniRep
     vectors of width 1,900). The biases move by ``lr`` against
     pre-activations whose size is the data's ``spread`` (see
     :func:`encoder_input_spread`), so rows that share one large common
@@ -212,20 +222,16 @@ def default_n_iter_no_change(max_epochs) -> int | None:
     return AUTO_PATIENCE_EPOCHS if max_epochs == "auto" else None
 
 
-def default_aux_coef(activation: str) -> float:
-    """Weight of the term against dead latents when ``aux_coef="auto"``: AuxK's, or JumpReLU's pre-activation term."""
-    return PRE_ACT_COEF if activation == "jumprelu" else AUXK_COEF
-
-
 def default_dead_window(k: int, n_latents: int) -> int:
     """Training rows without firing after which a latent counts as dead, when ``dead_window="auto"``."""
     return max(1, math.ceil(DEAD_WINDOW_PER_INTERVAL * n_latents / k))
 
 
-def resolve_lr(lr, sample, *, normalize: bool, soft_start: bool, batch_size: int) -> float:
+def resolve_lr(lr, sample, *, normalize: bool, soft_start: bool, batch_size: int, whiten: bool = False) -> float:
     """The peak learning rate: ``lr``, or for ``"auto"`` one scaled to the width and spread of ``sample``'s rows.
 
     ``soft_start`` chooses the scale, and ``batch_size`` lowers it for small batches (:func:`default_lr`).
+    Whitened rows (``whiten=True``) have spread 1 by construction.
 
     A sample with no measurable spread (one row, or identical rows) would
     give a rate of 0 and a model that never trains: it is taken as spread 1,
@@ -235,6 +241,8 @@ def resolve_lr(lr, sample, *, normalize: bool, soft_start: bool, batch_size: int
         return float(lr)
     sample = np.asarray(sample)
     n_rows, n_features = sample.shape
+    if whiten:
+        return default_lr(n_features, 1.0, soft_start=soft_start, batch_size=batch_size)
     measured = encoder_input_spread(sample, normalize=normalize) if n_rows >= 2 else 0.0
     spread = measured if measured > MIN_MEASURABLE_SPREAD else 1.0
     rate = default_lr(n_features, spread, soft_start=soft_start, batch_size=batch_size)

@@ -45,8 +45,10 @@ from skorch.callbacks import Callback
 from skorch.hf import AccelerateMixin
 from skorch.utils import noop, to_tensor
 
+from ._activations import BatchTopK
 from ._rows import OnDiskRows, share_batches
 from ._training import EpochMetrics, SAENet, to_float32
+from .metrics import merge_centred
 
 __all__ = [
     "DataParallel",
@@ -191,21 +193,40 @@ class DistributedSAENet(AccelerateMixin, SAENet):
             output = replica(x, **fit_params)
         return to_float32(output)
 
+    # SAENet's step (the objective reported, the objective plus the training aids differentiated), not the mixin's;
+    # its backward pass goes through the accelerator, which averages the gradients over the processes.
+    train_step_single = SAENet.train_step_single
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.accelerator.backward(loss)
+
     def evaluation_step(self, batch, training=False):
         # The mixin gathers predictions from every process; the metrics are summed per process and added up at
         # the end of the epoch instead (GlobalEpochMetrics), so each process keeps its own batch's output.
         return super(AccelerateMixin, self).evaluation_step(batch, training=training)
 
 
-def _add_up_totals(totals, template: dict, device) -> None:
+def _add_up_totals(totals, template: dict, device, n_features: int) -> None:
     """Replace one split's running sums by their totals over all processes.
 
     Every sum is added up in float64 (exact for counts below 2**53); boolean
     masks (which latents fired) become "true in any process". A process
     that saw no rows of the split contributes zeros shaped like ``template``
     (the sums of a split it did see), so all processes send the same vector.
+    The rows' moments behind the FVU are not sums: every process's count,
+    mean row and centred sum of squares are gathered and merged as one
+    process merges its batches (:func:`~sklearn_sae.metrics.merge_centred`).
     """
-    from accelerate.utils import reduce
+    from accelerate.utils import gather, reduce
+
+    n, mean, centred = totals.moments
+    mean = torch.zeros(n_features, dtype=torch.float64, device=device) if mean is None else mean.to(device)
+    packed = torch.cat([torch.tensor([float(n), float(centred)], dtype=torch.float64, device=device), mean])
+    moments = (0, None, 0.0)
+    for row in gather(packed.unsqueeze(0)):
+        if row[0] > 0:
+            moments = merge_centred(*moments, int(row[0]), row[2:], row[1])
+    totals.moments = moments
 
     sums = totals.sums if totals.sums is not None else {key: torch.zeros_like(value) for key, value in template.items()}
     keys = sorted(sums)
@@ -245,7 +266,7 @@ class GlobalEpochMetrics(EpochMetrics):
         # Training always has rows in every process (the shares are even); validation may not.
         template = self.totals_["train"].sums
         for prefix, totals in self.totals_.items():
-            _add_up_totals(totals, template, accelerator.device)
+            _add_up_totals(totals, template, accelerator.device, net.module_.n_features)
             if totals.n_rows:
                 _record_with_best(net.history, f"{prefix}_loss", totals.result()["loss"])
 
@@ -300,19 +321,20 @@ class SyncFiringCounts(Callback):
 
 
 class SyncThreshold(Callback):
-    """Average a learned inference threshold (BatchTopK's ``theta``) over the processes after every step.
+    """Average BatchTopK's inference threshold ``theta`` over the processes after every step.
 
-    Each process updates ``theta`` from its own batch during the forward
-    pass, after DDP has broadcast the buffers; averaging after the step keeps
-    one threshold everywhere, the running average of the processes' batch
-    minima.
+    Each process updates ``theta`` (a buffer) from its own batch during the
+    forward pass, after DDP has broadcast the buffers; averaging after the
+    step keeps one threshold everywhere, the running average of the
+    processes' batch minima. Nothing else needs it: JumpReLU's thresholds
+    are derived from a parameter, which the averaged gradients keep equal.
     """
 
     def on_batch_end(self, net, training=False, **kwargs):
-        threshold = getattr(net.module_.activation, "threshold", None)
-        if training and threshold is not None and _is_distributed(net):
-            torch.distributed.all_reduce(threshold, op=torch.distributed.ReduceOp.SUM)
-            threshold.div_(net.accelerator.num_processes)
+        activation = net.module_.activation
+        if training and isinstance(activation, BatchTopK) and _is_distributed(net):
+            torch.distributed.all_reduce(activation.threshold, op=torch.distributed.ReduceOp.SUM)
+            activation.threshold.div_(net.accelerator.num_processes)
 
 
 def _is_distributed(net) -> bool:

@@ -26,7 +26,15 @@ from ._defaults import resolve_lr, resolve_steps
 from ._model import ModelSpec
 from ._params import TrainingSettings
 from ._rows import InMemoryRows
-from ._training import PRE_BIAS_SAMPLE_ROWS, SingleProcess, WarmupCosine, build_net, seeded_torch
+from ._training import (
+    PRE_BIAS_SAMPLE_ROWS,
+    SingleProcess,
+    WarmupCosine,
+    build_net,
+    seeded_torch,
+    start_from_sample,
+    start_sample_rows,
+)
 
 __all__ = ["IncrementalRun", "start_run", "incremental_run", "train_one_pass"]
 
@@ -125,8 +133,8 @@ def start_run(spec: ModelSpec, settings: TrainingSettings, X: np.ndarray, *, lr:
         net.initialize()
         if fitted is None:
             rows = InMemoryRows(torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True)))
-            sample = rows.sample(PRE_BIAS_SAMPLE_ROWS, seed)
-            net.module_.init_pre_bias_(sample.to(net.device), method=settings.pre_bias_init)
+            start_from_sample(net.module_, rows.sample(start_sample_rows(spec), seed).to(net.device),
+                              settings.pre_bias_init)
     if fitted is not None:
         net.module_.load_state_dict(fitted.module_.state_dict())
         net.history = fitted.history
@@ -158,7 +166,8 @@ def train_one_pass(net, X: np.ndarray, *, lr, normalize: bool, device: str) -> N
     if lr == "auto":
         if run.auto_lr is None:
             run.auto_lr = resolve_lr("auto", InMemoryRows(X_tensor).sample(PRE_BIAS_SAMPLE_ROWS, run.seed).numpy(),
-                                     normalize=normalize, soft_start=starts_soft(net.module_.activation),
+                                     normalize=normalize, whiten=net.module_.whiten,
+                                     soft_start=starts_soft(net.module_.activation),
                                      batch_size=net.batch_size)
         lr = run.auto_lr
     run.lr = float(lr)

@@ -26,9 +26,12 @@ and written with ``json`` and ``safetensors`` only: nothing here unpickles.
 
 Every export also writes ``sklearn_sae.json``, a record of the estimator it
 was made from, which the other libraries ignore; with it :func:`load_foreign`
-rebuilds the original estimator exactly, its normalisation and tying
-included. (It is a file of its own because sparsify logs a warning for every
-unknown key of its ``cfg.json``.)
+rebuilds the original estimator, its normalisation and tying included:
+exactly, except for a ``normalization="layer_norm"`` export, whose weights
+come back within one float32 rounding. (It is a file of its own because
+sparsify logs a warning for every unknown key of its ``cfg.json``.) The
+export replaces a directory only if the package wrote it
+(:func:`._persistence.foreign_model_content`).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from ._activations import BatchTopK, GumbelTopK, JumpReLU, TopK
 from ._atomic import atomic_directory
 from ._model import LAYER_NORM_EPS
 from ._params import prefix_sizes
-from ._persistence import SavedModel, read_safetensors
+from ._persistence import EXPORT_FILES, SavedModel, foreign_model_content, read_safetensors
 
 __all__ = ["FORMATS", "NORMALIZATIONS", "export_model", "load_foreign"]
 
@@ -54,9 +57,8 @@ FORMATS = ("sparsify", "saelens")
 NORMALIZATIONS = ("standardized", "layer_norm")
 """Opt-ins of :func:`export_model` for a model with ``normalize=True`` (see there)."""
 
-CONFIG_FILE = "cfg.json"
-SPARSIFY_WEIGHTS_FILE = "sae.safetensors"
-SAELENS_WEIGHTS_FILE = "sae_weights.safetensors"
+CONFIG_FILE, SPARSIFY_WEIGHTS_FILE = EXPORT_FILES["sparsify"]
+_, SAELENS_WEIGHTS_FILE = EXPORT_FILES["saelens"]
 
 SAELENS_FORMAT_VERSION = "6.0.0"
 """The SAELens release whose ``cfg.json`` layout the export follows. SAELens converts configs that name
@@ -108,7 +110,7 @@ def export_model(
         "normalize": bool(module.normalize),
         "normalization": normalization,
         "layer_norm_eps": LAYER_NORM_EPS,
-        "tied": bool(module.tied),
+        "tied": bool(module.tied) and not module.whiten,  # the whitening folded in unties the two matrices
     }
     if module.prefixes:
         marker["matryoshka"] = _matryoshka_fractions(module, matryoshka)
@@ -118,11 +120,12 @@ def export_model(
             marker["threshold_updates"] = int(module.activation.n_updates)
         weights["threshold"] = module.activation.threshold.detach().float().cpu().expand(n_latents).clone()
     if format == "sparsify":
-        unit_norm_decoder = not module.tied and unit_norm_decoder
+        # Atoms of unit norm in the whitened space are not after the whitening is folded in.
+        unit_norm_decoder = not module.tied and unit_norm_decoder and not module.whiten
         config, tensors, weights_file = _sparsify_files(weights, k, n_features, n_latents, unit_norm_decoder)
     else:
         config, tensors, weights_file = _saelens_files(weights, architecture, k, n_features, n_latents, normalization)
-    with atomic_directory(directory) as temporary:
+    with atomic_directory(directory, foreign=foreign_model_content, writer="export()") as temporary:
         save_file(tensors, str(temporary / weights_file), metadata={"format": "pt"})
         (temporary / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
         (temporary / MARKER_FILE).write_text(json.dumps(marker, indent=2), encoding="utf-8")
@@ -220,13 +223,32 @@ def _check_normalization(normalize, format, normalization):
 
 
 def _module_weights(module) -> dict[str, torch.Tensor]:
-    """The module's parameters as separate contiguous float32 CPU tensors (a tied decoder copied)."""
-    return {
-        "W_enc": module.W_enc.detach().float().cpu().clone().contiguous(),
-        "W_dec": module.decoder_weight.detach().float().cpu().clone().contiguous(),
-        "pre_bias": module.pre_bias.detach().float().cpu().clone().contiguous(),
-        "b_lat": module.b_lat.detach().float().cpu().clone().contiguous(),
+    """The module's parameters as separate contiguous float32 CPU tensors (a tied decoder copied).
+
+    A model that whitens its rows (``whiten=True``) has the whitening folded in, so that the weights read
+    standardised rows: with whitened rows ``z = (x - m) @ W`` (``W`` symmetric), the encoder's
+    ``(z - p) @ W_enc.T`` is ``(x - (m + p @ W^-1)) @ (W_enc @ W).T`` and the decoder's ``(h @ W_dec + p) @ W^-1
+    + m`` is ``h @ (W_dec @ W^-1) + (m + p @ W^-1)``. The two matrices then differ, so a tied model is exported
+    untied (it imports back as an untied model with the same codes).
+    """
+    weights = {
+        "W_enc": module.W_enc.detach().double().cpu(),
+        "W_dec": module.decoder_weight.detach().double().cpu(),
+        "pre_bias": module.pre_bias.detach().double().cpu(),
+        "b_lat": module.b_lat.detach().double().cpu(),
     }
+    if module.whiten:
+        mean = module.whitening_mean.double().cpu()
+        whitening, unwhitening = module.whitening_matrix.double().cpu(), module.unwhitening_matrix.double().cpu()
+        weights["W_enc"] = weights["W_enc"] @ whitening
+        weights["W_dec"] = weights["W_dec"] @ unwhitening
+        weights["pre_bias"] = mean + weights["pre_bias"] @ unwhitening
+    return {name: tensor.float().contiguous() for name, tensor in weights.items()}
+
+
+def _bessel_factor(n_features: int) -> float:
+    """``sqrt(n / (n - 1))``: SAELens's Bessel-corrected std over the biased one."""
+    return math.sqrt(n_features / (n_features - 1))
 
 
 def _fold_bessel_correction(weights, n_features):
@@ -236,8 +258,9 @@ def _fold_bessel_correction(weights, n_features):
     standardised rows are ours divided by ``r``, and it undoes the normalisation with ``* std_u``. Scaling
     the encoder by ``r`` and the decoder and ``b_dec`` by ``1 / r`` absorbs the constant ``r`` in both
     directions; only the placement of eps (see :meth:`SparseAutoencoderTransformer.export`) remains.
+    :func:`_unfold_bessel_correction` undoes it on import.
     """
-    r = math.sqrt(n_features / (n_features - 1))
+    r = _bessel_factor(n_features)
     # In float64, so the fold adds one float32 rounding per weight and no more.
     return {
         "W_enc": (weights["W_enc"].double() * r).float(),
@@ -245,6 +268,31 @@ def _fold_bessel_correction(weights, n_features):
         "pre_bias": (weights["pre_bias"].double() / r).float(),
         "b_lat": weights["b_lat"],
     }
+
+
+def _unfold_bessel_correction(weights, n_features):
+    """The weights :func:`_fold_bessel_correction` was given, within one float32 rounding each.
+
+    Scaling by ``r`` in float32 may send two values to one, so the original weights cannot always be
+    recovered bit for bit; a tied model's two copies, each unfolded, agree within two roundings and
+    come back as one matrix (the encoder's).
+    """
+    r = _bessel_factor(n_features)
+    W_enc = (weights["W_enc"].double() / r).float()
+    W_dec = (weights["W_dec"].double() * r).float()
+    if torch.allclose(W_enc, W_dec, rtol=_TIED_AFTER_UNFOLD_RTOL, atol=0.0):
+        W_dec = W_enc.clone()
+    return {
+        "W_enc": W_enc,
+        "W_dec": W_dec,
+        "pre_bias": (weights["pre_bias"].double() * r).float(),
+        "b_lat": weights["b_lat"],
+        **({"threshold": weights["threshold"]} if "threshold" in weights else {}),
+    }
+
+
+_TIED_AFTER_UNFOLD_RTOL = 4 * torch.finfo(torch.float32).eps
+"""How far a tied model's encoder and decoder may differ once unfolded: two float32 roundings on each side."""
 
 
 def _sparsify_files(weights, k, n_features, n_latents, unit_norm_decoder):
@@ -305,9 +353,10 @@ def load_foreign(directory):
     coders (no skip connection, not a transcoder, not Multi-TopK), SAELens
     ``"standard"`` (imported as ``activation="relu"``), ``"topk"`` and
     ``"jumprelu"`` (positive thresholds) SAEs that subtract ``b_dec`` from the
-    input, with no input normalisation. Anything else raises ``ValueError``
-    saying what cannot be represented. float16 and
-    bfloat16 weights are converted to float32 (exactly) and float64 refused;
+    input, with no input normalisation (SAELens's ``"layer_norm"`` only in
+    this package's own ``normalization="layer_norm"`` exports, see below).
+    Anything else raises ``ValueError`` saying what cannot be represented.
+    float16 and bfloat16 weights are converted to float32 (exactly) and float64 refused;
     SAELens's ``hook_z`` reshaping only flattens ``(n_heads, d_head)`` into
     the rows this package takes. The imported model starts with no record
     of dead latents (neither library keeps one in its files). Directories
@@ -316,7 +365,12 @@ def load_foreign(directory):
     included), with the same ``transform`` bit for bit when the export was
     exact, except JumpReLU's: its thresholds come back through their scaled
     logarithm, within a float32 rounding, so a pre-activation within that
-    rounding of its threshold may fire on one side only.
+    rounding of its threshold may fire on one side only. An export with
+    ``normalization="layer_norm"`` comes back as the ``normalize=True`` model
+    it was made from, the Bessel factor folded out of the decoder, encoder and
+    ``b_dec`` again: those weights within one float32 rounding of the
+    original's, so its codes agree with the original's to float32 rounding
+    (a Top-K choice between two pre-activations that tie within it may differ).
 
     Only JSON and safetensors are read: nothing is unpickled.
 
@@ -336,13 +390,14 @@ def load_foreign(directory):
     directory = Path(directory)
     if not (directory / CONFIG_FILE).is_file():
         return None
+    marker = _marker(directory)
     if (directory / SPARSIFY_WEIGHTS_FILE).is_file():
         weights, params = _read_sparsify(directory)
     elif (directory / SAELENS_WEIGHTS_FILE).is_file():
-        weights, params = _read_saelens(directory)
+        weights, params = _read_saelens(directory, marker)
     else:
         return None
-    return _saved_model(weights, params, _marker(directory))
+    return _saved_model(weights, params, marker)
 
 
 def _read_config(path: Path) -> dict:
@@ -445,8 +500,13 @@ SAELENS_ARCHITECTURES = {"standard": "relu", "topk": "topk", "jumprelu": "jumpre
 exported from a BatchTopK model comes back as one)."""
 
 
-def _read_saelens(directory):
-    """The weights of a SAELens SAE, in this package's names, and the parameters they need."""
+def _read_saelens(directory, marker):
+    """The weights of a SAELens SAE, in this package's names, and the parameters they need.
+
+    SAELens's ``"layer_norm"`` is read only in a directory this package exported with
+    ``normalization="layer_norm"`` (its record says so): that model comes back with ``normalize=True``
+    and the Bessel factor folded out of its weights.
+    """
     config = _read_config(directory / CONFIG_FILE)
     where = f"SAELens SAE at {directory}"
     architecture = config.get("architecture", "standard")
@@ -462,7 +522,9 @@ def _read_saelens(directory):
             "imported exactly."
         )
     normalization = config.get("normalize_activations", "none")
-    if normalization != "none":
+    our_layer_norm = (normalization == "layer_norm" and marker.get("normalization") == "layer_norm"
+                      and marker.get("layer_norm_eps") == LAYER_NORM_EPS)
+    if normalization != "none" and not our_layer_norm:
         raise ValueError(
             f"The {where} normalises its input with normalize_activations={normalization!r}, which this package "
             "does not compute (its normalize=True standardises with the biased variance plus 1e-5, where SAELens's "
@@ -513,6 +575,9 @@ def _read_saelens(directory):
             )
         weights["threshold"] = threshold
         params["activation"] = "jumprelu"
+    if our_layer_norm:
+        weights = _unfold_bessel_correction(weights, n_features)
+        params["normalize"] = True
     return weights, params
 
 
@@ -521,7 +586,10 @@ def _saved_model(weights, params, marker) -> SavedModel:
 
     n_latents, n_features = weights["W_enc"].shape
     # The exported coder ran on rows standardised by our layer norm: put the layer norm back in front.
-    normalize = marker.get("normalization") == "standardized" and marker.get("layer_norm_eps") == LAYER_NORM_EPS
+    # (A "layer_norm" export ran SAELens's, which the reader has already replaced by ours.)
+    normalize = params.get("normalize") is True or (
+        marker.get("normalization") == "standardized" and marker.get("layer_norm_eps") == LAYER_NORM_EPS
+    )
     # Tie only what was tied: a foreign SAE whose matrices happen to agree (SAELens's initialisation) stays untied.
     tied = marker.get("tied") is True and torch.equal(weights["W_enc"], weights["W_dec"])
     state_dict = {

@@ -3,10 +3,11 @@
 ::
 
     x_norm, mu, sigma = layer_norm_no_affine(x)      # normalize=True
-    z_pre = (x_norm - pre_bias) @ W_enc.T + b_lat
+    x_in  = (x_norm - w_mean) @ W_white              # whiten=True; else x_in = x_norm
+    z_pre = (x_in - pre_bias) @ W_enc.T + b_lat
     h     = activation(z_pre)
     y_pre = h @ W_dec + pre_bias                     # tied=True: W_dec is W_enc
-    x_hat = y_pre * sigma + mu
+    x_hat = (y_pre @ W_unwhite + w_mean) * sigma + mu
 
 ``W_enc`` and ``W_dec`` both have shape ``(n_latents, n_features)``: row ``i``
 of ``W_dec`` is the dictionary atom of latent ``i``. Tying the decoder makes
@@ -29,6 +30,7 @@ __all__ = [
     "ModelSpec",
     "SparseAutoencoder",
     "SAEOutput",
+    "Whitened",
     "layer_norm_no_affine",
     "geometric_median",
     "nmse_loss",
@@ -41,6 +43,24 @@ LAYER_NORM_EPS = 1e-5
 
 NORM_EPS = 1e-12
 """Floor of a norm that is divided by (decoder atoms, projections)."""
+
+WHITENING_EPS = 1e-3
+"""Added to every eigenvalue of the covariance before whitening, relative to their mean: directions with less
+variance than a thousandth of the average are damped rather than blown up to unit variance (SAELens adds 1e-3 to
+the eigenvalues of activations of unit scale)."""
+
+
+class Whitened(NamedTuple):
+    """With ``whiten=True``, the rows and reconstructions in the whitened space the objective is measured in."""
+
+    x: torch.Tensor
+    """The whitened rows the encoder takes (before ``pre_bias``)."""
+    x_hat: torch.Tensor
+    """Their reconstruction, ``h @ W_dec + pre_bias``."""
+    prefix_x_hats: tuple | None = None
+    """Matryoshka only: each nested prefix's reconstruction."""
+    aux_residual_hat: torch.Tensor | None = None
+    """AuxK only: the dead latents' reconstruction of the residual ``x - x_hat``."""
 
 
 class SAEOutput(NamedTuple):
@@ -57,9 +77,17 @@ class SAEOutput(NamedTuple):
     prefix_x_hats: tuple | None = None
     """Matryoshka only: the reconstruction by each nested prefix of the dictionary (smallest first), input units."""
     l0_penalty: torch.Tensor | None = None
-    """JumpReLU in training: the mean number of active latents a row, with a gradient for the thresholds."""
+    """JumpReLU only: the mean number of active latents a row (the codes' L0), in training with a gradient for
+    the thresholds (:meth:`~sklearn_sae._activations.JumpReLU.l0_penalty`)."""
     pre_act_penalty: torch.Tensor | None = None
     """JumpReLU in training with dead latents: how far their pre-activations fall short of their thresholds."""
+    x_norm: torch.Tensor | None = None
+    """The rows as the encoder takes them, ``(batch, n_features)``: standardised under ``normalize=True`` (and
+    whitened under ``whiten=True``), else the input itself. The L1 penalty divides by their norms, so that it does
+    not depend on the input's scale; ``None`` stands for the input itself."""
+    whitened: Whitened | None = None
+    """``whiten=True`` only: the rows and reconstructions in the whitened space, where the objective compares
+    them; ``x_hat`` and ``prefix_x_hats`` above stay in input units and ``aux_residual_hat`` is ``None``."""
 
 
 def layer_norm_no_affine(x: torch.Tensor, eps: float = LAYER_NORM_EPS):
@@ -133,9 +161,12 @@ def geometric_median(points: torch.Tensor, n_iter: int = 100, tol: float = 1e-6)
 
 
 def l1_penalty(codes, x: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of ``||h||_1 / ||x||_2``: an L1 penalty that ignores the input scale (all-zero rows left out).
+    """Mean over rows of ``||h||_1 / ||x||_2`` (all-zero rows of ``x`` left out).
 
-    ``codes`` may be dense or a :class:`TopKSelection` (whose values are all the non-zeros).
+    ``x`` is the rows as the encoder takes them (:attr:`SAEOutput.x_norm`):
+    standardised under ``normalize=True``, so the penalty means the same on
+    embeddings of any scale, whatever their norms. ``codes`` may be dense or
+    a :class:`TopKSelection` (whose values are all the non-zeros).
     """
     values = codes.values if isinstance(codes, TopKSelection) else codes
     return row_mean_ratio(values.abs().sum(dim=-1), x.norm(dim=-1))
@@ -169,6 +200,12 @@ class SparseAutoencoder(nn.Module):
         nested prefixes of the dictionary that must each reconstruct the
         input too; :meth:`forward` then also returns their reconstructions.
         ``()`` is a plain SAE.
+    whiten : bool, default=False
+        Whiten the (standardised) rows with the data set's mean and
+        covariance before encoding, and undo it after decoding; the
+        statistics are buffers set by :meth:`fit_whitening_` (the identity
+        until then). The weights, ``pre_bias`` and the objective live in the
+        whitened space.
     """
 
     def __init__(
@@ -182,6 +219,7 @@ class SparseAutoencoder(nn.Module):
         aux_k: int = 0,
         dead_window: int = 10_000,
         prefixes: tuple = (),
+        whiten: bool = False,
     ):
         super().__init__()
         self.n_features = n_features
@@ -191,7 +229,12 @@ class SparseAutoencoder(nn.Module):
         self.aux_k = aux_k
         self.dead_window = dead_window
         self.prefixes = tuple(int(size) for size in prefixes)
+        self.whiten = whiten
         self.activation = activation
+        if whiten:  # buffers: saved, loaded, checkpointed and moved with the weights
+            self.register_buffer("whitening_mean", torch.zeros(n_features))
+            self.register_buffer("whitening_matrix", torch.eye(n_features))
+            self.register_buffer("unwhitening_matrix", torch.eye(n_features))
         # Training rows seen since each latent last fired; a buffer so it survives pickling.
         self.register_buffer("rows_since_fired", torch.zeros(n_latents, dtype=torch.long))
         self.pre_bias = nn.Parameter(torch.zeros(n_features))
@@ -230,6 +273,28 @@ class SparseAutoencoder(nn.Module):
         self.pre_bias.copy_(centre.to(self.pre_bias.dtype))
 
     @torch.no_grad()
+    def fit_whitening_(self, x: torch.Tensor, eps: float = WHITENING_EPS) -> None:
+        """Set the whitening statistics from the rows ``x`` (in input units): their mean and covariance.
+
+        After standardisation (``normalize=True``), the rows' mean ``m`` and covariance ``C = E diag(l) E^T``
+        (float64) give the symmetric (ZCA) whitening ``W = E diag(l + eps * mean(l))^(-1/2) E^T`` and its inverse,
+        so whitened rows ``(x - m) @ W`` have about identity covariance and stay as close as possible to the rows
+        themselves. At least 2 rows are needed.
+        """
+        if x.shape[0] < 2:
+            raise ValueError(f"whiten=True estimates a covariance and needs at least 2 training rows, got {x.shape[0]}.")
+        x_norm = (layer_norm_no_affine(x)[0] if self.normalize else x).double()
+        mean = x_norm.mean(dim=0)
+        centred = x_norm - mean
+        covariance = centred.T @ centred / (x_norm.shape[0] - 1)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+        eigenvalues = eigenvalues.clamp_min(0)
+        eigenvalues = eigenvalues + eps * max(float(eigenvalues.mean()), torch.finfo(torch.float32).tiny)
+        self.whitening_mean.copy_(mean)
+        self.whitening_matrix.copy_((eigenvectors * eigenvalues.rsqrt()) @ eigenvectors.T)
+        self.unwhitening_matrix.copy_((eigenvectors * eigenvalues.sqrt()) @ eigenvectors.T)
+
+    @torch.no_grad()
     def normalize_decoder_(self) -> None:
         """Rescale every decoder atom to unit norm."""
         self.decoder_weight.div_(self.decoder_weight.norm(dim=1, keepdim=True).clamp_min(NORM_EPS))
@@ -252,14 +317,33 @@ class SparseAutoencoder(nn.Module):
 
     @property
     def decoder_weight(self) -> torch.Tensor:
-        """``W_dec``, ``(n_latents, n_features)``: one dictionary atom per row."""
+        """``W_dec``, ``(n_latents, n_features)``: one dictionary atom per row, in the space the model encodes."""
         return self.W_enc if self.tied else self.W_dec
 
+    def atoms(self) -> torch.Tensor:
+        """The dictionary atoms in the standardised input space (``W_dec``, unwhitened under ``whiten=True``)."""
+        return self.decoder_weight @ self.unwhitening_matrix if self.whiten else self.decoder_weight
+
     def preprocess(self, x: torch.Tensor):
-        """Return ``(x_norm, mu, sigma)``; the identity when ``normalize=False``."""
-        if self.normalize:
-            return layer_norm_no_affine(x)
-        return x, x.new_zeros(()), x.new_ones(())
+        """Return ``(x_in, mu, sigma)``: the rows as the encoder takes them, and each row's mean and scale.
+
+        ``x_in`` is ``x`` standardised (``normalize=True``; else ``x`` itself, with mean 0 and scale 1), then
+        whitened (``whiten=True``).
+        """
+        x_in, mu, sigma = layer_norm_no_affine(x) if self.normalize else (x, x.new_zeros(()), x.new_ones(()))
+        if self.whiten:
+            x_in = (x_in - self.whitening_mean.to(x_in.dtype)) @ self.whitening_matrix.to(x_in.dtype)
+        return x_in, mu, sigma
+
+    def unwhiten(self, y: torch.Tensor, *, offset: bool = True) -> torch.Tensor:
+        """Rows of the encoder's space back in the standardised space (the identity without ``whiten``).
+
+        ``offset=False`` maps a difference of rows (a residual), which the mean does not shift.
+        """
+        if not self.whiten:
+            return y
+        y = y @ self.unwhitening_matrix.to(y.dtype)
+        return y + self.whitening_mean.to(y.dtype) if offset else y
 
     def encode_pre(self, x_norm: torch.Tensor) -> torch.Tensor:
         """Pre-activations ``(x_norm - pre_bias) @ W_enc.T + b_lat``, float32.
@@ -271,8 +355,8 @@ class SparseAutoencoder(nn.Module):
         return nn.functional.linear(x_norm - self.pre_bias, self.W_enc).float() + self.b_lat
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Decoder output in the model's (normalised) space: ``codes @ W_dec + pre_bias``."""
-        return codes @ self.decoder_weight + self.pre_bias
+        """Decoder output in the standardised space: ``codes @ W_dec + pre_bias``, unwhitened under ``whiten``."""
+        return self.unwhiten(codes @ self.decoder_weight + self.pre_bias)
 
     def uses_sparse_path(self) -> bool:
         """Whether :meth:`forward` runs the sparse Top-K kernels of :mod:`._sparse_ops`.
@@ -297,45 +381,67 @@ class SparseAutoencoder(nn.Module):
         return TopKSelection(values, indices)
 
     def forward(self, x: torch.Tensor) -> SAEOutput:
-        x_norm, mu, sigma = self.preprocess(x)
+        x_in, mu, sigma = self.preprocess(x)
         if self.uses_sparse_path():
             batch = isinstance(self.activation, BatchTopK)
             k = self.activation.k if batch else self.activation.current_k  # Top-K may start wider in training
             y_pre, values, indices = topk_sae_forward(
-                x_norm, self.W_enc, self.b_lat, self.decoder_weight, self.pre_bias, k, batch=batch
+                x_in, self.W_enc, self.b_lat, self.decoder_weight, self.pre_bias, k, batch=batch
             )
             codes = TopKSelection(values, indices)
-            aux_residual_hat = None
+            aux_residual = None
             if self.training:
                 if batch:
                     self.activation.update_threshold_(values.detach())
                 else:
                     self.activation.step_()
-                aux_residual_hat = self._auxk_residual(x_norm, sigma)
+                aux_residual = self._auxk_residual(x_in)
                 self._track_firing(codes)
-            prefix_x_hats = None
+            prefixes = None
             if self.prefixes:  # each prefix decodes the kept latents among its own atoms: one sparse decode for all
                 decodes = prefix_decodes(values, indices, self.decoder_weight, self.prefixes)
-                prefix_x_hats = tuple((decode + self.pre_bias) * sigma + mu for decode in decodes)
-            return SAEOutput(y_pre * sigma + mu, codes, None, aux_residual_hat, prefix_x_hats)
-        z_pre = self.encode_pre(x_norm)
+                prefixes = tuple(decode + self.pre_bias for decode in decodes)
+            return self._output(x_in, mu, sigma, y_pre, codes, None, aux_residual, prefixes)
+        z_pre = self.encode_pre(x_in)
         codes = self.activation(z_pre)
-        x_hat = self.decode(codes) * sigma + mu
-        aux_residual_hat = pre_act_penalty = None
+        y_pre = codes @ self.decoder_weight + self.pre_bias
+        aux_residual = pre_act_penalty = None
         if self.training:
             if isinstance(self.activation, JumpReLU):
-                pre_act_penalty = self._dead_pre_act_penalty(x_norm)
+                pre_act_penalty = self._dead_pre_act_penalty(x_in)
             else:
-                aux_residual_hat = self._auxk_residual(x_norm, sigma)
+                aux_residual = self._auxk_residual(x_in)
             self._track_firing(codes)
-        prefix_x_hats = None
+        prefixes = None
         if self.prefixes:  # each level adds its own atoms' part: a fraction of one decoder GEMM for all of them
             weight = self.decoder_weight.to(codes.dtype)
             bounds = (0, *self.prefixes)
             parts = [codes[:, start:end] @ weight[start:end] for start, end in zip(bounds, bounds[1:])]
-            prefix_x_hats = tuple((decode + self.pre_bias) * sigma + mu for decode in itertools.accumulate(parts))
-        l0_penalty = getattr(self.activation, "l0_penalty", None) if self.training else None
-        return SAEOutput(x_hat, codes, z_pre, aux_residual_hat, prefix_x_hats, l0_penalty, pre_act_penalty)
+            prefixes = tuple(decode + self.pre_bias for decode in itertools.accumulate(parts))
+        l0_penalty = self.activation.l0_penalty(z_pre) if isinstance(self.activation, JumpReLU) else None
+        return self._output(x_in, mu, sigma, y_pre, codes, z_pre, aux_residual, prefixes, l0_penalty, pre_act_penalty)
+
+    def _output(self, x_in, mu, sigma, y_pre, codes, z_pre, aux_residual, prefixes, l0_penalty=None,
+                pre_act_penalty=None) -> SAEOutput:
+        """The :class:`SAEOutput` of reconstructions made in the encoder's space, mapped to input units.
+
+        Under ``whiten=True`` the objective compares them in the whitened space, so they are also returned there
+        (:class:`Whitened`), and the AuxK residual only there.
+        """
+        def to_input(y):
+            return self.unwhiten(y) * sigma + mu
+
+        x_hat = to_input(y_pre)
+        prefix_x_hats = None if prefixes is None else tuple(to_input(prefix) for prefix in prefixes)
+        whitened = None
+        if self.whiten:
+            whitened = Whitened(x_in, y_pre, prefixes, aux_residual)
+        elif aux_residual is not None:
+            aux_residual = aux_residual * sigma  # a residual: scaled back, not shifted
+        return SAEOutput(
+            x_hat, codes, z_pre, None if self.whiten else aux_residual, prefix_x_hats, l0_penalty, pre_act_penalty,
+            x_in, whitened,
+        )
 
     @torch.no_grad()
     def _track_firing(self, codes) -> None:
@@ -382,8 +488,8 @@ class SparseAutoencoder(nn.Module):
         atom_norms = self.decoder_weight[dead].detach().float().norm(dim=1)
         return (shortfall * atom_norms).sum(dim=1).mean()
 
-    def _auxk_residual(self, x_norm: torch.Tensor, sigma) -> torch.Tensor | None:
-        """The ``aux_k`` most active dead latents' reconstruction of the residual, in input units.
+    def _auxk_residual(self, x_norm: torch.Tensor) -> torch.Tensor | None:
+        """The ``aux_k`` most active dead latents' reconstruction of the residual, in the encoder's space.
 
         The dead latents learn from the AuxK term only
         through their atoms: the input and the code values are detached, so
@@ -401,7 +507,7 @@ class SparseAutoencoder(nn.Module):
             return None
         values, positions = z_dead.topk(min(self.aux_k, dead.numel()), dim=-1, sorted=False)
         aux_codes = torch.zeros_like(z_dead).scatter(1, positions, torch.relu(values).detach())
-        return (aux_codes @ self.decoder_weight[dead].to(aux_codes.dtype)) * sigma
+        return aux_codes @ self.decoder_weight[dead].to(aux_codes.dtype)
 
 
 @dataclass(frozen=True)
@@ -436,6 +542,10 @@ class ModelSpec:
         to ``k`` over ``anneal_steps`` batches; ``None`` keeps ``k``.
     prefixes : tuple of int, default=()
         Matryoshka's nested prefix sizes (``()``: off).
+    whiten : bool, default=False
+        Whiten the rows before encoding (statistics set at the start of a fit).
+    target_l0 : int or None, default=None
+        JumpReLU's target L0 (its quadratic sparsity term), or None.
     """
 
     n_features: int
@@ -452,6 +562,8 @@ class ModelSpec:
     gumbel_candidates: str
     k_start: int | None = None
     prefixes: tuple = ()
+    whiten: bool = False
+    target_l0: int | None = None
 
     def over_steps(self, total_steps: int) -> "ModelSpec":
         """This spec with a fractional ``anneal_steps`` resolved against a fit of ``total_steps`` batches (at least 1)."""
@@ -466,11 +578,12 @@ class ModelSpec:
         activation = make_activation(
             self.activation, k=self.k, tau_start=self.tau_start, tau_end=self.tau_end,
             anneal_steps=self.anneal_steps, candidates=self.gumbel_candidates, n_latents=self.n_latents,
-            k_start=self.k_start,
+            k_start=self.k_start, target_l0=self.target_l0,
         )
         return dict(
             n_features=self.n_features, n_latents=self.n_latents, activation=activation, normalize=self.normalize,
             tied=self.tied, aux_k=self.aux_k, dead_window=self.dead_window, prefixes=self.prefixes,
+            whiten=self.whiten,
         )
 
     def expected_tensors(self) -> dict:

@@ -17,7 +17,9 @@ from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions, va
 
 from ._activations import GUMBEL_CANDIDATES
 from ._defaults import (
-    default_aux_coef,
+    AUXK_COEF,
+    PRE_ACT_COEF,
+    RELU_L1_COEF,
     default_aux_k,
     default_dead_window,
     default_k_start,
@@ -25,13 +27,17 @@ from ._defaults import (
     default_n_latents,
 )
 from ._model import ModelSpec
+from ._warnings import warn_user
 
 __all__ = [
     "PARAMETER_CONSTRAINTS",
     "ANNEAL_FRACTION",
     "DEFAULT_L1_COEF",
     "ESTIMATOR_NAME",
+    "MODEL_PARAMS",
+    "OUTPUT_PARAMS",
     "TrainingSettings",
+    "changed_params",
     "check_params",
     "resolve_n_latents",
     "resolve_k_start",
@@ -39,6 +45,9 @@ __all__ = [
     "prefix_sizes",
     "model_spec",
     "training_settings",
+    "renamed_params",
+    "check_activation_params",
+    "expected_l0",
 ]
 
 ESTIMATOR_NAME = "SparseAutoencoderTransformer"
@@ -48,8 +57,17 @@ ANNEAL_FRACTION = 0.005
 (benchmarks/bench_gumbel.py: short, early noise revives the latents that Top-K leaves dead from the
 start; a longer noisy phase drifts the latent bias down and kills them instead)."""
 
-DEFAULT_L1_COEF = {"relu": 1e-3, "topk": 0.0, "gumbel_topk": 0.0, "batchtopk": 0.0, "jumprelu": 1e-3}
-"""``l1_coef=None`` means this: ReLU needs the penalty to be sparse, Top-K does not."""
+DEFAULT_L1_COEF = {"relu": RELU_L1_COEF, "topk": 0.0, "gumbel_topk": 0.0, "batchtopk": 0.0, "jumprelu": 0.0}
+"""``l1_coef=None`` means this: ReLU needs the penalty to be sparse, Top-K does not, JumpReLU has its L0 one."""
+
+DEFAULT_L0_COEF = 1e-3
+"""``l0_coef=None`` for ``"jumprelu"`` without ``target_l0``: the weight of its L0 penalty."""
+
+DEFAULT_TARGET_L0_COEF = 1e-3
+"""``l0_coef=None`` for ``"jumprelu"`` with ``target_l0``: the weight of its quadratic pull towards the target."""
+
+DEPRECATED_SINCE, REMOVED_IN = "0.2", "0.4"
+"""The releases of the deprecation cycle of the parameter meanings :func:`renamed_params` moves."""
 
 PARAMETER_CONSTRAINTS: dict = {
     "n_latents": [Interval(Integral, 1, None, closed="left"), None],
@@ -57,12 +75,16 @@ PARAMETER_CONSTRAINTS: dict = {
     "k": [Interval(Integral, 1, None, closed="left")],
     "k_start": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
     "l1_coef": [Interval(Real, 0, None, closed="left"), None],
+    "l0_coef": [Interval(Real, 0, None, closed="left"), None],
+    "target_l0": [Interval(Integral, 1, None, closed="left"), None],
     "normalize": ["boolean"],
+    "whiten": ["boolean"],
     "tied": ["boolean"],
     "pre_bias_init": [StrOptions({"geometric_median", "mean", "zeros"})],
     "unit_norm_decoder": ["boolean"],
     "aux_k": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
     "aux_coef": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
+    "pre_act_coef": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"}), None],
     "dead_window": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
     "tau_start": [Interval(Real, 0, None, closed="neither")],
     "tau_end": [Interval(Real, 0, None, closed="neither")],
@@ -87,9 +109,107 @@ PARAMETER_CONSTRAINTS: dict = {
 """The estimator's ``_parameter_constraints``: every parameter, checked by sklearn's validation."""
 
 
+MODEL_PARAMS = frozenset({
+    "n_latents", "activation", "k", "k_start", "normalize", "whiten", "tied", "aux_k", "dead_window", "tau_start",
+    "tau_end", "anneal_steps", "gumbel_candidates", "matryoshka", "target_l0", "pre_act_coef",
+})
+"""The parameters :func:`model_spec` reads: what a fitted model computes and keeps (its shapes, activation and
+schedules). After a fit they are the fitted model's, whatever ``set_params`` does, until the next ``fit``."""
+
+OUTPUT_PARAMS = frozenset({"sparse_output", "verbose", "device", "checkpoint_dir", "distributed"})
+"""The parameters that say how results are delivered or where work runs, not what the model computes: a fitted
+model reads them when it is used, so ``set_params`` changes them at once."""
+
+
+def changed_params(fitted: dict, current: dict, names) -> dict:
+    """``{name: (fitted value, current value)}`` for each of ``names`` whose value differs between the two dicts.
+
+    Values are compared as the estimator uses them: a sequence or array (``matryoshka``) by its items,
+    anything else by ``==``, and objects that do not compare to a bool (a ``RandomState``) by identity.
+    """
+    return {name: (fitted[name], current[name]) for name in sorted(names) if not _same(fitted[name], current[name])}
+
+
+def _same(a, b) -> bool:
+    if a is b:
+        return True
+    if hasattr(a, "__len__") and hasattr(b, "__len__") and not isinstance(a, str) and not isinstance(b, str):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
 def check_params(params: dict) -> None:
     """Check every parameter as ``fit`` does (sklearn's ``InvalidParameterError``, a ``ValueError``, if one fails)."""
     validate_parameter_constraints(PARAMETER_CONSTRAINTS, params, caller_name=ESTIMATOR_NAME)
+
+
+def renamed_params(params: dict, *, warn: bool) -> dict:
+    """``params`` with the meanings JumpReLU used to give other parameters moved to their own names.
+
+    For ``activation="jumprelu"``, ``l1_coef`` used to weigh the L0 penalty (now ``l0_coef``), and ``aux_k=None``
+    and ``aux_coef`` turned off and weighed its pre-activation term against dead latents (now ``pre_act_coef``).
+    Those uses keep working until release 0.4: the values move to the new names, with a ``FutureWarning`` when
+    ``warn`` (fit and partial_fit warn; reading a saved model, whose file may predate the new names, does not).
+    Giving both the old and the new name is a ``ValueError``.
+    """
+    if params["activation"] != "jumprelu":
+        return params
+    params = dict(params)
+    moves = []
+    if params["l1_coef"] is not None:
+        _refuse_both(params, "l1_coef", "l0_coef", None)
+        params["l0_coef"], params["l1_coef"] = params["l1_coef"], None
+        moves.append(f"l1_coef={params['l0_coef']!r} -> l0_coef={params['l0_coef']!r}")
+    if params["aux_k"] is None:
+        _refuse_both(params, "aux_k", "pre_act_coef", "auto")
+        params["pre_act_coef"], params["aux_k"] = None, "auto"
+        moves.append("aux_k=None -> pre_act_coef=None")
+    if params["aux_coef"] != "auto":
+        if params["pre_act_coef"] is not None:  # aux_k=None above turned the term off: its weight does not matter
+            _refuse_both(params, "aux_coef", "pre_act_coef", "auto")
+            params["pre_act_coef"] = params["aux_coef"]
+        moves.append(f"aux_coef={params['aux_coef']!r} -> pre_act_coef={params['pre_act_coef']!r}")
+        params["aux_coef"] = "auto"
+    if moves and warn:
+        warn_user(
+            f"For activation='jumprelu', {', '.join(moves)}: these parameters used to set JumpReLU's L0 penalty and "
+            f"its term against dead latents, which have their own names since {DEPRECATED_SINCE}; the old use stops "
+            f"working in {REMOVED_IN}. Pass the new names (l1_coef and aux_k / aux_coef now mean the L1 penalty and "
+            "AuxK only).",
+            FutureWarning,
+        )
+    return params
+
+
+def _refuse_both(params: dict, old: str, new: str, new_default) -> None:
+    if params[new] != new_default:
+        raise ValueError(
+            f"activation='jumprelu' got both {old}={params[old]!r} (its former name for this setting) and "
+            f"{new}={params[new]!r}. Pass {new} only."
+        )
+
+
+def check_activation_params(params: dict) -> None:
+    """Refuse the parameters that only one activation reads when another is chosen (they would be ignored)."""
+    activation = params["activation"]
+    if activation == "jumprelu":
+        return
+    jumprelu_only = {"l0_coef": None, "target_l0": None, "pre_act_coef": "auto"}
+    given = [name for name, default in jumprelu_only.items() if params[name] != default]
+    if given:
+        hint = " (the top-k activations take their L0 from k)" if "target_l0" in given else ""
+        raise ValueError(
+            f"{', '.join(given)} apply to activation='jumprelu' only, not to activation={activation!r}{hint}. "
+            f"Leave {' and '.join(given)} at the default, or choose activation='jumprelu'."
+        )
+
+
+def expected_l0(params: dict) -> int:
+    """The L0 a fit is sized for (the default dictionary, the dead window): ``target_l0`` if set, else ``k``."""
+    return int(params["target_l0"]) if params["target_l0"] is not None else int(params["k"])
 
 
 def resolve_n_latents(params: dict, n_features: int, *, n_train: int | None = None) -> int:
@@ -101,21 +221,24 @@ def resolve_n_latents(params: dict, n_features: int, *, n_train: int | None = No
     n_latents = params["n_latents"]
     if n_latents is None:
         capped = params["activation"] != "relu"  # JumpReLU's dictionary starves on few rows as the top-k ones do
-        n_latents = default_n_latents(n_features, k=params["k"], n_train=n_train, capped=capped)
+        n_latents = default_n_latents(n_features, k=expected_l0(params), n_train=n_train, capped=capped)
+    if params["target_l0"] is not None and params["target_l0"] > n_latents:
+        raise ValueError(
+            f"target_l0={params['target_l0']} is larger than n_latents={n_latents}: a row cannot have more active "
+            "latents than there are. Lower target_l0 or raise n_latents."
+        )
     if sparse_codes and params["k"] > n_latents:
         raise ValueError(
             f"k={params['k']} is larger than n_latents={n_latents}: a row cannot have more non-zeros than there are "
             "latents. Lower k or raise n_latents."
         )
     if isinstance(params["aux_k"], Integral) and not sparse_codes:
-        jumprelu_note = (
-            " or aux_k='auto' (its term against dead latents takes every dead latent)"
-            if params["activation"] == "jumprelu" else ""
+        leave = (
+            "leave aux_k='auto' for activation='jumprelu' (its own term against dead latents, which takes every dead "
+            "latent, is weighed by pre_act_coef)" if params["activation"] == "jumprelu"
+            else f"set aux_k=None for activation={params['activation']!r}"
         )
-        raise ValueError(
-            f"An integer aux_k applies to the top-k activations only; set aux_k=None for "
-            f"activation={params['activation']!r}{jumprelu_note}."
-        )
+        raise ValueError(f"An integer aux_k applies to the top-k activations only; {leave}.")
     return int(n_latents)
 
 
@@ -135,10 +258,16 @@ def resolve_k_start(params: dict, n_latents: int) -> int | None:
         raise ValueError(
             f"k_start applies to activation='topk' only; set k_start=None (or 'auto') for activation={activation!r}."
         )
+    no_warmup = params["warmup_steps"] == 0  # the narrowing runs over the warmup: without one there is none
     if k_start == "auto":
         # One recipe with lr="auto", which gives the soft start its higher rate; at a rate the user chose, a
         # wider start only cost FVU where it was measured (make demo's 1e-3).
-        return default_k_start(k, n_latents) if params["lr"] == "auto" else None
+        return default_k_start(k, n_latents) if params["lr"] == "auto" and not no_warmup else None
+    if no_warmup:
+        raise ValueError(
+            f"k_start={k_start} narrows to k over the learning-rate warmup, and warmup_steps=0 gives none. Set "
+            "warmup_steps above 0, or k_start=None to keep k from the first batch."
+        )
     if not k <= k_start <= n_latents:
         raise ValueError(
             f"k_start={k_start} must lie between k={k} and n_latents={n_latents}: training starts by keeping "
@@ -156,16 +285,18 @@ def model_spec(params: dict, n_features: int, n_latents: int, *, anneal_steps: i
     annealing's ``anneal_steps``, and for Top-K's narrowing from ``k_start``
     to ``k`` the learning-rate warmup's ``warmup_steps``.
     """
+    params = renamed_params(params, warn=False)
+    check_activation_params(params)
     k, activation = int(params["k"]), params["activation"]
     k_start = resolve_k_start(params, int(n_latents))
-    if activation == "relu" or params["aux_k"] is None:
+    if activation == "jumprelu":  # its pre-activation term pulls up every dead latent
+        aux_k = 0 if params["pre_act_coef"] is None else int(n_latents)
+    elif activation == "relu" or params["aux_k"] is None:
         aux_k = 0
-    elif activation == "jumprelu":  # its pre-activation term pulls up every dead latent
-        aux_k = int(n_latents)
     else:
         aux_k = default_aux_k(k, n_latents) if params["aux_k"] == "auto" else int(params["aux_k"])
     dead_window = params["dead_window"]
-    dead_window = default_dead_window(k, n_latents) if dead_window == "auto" else int(dead_window)
+    dead_window = default_dead_window(expected_l0(params), n_latents) if dead_window == "auto" else int(dead_window)
     if anneal_steps is None:
         anneal_steps = params["warmup_steps" if k_start is not None else "anneal_steps"]
         anneal_steps = int(anneal_steps) if isinstance(anneal_steps, Integral) else float(anneal_steps)
@@ -174,7 +305,8 @@ def model_spec(params: dict, n_features: int, n_latents: int, *, anneal_steps: i
         n_features=int(n_features), n_latents=int(n_latents), activation=activation, k=k,
         normalize=bool(params["normalize"]), tied=bool(params["tied"]), aux_k=aux_k, dead_window=dead_window,
         tau_start=float(params["tau_start"]), tau_end=float(params["tau_end"]), anneal_steps=anneal_steps,
-        gumbel_candidates=params["gumbel_candidates"], k_start=k_start,
+        gumbel_candidates=params["gumbel_candidates"], k_start=k_start, whiten=bool(params["whiten"]),
+        target_l0=None if params["target_l0"] is None else int(params["target_l0"]),
     )
 
 
@@ -242,7 +374,9 @@ class TrainingSettings:
     validation_fraction: float
     n_iter_no_change: int | None
     l1_coef: float
+    l0_coef: float
     aux_coef: float
+    pre_act_coef: float
     pre_bias_init: str
     unit_norm_decoder: bool
     amp: bool
@@ -251,10 +385,18 @@ class TrainingSettings:
 
 def training_settings(params: dict) -> TrainingSettings:
     """The training settings of ``params`` (checked already)."""
-    l1_coef = DEFAULT_L1_COEF[params["activation"]] if params["l1_coef"] is None else float(params["l1_coef"])
+    params = renamed_params(params, warn=False)
     activation = params["activation"]
-    uses_aux = activation != "relu" and params["aux_k"] is not None
-    aux_coef = default_aux_coef(activation) if params["aux_coef"] == "auto" else float(params["aux_coef"])
+    l1_coef = DEFAULT_L1_COEF[activation] if params["l1_coef"] is None else float(params["l1_coef"])
+    l0_coef = 0.0
+    if activation == "jumprelu":
+        default = DEFAULT_L0_COEF if params["target_l0"] is None else DEFAULT_TARGET_L0_COEF
+        l0_coef = default if params["l0_coef"] is None else float(params["l0_coef"])
+    uses_aux = activation not in ("relu", "jumprelu") and params["aux_k"] is not None
+    aux_coef = AUXK_COEF if params["aux_coef"] == "auto" else float(params["aux_coef"])
+    pre_act_coef = 0.0
+    if activation == "jumprelu" and params["pre_act_coef"] is not None:
+        pre_act_coef = PRE_ACT_COEF if params["pre_act_coef"] == "auto" else float(params["pre_act_coef"])
     return TrainingSettings(
         lr=params["lr"] if params["lr"] == "auto" else float(params["lr"]),
         max_epochs=params["max_epochs"] if params["max_epochs"] == "auto" else int(params["max_epochs"]),
@@ -267,7 +409,9 @@ def training_settings(params: dict) -> TrainingSettings:
             else params["n_iter_no_change"]
         ),
         l1_coef=l1_coef,
+        l0_coef=l0_coef,
         aux_coef=aux_coef if uses_aux else 0.0,
+        pre_act_coef=pre_act_coef,
         pre_bias_init=params["pre_bias_init"],
         unit_norm_decoder=bool(params["unit_norm_decoder"]) and not params["tied"],
         amp=bool(params["amp"]),

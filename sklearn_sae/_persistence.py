@@ -11,6 +11,9 @@ A saved model is a directory of two files:
 ``model.safetensors``
     The torch module's ``state_dict`` (parameters and buffers), contiguous CPU tensors.
 
+:func:`foreign_model_content` recognises the directories the package writes, saved models and exports
+alike, so that :func:`save_model` and an export replace those and refuse anything else.
+
 This module reads and writes a :class:`SavedModel` (parameters, shapes, weights, fitted attributes,
 history) and never sees the estimator: the estimator hands its parts down to :func:`save_model` and
 builds itself from what :func:`read_model` returns.
@@ -35,16 +38,18 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from ._atomic import atomic_directory
+from ._atomic import atomic_directory, unexpected_entries
 from ._params import ESTIMATOR_NAME, PARAMETER_CONSTRAINTS, check_params, model_spec, resolve_n_latents
 from ._warnings import warn_user
 
 __all__ = [
     "CONFIG_NAME",
+    "EXPORT_FILES",
     "FORMAT",
     "FORMAT_VERSION",
     "WEIGHTS_NAME",
     "SavedModel",
+    "foreign_model_content",
     "is_saved_model",
     "read_model",
     "read_safetensors",
@@ -60,13 +65,22 @@ FORMAT = "sklearn_sae"
 WEIGHTS_NAME = "model.safetensors"
 """The module's tensors."""
 
+EXPORT_FILES = {"sparsify": ("cfg.json", "sae.safetensors"), "saelens": ("cfg.json", "sae_weights.safetensors")}
+"""The files an export (:mod:`._interop`) writes beside its ``sklearn_sae.json``, by format: the other libraries'
+config and weights. Kept here, with the saved model's, so that one place knows every directory the package writes."""
+
 FORMAT_VERSION = 1
 """Version of the directory layout and JSON schema; raise it when a reader of the previous one
 could misread the new one, and teach :func:`read_model` to read every older version."""
 
-PARAMS_ADDED_IN_FORMAT_1 = {"k_start": None}
+PARAMS_ADDED_IN_FORMAT_1 = {
+    "k_start": None, "whiten": False, "l0_coef": None, "target_l0": None, "pre_act_coef": "auto",
+}
 """Parameters added since the first files of format version 1 were written, each with the value that computes and
-trains on as those files' models did: a file without ``k_start`` holds a Top-K trained with ``k`` from the start."""
+trains on as those files' models did: a file without ``k_start`` holds a Top-K trained with ``k`` from the start,
+one without ``whiten`` a model that does not whiten. A JumpReLU file from before ``l0_coef`` and ``pre_act_coef``
+keeps its ``l1_coef`` and ``aux_k``/``aux_coef``, which :func:`~sklearn_sae._params.renamed_params` reads as
+those."""
 
 _FITTED_INTEGERS = ("n_features_in_", "n_latents_", "n_iter_")
 
@@ -135,26 +149,68 @@ def is_saved_model(directory) -> bool:
     return not (isinstance(config, dict) and isinstance(config.get("format"), str) and config["format"] != FORMAT)
 
 
+def foreign_model_content(directory) -> str | None:
+    """What in an existing, non-empty ``directory`` the package did not write; ``None`` when it wrote all of it.
+
+    The package's model directories are a saved model (``sklearn_sae.json``
+    of format ``"sklearn_sae"`` and ``model.safetensors``) and an export
+    (``sklearn_sae.json`` whose format names the library, with that
+    library's :data:`EXPORT_FILES`). A directory is the package's when its
+    ``sklearn_sae.json`` is one of these and it holds no other entry: a
+    saved model or an export with a file of the user's beside it is not,
+    since replacing the directory would delete that file. Configs written
+    before the ``format`` field existed are told apart by their other
+    fields (a saved model's ``estimator``, an export record's ``version``).
+
+    Parameters
+    ----------
+    directory : pathlib.Path
+        An existing directory.
+
+    Returns
+    -------
+    reason : str or None
+        A few words for the refusal, or ``None``.
+    """
+    config_path = directory / CONFIG_NAME
+    if not config_path.is_file():
+        return unexpected_entries(directory, (), writer="sklearn-sae")
+    try:
+        config = json.loads(config_path.read_bytes())
+    except ValueError:  # invalid JSON or UTF-8
+        config = None
+    if not isinstance(config, dict):
+        return f"its {CONFIG_NAME} is not a JSON object, so sklearn-sae did not write it"
+    format_name = config.get("format")
+    if format_name is None:  # written before configs named their format
+        if config.get("estimator") == ESTIMATOR_NAME:
+            format_name = FORMAT
+        elif "version" in config and "activation" in config:
+            format_name = "sparsify" if (directory / EXPORT_FILES["sparsify"][1]).exists() else "saelens"
+    if format_name == FORMAT:
+        return unexpected_entries(directory, (CONFIG_NAME, WEIGHTS_NAME), writer="save()")
+    if isinstance(format_name, str) and format_name in EXPORT_FILES:
+        files = (CONFIG_NAME, *EXPORT_FILES[format_name])
+        return unexpected_entries(directory, files, writer=f"an export to {format_name}")
+    return f"its {CONFIG_NAME} names format {format_name!r}, which sklearn-sae does not write"
+
+
 # ---------------------------------------------------------------- writing
 
 
 def save_model(model: SavedModel, directory) -> None:
-    """Write ``model`` to ``directory``, replacing a model saved there before.
+    """Write ``model`` to ``directory``, replacing what the package wrote there before.
 
     The directory is written under a temporary name and renamed into place
     once complete, so an interrupted save leaves the previous content as it
-    was. A directory that exists must be empty or hold a saved model: its
-    whole content is replaced, and nothing else is deleted by accident.
+    was. A directory that exists must be empty or hold only what the package
+    writes (a saved model or an export: :func:`foreign_model_content`); it
+    is then replaced whole. Anything else is refused with a ``ValueError``,
+    so nothing is deleted by accident.
     """
-    directory = Path(directory)
-    if directory.is_dir() and any(directory.iterdir()) and not is_saved_model(directory):
-        raise ValueError(
-            f"{directory} exists and does not hold a model written by save() (no {CONFIG_NAME} of format "
-            f"{FORMAT!r}); saving would replace its content. Give a new or empty directory, or one written by save()."
-        )
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict.items()}
     config = _config_of(model)
-    with atomic_directory(directory) as staging:
+    with atomic_directory(directory, foreign=foreign_model_content, writer="save()") as staging:
         save_file(state, staging / WEIGHTS_NAME, metadata={"format": "pt"})
         config["weights_sha256"] = _sha256(staging / WEIGHTS_NAME)
         (staging / CONFIG_NAME).write_text(json.dumps(config, indent=1, allow_nan=False) + "\n", encoding="utf-8")

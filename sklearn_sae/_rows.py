@@ -10,7 +10,8 @@ h5py dataset or a NumPy memmap, never loaded whole), which offers:
   of one epoch, a map-style data set whose item ``i`` is batch ``i`` (a CPU
   tensor) and whose ``units()`` group the batch ids that are read together;
 - ``sample(n_rows, seed)``: rows drawn to start ``pre_bias`` and to measure
-  the spread behind ``lr="auto"``.
+  the spread behind ``lr="auto"`` (a fit draws them from its training rows,
+  the first half of ``split``, so that the validation rows stay held out).
 
 One epoch-order scheme serves every source and every mode: the order of an
 epoch is drawn from ``numpy.random.default_rng([seed, epoch])`` (rows in
@@ -42,7 +43,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._blocks import check_finite, check_on_disk, read_rows
+from ._blocks import check_on_disk, check_values, read_rows
 
 __all__ = [
     "InMemoryRows",
@@ -213,7 +214,7 @@ class OnDiskRows(Dataset):
         start, stop = self.block_bounds(block)
         read_rows(self.source, start, stop, out)
         if not self._checked[block]:
-            check_finite(out[: stop - start], start)
+            check_values(out[: stop - start], start)
             self._checked[block] = True
         return stop - start
 

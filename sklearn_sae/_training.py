@@ -20,15 +20,17 @@ from typing import NamedTuple
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping, GradientNormClipping, LRScheduler, PrintLog, ProgressBar
+from skorch.dataset import unpack_data
 from skorch.utils import noop
 from torch import nn
 
-from ._activations import code_activity, starts_soft
+from ._activations import JumpReLU, TopKSelection, code_activity, starts_soft
 from ._checkpoint import open_checkpoint
 from ._defaults import resolve_lr, resolve_max_epochs, resolve_steps
 from ._model import ModelSpec, SAEOutput, SparseAutoencoder, auxk_loss, l1_penalty, nmse_loss
 from ._params import TrainingSettings
 from ._rows import EpochIterator, RowsSplit, share_batches
+from .metrics import fvu_of, merge_centred
 
 __all__ = [
     "SAENet",
@@ -50,54 +52,104 @@ PRE_BIAS_SAMPLE_ROWS = 4096
 """Rows drawn to estimate the data's centre for ``pre_bias``: enough for a starting point, and cheap
 (Weiszfeld's iterations on 10,000 rows of width 1024 took a tenth of a 16-batch fit)."""
 
-EPOCH_METRICS = ("nmse", "fvu", "l0", "dead_fraction")
+WHITENING_ROWS_PER_FEATURE = 16
+"""``whiten=True`` estimates the covariance on up to this many training rows per feature (at least
+:data:`PRE_BIAS_SAMPLE_ROWS`, at most :data:`WHITENING_MAX_ROWS`): enough that its small eigenvalues are not
+mostly noise, at the cost of one pass of a few seconds."""
+
+WHITENING_MAX_ROWS = 65_536
+
+
+def start_sample_rows(spec: ModelSpec) -> int:
+    """Training rows drawn before a fit to start it: the pre-bias and ``lr="auto"`` (and the whitening)."""
+    if not spec.whiten:
+        return PRE_BIAS_SAMPLE_ROWS
+    return min(WHITENING_MAX_ROWS, max(PRE_BIAS_SAMPLE_ROWS, WHITENING_ROWS_PER_FEATURE * spec.n_features))
+
+EPOCH_METRICS = ("nmse", "fvu", "l0", "l1", "dead_fraction")
 """Recorded in the history for every split each epoch, beside skorch's own ``*_loss``."""
 
 
 class LossTerms(NamedTuple):
-    """The loss as optimised and the terms it is made of."""
+    """The loss of one batch, as :class:`SAELoss` computes it, and the terms it is made of."""
 
     total: torch.Tensor
+    """What training differentiates: ``objective`` plus the training aids of the batch (AuxK weighted by
+    ``aux_coef``, or JumpReLU's pre-activation term weighted by ``pre_act_coef``)."""
+    objective: torch.Tensor
+    """``reconstruction + l1_coef * L1 (+ l0_coef * JumpReLU's sparsity term)``: the loss every split records,
+    and early stopping compares."""
     nmse: torch.Tensor
+    """The whole dictionary's NMSE."""
     l1: torch.Tensor
+    """The L1 term, ``mean ||h||_1 / ||x_norm||``."""
 
 
 class SAELoss(nn.Module):
-    """``NMSE + l1_coef * L1 (+ aux_coef * AuxK)``, normalised by the input's norm (see :mod:`._model`).
+    """One objective per activation, the same in training, validation and every eval set.
 
-    The AuxK term is there only for training batches in which the model
-    reports dead latents (``output.aux_residual_hat`` is set). JumpReLU
-    (``output.l0_penalty`` set) replaces the L1 term by its L0 penalty,
-    Rajamanoharan et al.'s, with the same weight, and AuxK by the dead
-    latents' pre-activation term (``output.pre_act_penalty``), weighted by
-    ``aux_coef`` too. Matryoshka
-    (``output.prefix_x_hats`` set) replaces the NMSE by the mean of the NMSEs
-    of every nested prefix and of the whole dictionary: equal weights, as
-    in Bussmann et al. (2025), averaged rather than summed (SAELens sums
-    them) so that the term stays on the scale of one NMSE beside ``l1_coef``
-    and ``aux_coef``. ``LossTerms.nmse`` stays the whole dictionary's.
+    ``objective = reconstruction + l1_coef * L1 + l0_coef * L0 term``, each
+    term a mean over the batch's rows (see :mod:`._model`):
+
+    - ``reconstruction`` is the NMSE (between whitened rows and their
+      reconstructions under ``whiten=True``); with Matryoshka
+      (``prefix_x_hats`` set) the mean of the NMSEs of every nested prefix
+      and of the whole dictionary: equal weights, as in Bussmann et al.
+      (2025), averaged rather than summed (SAELens sums them) so that the
+      term stays on the scale of one NMSE beside the coefficients.
+    - ``L1`` is ``||h||_1 / ||x_norm||`` (the codes over the norm of the row
+      the encoder takes, so ``l1_coef`` means the same on embeddings of any
+      scale). ``l1_coef`` is 0 unless the user sets it, but for ReLU.
+    - ``L0 term`` is JumpReLU's (``output.l0_penalty`` set): the codes' L0,
+      Rajamanoharan et al.'s penalty, or with ``target_l0`` its quadratic
+      distance to the target. Its value is the same in training and in
+      evaluation; in training its gradient reaches the thresholds through
+      the straight-through estimator.
+
+    The training aids are not part of the objective: the AuxK term
+    (``aux_residual_hat``, in training batches in which latents are dead),
+    weighted by ``aux_coef``, and JumpReLU's pre-activation term against
+    dead latents (``output.pre_act_penalty``), weighted by ``pre_act_coef``.
+    They exist only in training and only while latents are dead, so a loss
+    that counted them would change meaning from split to split and from
+    epoch to epoch; they are added to ``LossTerms.total``, which training
+    differentiates, and left out of ``LossTerms.objective``, which every
+    split's ``*_loss`` in the history records. Each split's loss is then
+    exactly its recorded terms: ``nmse`` (or the mean of ``nmse_level*`` and
+    ``nmse``) plus ``l1_coef`` times ``l1``, plus for JumpReLU ``l0_coef``
+    times ``l0`` (``sparsity`` with ``target_l0``), up to float rounding,
+    when no row is all zero (a batch's ratios leave such rows out, while
+    skorch weighs each batch's loss by all its rows).
     """
 
-    def __init__(self, l1_coef: float = 0.0, aux_coef: float = 0.0):
+    def __init__(self, l1_coef: float = 0.0, aux_coef: float = 0.0, *, l0_coef: float = 0.0,
+                 pre_act_coef: float = 0.0):
         super().__init__()
         self.l1_coef = l1_coef
+        self.l0_coef = l0_coef
         self.aux_coef = aux_coef
+        self.pre_act_coef = pre_act_coef
 
     def forward(self, output: SAEOutput, x: torch.Tensor) -> LossTerms:
-        nmse = nmse_loss(output.x_hat, x)
-        l1 = l1_penalty(output.codes, x)
+        l1 = l1_penalty(output.codes, x if output.x_norm is None else output.x_norm)
+        # Reconstructions are compared in input units, or in the whitened space when the model whitens its rows.
+        space = output if output.whitened is None else output.whitened
+        if output.whitened is not None:
+            x = output.whitened.x
+        nmse = nmse_loss(space.x_hat, x)
         reconstruction = nmse
-        if output.prefix_x_hats:  # Matryoshka: the mean NMSE over the nested prefixes and the whole dictionary
-            levels = [nmse_loss(prefix, x) for prefix in output.prefix_x_hats] + [nmse]
+        if space.prefix_x_hats:  # Matryoshka: the mean NMSE over the nested prefixes and the whole dictionary
+            levels = [nmse_loss(prefix, x) for prefix in space.prefix_x_hats] + [nmse]
             reconstruction = torch.stack(levels).mean()
-        # JumpReLU is made sparse by an L0 penalty (its thresholds' only gradient), the others by the L1 one.
-        sparsity = output.l0_penalty if output.l0_penalty is not None else l1
-        total = reconstruction + self.l1_coef * sparsity
-        if output.aux_residual_hat is not None and self.aux_coef > 0:
-            total = total + self.aux_coef * auxk_loss(output.aux_residual_hat, output.x_hat, x)
-        if output.pre_act_penalty is not None and self.aux_coef > 0:
-            total = total + self.aux_coef * output.pre_act_penalty
-        return LossTerms(total, nmse, l1)
+        objective = reconstruction + self.l1_coef * l1
+        if output.l0_penalty is not None:  # JumpReLU: its L0 (or its pull towards target_l0) makes it sparse
+            objective = objective + self.l0_coef * output.l0_penalty
+        total = objective
+        if space.aux_residual_hat is not None and self.aux_coef > 0:
+            total = total + self.aux_coef * auxk_loss(space.aux_residual_hat, space.x_hat, x)
+        if output.pre_act_penalty is not None and self.pre_act_coef > 0:
+            total = total + self.pre_act_coef * output.pre_act_penalty
+        return LossTerms(total, objective, nmse, l1)
 
 
 class WarmupCosine:
@@ -168,29 +220,69 @@ class SAENet(NeuralNet):
         return to_float32(output)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        return self.criterion_(y_pred, X.to(self.device)).total
+        """The batch's objective (:attr:`LossTerms.objective`): what every split records as its loss."""
+        return self.criterion_(y_pred, X.to(self.device)).objective
+
+    def train_step_single(self, batch, **fit_params):
+        # As skorch's, but the backward pass runs on the objective plus the training aids (LossTerms.total), while
+        # the step reports the objective alone, which skorch records as train_loss: the loss of every split means
+        # the same, and early stopping without a validation split compares what validation would.
+        self._set_training(True)
+        Xi, _ = unpack_data(batch)
+        y_pred = self.infer(Xi, **fit_params)
+        terms = self.criterion_(y_pred, Xi.to(self.device))
+        self.backward(terms.total)
+        return {"loss": terms.objective, "y_pred": y_pred}
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Compute the gradients of ``loss`` (a data-parallel net also averages them over the processes)."""
+        loss.backward()
 
 
 def to_float32(output: SAEOutput) -> SAEOutput:
     """``output`` with its reconstructions in float32, whatever precision autocast computed them in."""
-    aux, prefixes = output.aux_residual_hat, output.prefix_x_hats
-    return output._replace(
-        x_hat=output.x_hat.float(),
-        aux_residual_hat=None if aux is None else aux.float(),
-        prefix_x_hats=None if prefixes is None else tuple(prefix.float() for prefix in prefixes),
-    )
+    def floats(space):
+        aux, prefixes = space.aux_residual_hat, space.prefix_x_hats
+        return space._replace(
+            x_hat=space.x_hat.float(),
+            aux_residual_hat=None if aux is None else aux.float(),
+            prefix_x_hats=None if prefixes is None else tuple(prefix.float() for prefix in prefixes),
+        )
+
+    output = floats(output)
+    return output if output.whitened is None else output._replace(whitened=floats(output.whitened))
+
+
+def _row_ratios(numerator: torch.Tensor, denominator: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Sum in float64 of ``numerator / denominator`` over the ``valid`` rows (whose denominator is positive)."""
+    ratios = numerator / denominator.clamp_min(torch.finfo(denominator.dtype).tiny)
+    return torch.where(valid, ratios, 0.0).sum(dtype=torch.float64)
+
+
+def _mean_or_convention(total: float, n_rows: int, numerator: float) -> float:
+    """``total / n_rows``; with no row to average over, 0 when nothing is left over (``numerator`` 0), else inf.
+
+    The convention of :func:`sklearn_sae.metrics.nmse` and :func:`~sklearn_sae.metrics.l1` for an undefined ratio.
+    """
+    if n_rows > 0:
+        return total / n_rows
+    return 0.0 if numerator == 0 else float("inf")
 
 
 class _SplitTotals:
     """Running sums over one split for one epoch, kept on the device until the epoch ends.
 
     Everything :data:`EPOCH_METRICS` needs comes from the batches the epoch
-    computes anyway, so the metrics cost no second pass over the data.
+    computes anyway, so the metrics cost no second pass over the data. Row
+    ratios (NMSE, L1) leave out the rows whose denominator is 0, as the loss
+    does (:func:`sklearn_sae._model.row_mean_ratio`) and as
+    :mod:`sklearn_sae.metrics` does.
     """
 
     def __init__(self):
         self.n_rows = 0
         self.sums = None
+        self.moments = (0, None, 0.0)  # the rows' count, mean row and centred sum of squares, for the FVU
 
     def update(self, x: torch.Tensor, output: SAEOutput, loss: torch.Tensor, n_latents: int) -> None:
         # Row-wise terms in float32 (the batch's own precision), sums over rows in float64:
@@ -198,58 +290,91 @@ class _SplitTotals:
         x = x.to(output.x_hat.device)
         error = (output.x_hat.detach() - x).square().sum(dim=-1)
         squared_norms = x.square().sum(dim=-1)
-        nonzero_rows = squared_norms > 0  # NMSE is undefined on all-zero rows, as in the loss
+        # The NMSEs are the objective's terms, in the space it compares (whitened rows under whiten=True); the
+        # FVUs are always in input units, as score() and metrics.fvu measure them.
+        space = output if output.whitened is None else output.whitened
+        space_x = x if output.whitened is None else output.whitened.x.detach()
+        space_error = error if output.whitened is None else (space.x_hat.detach() - space_x).square().sum(dim=-1)
+        space_norms = space_x.square().sum(dim=-1)
+        nonzero_rows = space_norms > 0  # NMSE is undefined on all-zero rows, as in the loss
+        x_norm = x if output.x_norm is None else output.x_norm.detach()
+        code_values = output.codes.values if isinstance(output.codes, TopKSelection) else output.codes
+        code_l1 = code_values.detach().float().abs().sum(dim=-1)
+        encoder_norms = x_norm.float().norm(dim=-1)  # the L1 term's denominator, as in the loss
         n_nonzero, fired = code_activity(output.codes, n_latents)
         batch = {
             "loss": loss.detach().double() * len(x),
-            "nmse": torch.where(nonzero_rows, error / squared_norms.clamp_min(torch.finfo(x.dtype).tiny), 0.0).sum(
-                dtype=torch.float64
-            ),
+            "nmse": _row_ratios(space_error, space_norms, nonzero_rows),
             "nmse_rows": nonzero_rows.sum(),
+            "l1": _row_ratios(code_l1, encoder_norms, encoder_norms > 0),
+            "l1_rows": (encoder_norms > 0).sum(),
+            "l1_numerator": code_l1.sum(dtype=torch.float64),
             "residual": error.sum(dtype=torch.float64),
-            "x_sum": x.sum(dim=0, dtype=torch.float64),
-            "x_square_sum": squared_norms.sum(dtype=torch.float64),
             "nonzeros": n_nonzero,
             "fired": fired,
         }
+        if output.l0_penalty is not None:  # JumpReLU's sparsity term, a mean over the batch's rows
+            batch["sparsity"] = output.l0_penalty.detach().double() * len(x)
         if output.prefix_x_hats:
-            batch["prefix_residuals"] = torch.stack(
-                [(prefix.detach() - x).square().sum(dtype=torch.float64) for prefix in output.prefix_x_hats]
+            prefix_errors = [(prefix.detach() - x).square().sum(dim=-1) for prefix in output.prefix_x_hats]
+            space_errors = prefix_errors if output.whitened is None else [
+                (prefix.detach() - space_x).square().sum(dim=-1) for prefix in space.prefix_x_hats
+            ]
+            batch["prefix_residuals"] = torch.stack([error.sum(dtype=torch.float64) for error in prefix_errors])
+            batch["prefix_nmse"] = torch.stack(
+                [_row_ratios(error, space_norms, nonzero_rows) for error in space_errors]
             )
         if self.sums is None:
             self.sums = batch
         else:
             for key, value in batch.items():
                 self.sums[key] = self.sums[key] | value if key == "fired" else self.sums[key] + value
+        x64 = x.double()
+        batch_mean = x64.mean(dim=0)
+        self.moments = merge_centred(*self.moments, len(x), batch_mean, (x64 - batch_mean).square().sum())
         self.n_rows += len(x)
 
     def result(self) -> dict:
         sums = {key: value.cpu() for key, value in self.sums.items()}
         n = self.n_rows
-        total_variance = float(sums["x_square_sum"] - sums["x_sum"].square().sum() / n)
-        residual = float(sums["residual"])
-        prefix_fvu = {}
+        centred = float(self.moments[2])
+        nmse_rows = int(sums["nmse_rows"])
+
+        def fvu(residual: float) -> float:
+            return fvu_of(residual, centred)
+
+        levels = {}
         if "prefix_residuals" in sums:
-            for level, prefix_residual in enumerate(sums["prefix_residuals"].tolist()):
-                prefix_fvu[f"fvu_level{level}"] = prefix_residual / total_variance if total_variance > 0 else 0.0
+            residuals, nmses = sums["prefix_residuals"].tolist(), sums["prefix_nmse"].tolist()
+            for level, (prefix_residual, prefix_nmse) in enumerate(zip(residuals, nmses)):
+                levels[f"fvu_level{level}"] = fvu(prefix_residual)
+                levels[f"nmse_level{level}"] = _mean_or_convention(prefix_nmse, nmse_rows, prefix_residual)
+        if "sparsity" in sums:
+            levels["sparsity"] = float(sums["sparsity"]) / n
         return {
-            **prefix_fvu,
+            **levels,
             "loss": float(sums["loss"]) / n,
-            "nmse": float(sums["nmse"]) / max(int(sums["nmse_rows"]), 1),
-            "fvu": residual / total_variance if total_variance > 0 else (0.0 if residual == 0 else float("inf")),
+            "nmse": _mean_or_convention(float(sums["nmse"]), nmse_rows, float(sums["residual"])),
+            "fvu": fvu(float(sums["residual"])),
             "l0": float(sums["nonzeros"]) / n,
+            "l1": _mean_or_convention(float(sums["l1"]), int(sums["l1_rows"]), float(sums["l1_numerator"])),
             "dead_fraction": 1.0 - float(sums["fired"].double().mean()),
         }
 
 
 class EpochMetrics(Callback):
-    """Record NMSE, FVU, L0 and the dead-latent fraction of every split, every epoch.
+    """Record NMSE, FVU, L0, L1 and the dead-latent fraction of every split, every epoch.
 
     ``train_*`` and ``valid_*`` are accumulated from the batches of the epoch
-    (train mode for training, as optimised). Each named extra set of
-    ``eval_sets`` is encoded at the end of the epoch in eval mode and gets
-    ``{name}_loss`` too. A latent counts as dead for a split when it was
-    zero on every row of that split during the epoch.
+    (train mode for training, as optimised; eval mode for validation). Each
+    named extra set of ``eval_sets`` is encoded at the end of the epoch in
+    eval mode and gets ``{name}_loss`` too. A latent counts as dead for a
+    split when it was zero on every row of that split during the epoch.
+    Matryoshka adds each nested prefix's FVU and NMSE (``*_fvu_level0``,
+    ``*_nmse_level0``, ...) for every split, and JumpReLU its sparsity term
+    (``*_sparsity``: the L0, or with ``target_l0`` the quadratic distance to
+    it). Every split's loss is the
+    objective (:class:`SAELoss`), exactly the recorded terms combined.
 
     Parameters
     ----------
@@ -288,14 +413,16 @@ class EpochMetrics(Callback):
     def on_epoch_end(self, net, **kwargs):
         for prefix, totals in self.totals_.items():
             if totals.n_rows:
-                results = totals.result()
-                levels = sorted(key for key in results if key.startswith("fvu_level"))
-                for metric in (*EPOCH_METRICS, *levels):  # Matryoshka: each nested prefix's FVU too
-                    net.history.record(f"{prefix}_{metric}", results[metric])
+                _record(net.history, prefix, totals.result(), with_loss=False)  # skorch records its own *_loss
         for name, X in (self.eval_sets or {}).items():
-            results = self._score(net, X)
-            for metric in ("loss",) + EPOCH_METRICS:
-                net.history.record(f"{name}_{metric}", results[metric])
+            _record(net.history, name, self._score(net, X), with_loss=True)
+
+
+def _record(history, prefix: str, results: dict, *, with_loss: bool) -> None:
+    """Record one split's :meth:`_SplitTotals.result` as ``{prefix}_{metric}``, Matryoshka's levels included."""
+    extra = sorted(key for key in results if "_level" in key or key == "sparsity")
+    for metric in (("loss",) if with_loss else ()) + EPOCH_METRICS + tuple(extra):
+        history.record(f"{prefix}_{metric}", results[metric])
 
 
 def _stdout_is_terminal() -> bool:
@@ -309,8 +436,8 @@ class EpochLog(PrintLog):
     """
 
     def _sorted_keys(self, keys):
-        # Matryoshka's per-level FVUs are for history_, not for the table.
-        return [key for key in super()._sorted_keys(keys) if "_fvu_level" not in key]
+        # Matryoshka's per-level measures are for history_, not for the table.
+        return [key for key in super()._sorted_keys(keys) if "_level" not in key]
 
     def format_row(self, row, key, color):
         if not _stdout_is_terminal():
@@ -319,7 +446,7 @@ class EpochLog(PrintLog):
 
 
 class PreBiasFromSample(Callback):
-    """Start ``pre_bias`` at the centre of a sample of rows drawn before training.
+    """Start ``pre_bias`` at the centre of a sample of rows drawn before training (and estimate the whitening).
 
     The sample (see :func:`train_net`) is dropped once used, so the fitted
     net does not carry it. A resumed fit restores ``pre_bias`` afterwards.
@@ -338,8 +465,18 @@ class PreBiasFromSample(Callback):
 
     def on_train_begin(self, net, **kwargs):
         if self.sample is not None:
-            net.module_.init_pre_bias_(self.sample.to(net.device), method=self.method)
+            start_from_sample(net.module_, self.sample.to(net.device), self.method)
             self.sample = None
+
+
+def start_from_sample(module: SparseAutoencoder, sample: torch.Tensor, pre_bias_init: str) -> None:
+    """Set what a new model estimates from training rows: the whitening (``whiten=True``), then ``pre_bias``."""
+    if module.whiten:
+        module.fit_whitening_(sample)
+    module.init_pre_bias_(sample[:PRE_BIAS_SAMPLE_ROWS], method=pre_bias_init)
+    if isinstance(module.activation, JumpReLU) and module.activation.target_l0 is not None:
+        with torch.no_grad():
+            module.activation.init_thresholds_(module.encode_pre(module.preprocess(sample[:PRE_BIAS_SAMPLE_ROWS])[0]))
 
 
 class UnitNormDecoder(Callback):
@@ -467,7 +604,8 @@ def _callbacks(settings: TrainingSettings, *, mode: str, total_steps: int, warmu
     if settings.verbose >= 2 or (settings.verbose == 1 and _stdout_is_terminal()):
         callbacks.append(("progress_bar", ProgressBar()))
     callbacks.append(("epoch_log", EpochLog(
-        keys_ignored=[key for key in _all_metric_keys(eval_sets) if key.endswith("_fvu")],  # in history_, not shown
+        # In history_, not shown: the table keeps to the loss, NMSE, L0 and dead fraction.
+        keys_ignored=[key for key in _all_metric_keys(eval_sets) if key.endswith(("_fvu", "_l1"))],
     )))
     if checkpoint is not None:
         callbacks.append(("checkpoint", checkpoint))
@@ -528,7 +666,9 @@ def build_net(
         SparseAutoencoder,
         criterion=SAELoss,
         criterion__l1_coef=settings.l1_coef,
+        criterion__l0_coef=settings.l0_coef,
         criterion__aux_coef=settings.aux_coef,
+        criterion__pre_act_coef=settings.pre_act_coef,
         optimizer=torch.optim.Adam,
         # The fused kernel cuts Adam's step from ~25% to ~7% of a Top-K training step on CPU.
         **({"optimizer__fused": True} if _fused_adam_available() else {}),
@@ -564,8 +704,9 @@ def train_net(
     ``checkpoint_dir`` (if any) is opened, and a resumed fit takes its seed;
     the steps of an epoch are counted on the first epoch's layout (this
     process's share of it), and so ``max_epochs="auto"`` and the schedule's
-    length; a sample of rows is drawn to start ``pre_bias`` and to measure
-    the spread behind ``lr="auto"``; the net is built and fitted with torch
+    length; a sample of the training rows (never the validation rows) is
+    drawn to start ``pre_bias`` and to measure the spread behind
+    ``lr="auto"``; the net is built and fitted with torch
     seeded; the strategy unwraps it.
 
     Parameters
@@ -593,6 +734,7 @@ def train_net(
     if checkpoint_dir is not None:
         checkpoint = open_checkpoint(checkpoint_dir, fingerprint, seed=seed)
         seed, epochs_done = checkpoint.seed, checkpoint.epochs_done
+    # The validation rows stay held out of everything the fit estimates: the pre-bias and lr="auto" come from train.
     train, _ = rows.split(settings.validation_fraction, seed)
     first_epoch = train.epoch(
         settings.batch_size, seed=seed, epoch=0, shuffle=True, num_processes=strategy.num_processes
@@ -601,19 +743,22 @@ def train_net(
     steps_per_epoch = strategy.steps_per_epoch(first_epoch.units())
     max_epochs = resolve_max_epochs(settings.max_epochs, steps_per_epoch)
     total_steps = steps_per_epoch * max_epochs
-    sample = rows.sample(PRE_BIAS_SAMPLE_ROWS, seed)
+    sample = train.sample(start_sample_rows(spec), seed)
     strategy.check_same_rows(rows, sample)
     soft_start = starts_soft(spec.over_steps(total_steps).module_kwargs()["activation"])
     lr = resolve_lr(
-        settings.lr, sample.numpy(), normalize=spec.normalize, soft_start=soft_start, batch_size=settings.batch_size
+        settings.lr, sample[:PRE_BIAS_SAMPLE_ROWS].numpy(), normalize=spec.normalize, whiten=spec.whiten,
+        soft_start=soft_start, batch_size=settings.batch_size,
     )
     net = build_net(
         spec, settings, lr=lr, seed=seed,
         total_steps=total_steps, max_epochs=max_epochs, eval_sets=eval_sets, pre_bias_sample=sample,
         checkpoint=checkpoint, strategy=strategy,
     )
+    # A finished checkpoint (early-stopped, or all its epochs run) is restored and given back without training.
+    remaining_epochs = 0 if checkpoint is not None and checkpoint.finished else max_epochs - epochs_done
     with seeded_torch(strategy.device, seed):
-        net.fit(rows, epochs=max_epochs - epochs_done)
+        net.fit(rows, epochs=remaining_epochs)
     return strategy.unwrap(net)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import dataclasses
 import math
 import warnings
 
@@ -14,17 +17,28 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.history import History
 
 from . import _interop, _persistence
-from ._activations import GumbelTopK, JumpReLU, ReLU, TopK, TopKSelection, schedule_length
-from ._blocks import block_rows_for, check_on_disk, fvu_over_blocks, is_on_disk, iter_row_blocks
+from ._activations import GumbelTopK, JumpReLU, ReLU, TopK, TopKSelection, schedule_length, schedule_start
+from ._blocks import block_rows_for, check_magnitude, check_on_disk, is_on_disk, iter_row_blocks
 from ._checkpoint import training_fingerprint
 from ._defaults import DEAD_WARNING_FRACTION
 from ._device import resolve_device
 from ._distributed import DataParallel
 from ._incremental import incremental_run, start_run, train_one_pass
-from ._params import ANNEAL_FRACTION, PARAMETER_CONSTRAINTS, model_spec, resolve_n_latents, training_settings
+from ._params import (
+    ANNEAL_FRACTION,
+    MODEL_PARAMS,
+    OUTPUT_PARAMS,
+    PARAMETER_CONSTRAINTS,
+    changed_params,
+    model_spec,
+    renamed_params,
+    resolve_n_latents,
+    training_settings,
+)
 from ._rows import InMemoryRows, OnDiskRows
 from ._training import SingleProcess, fitted_net, release_training_state, train_net
 from ._warnings import warn_user
+from .metrics import FVUTotals
 
 __all__ = ["SparseAutoencoderTransformer"]
 
@@ -44,272 +58,152 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     It is trained through skorch with Adam, linear LR warmup then cosine
     decay per batch, gradient-norm clipping and optional bfloat16 mixed
     precision, minimising the normalised MSE ``mean ||x_hat - x||^2 / ||x||^2``
-    plus ``l1_coef`` times the L1 norm of the codes over ``||x||`` (for
-    ``"jumprelu"``, times the L0 of the codes; with ``matryoshka``, the NMSE
-    is averaged over the nested prefixes).
+    plus the activation's sparsity term: ``l1_coef`` times the L1 norm of the
+    codes over ``||x_norm||`` (``"relu"``), ``l0_coef`` times their L0
+    (``"jumprelu"``), none for the top-k activations. A fitted model is a
+    snapshot: ``set_params`` after ``fit`` changes nothing it computes, saves
+    or exports until the next ``fit``. Read more in the :ref:`User Guide
+    <parameters>`.
 
     Parameters
     ----------
     n_latents : int, default=None
         Number of latents (dictionary atoms). ``None`` sizes the dictionary
-        to the data: ``4 * n_features``, but for every activation except
-        ``"relu"`` no more than lets an average latent fire on 128 training
-        rows an epoch (``n_training_rows * k // 128``, ``k`` standing for
-        JumpReLU's expected L0), and at least ``k``. On 2,000
-        proteins of width 1,900 that is about 500 latents, not 7,600, most
-        of which would have died (and about 500 reconstructed held-out rows
-        better than 1,000). The seed's formula is
-        ``n_latents=4 * n_features``. ``partial_fit``, which does not know
-        the rows in advance, takes ``4 * n_features``.
+        to the data: ``4 * n_features``, capped (but for ``"relu"``) so that
+        an average latent fires on 128 training rows an epoch, and at least
+        ``k``. See :ref:`param-n-latents`.
     activation : {"topk", "gumbel_topk", "batchtopk", "jumprelu", "relu"}, default="topk"
-        ``"topk"`` keeps the ``k`` largest pre-activations of each row (after
-        a ReLU), so each row has at most ``k`` non-zeros. ``"gumbel_topk"``
-        does the same at inference, but starts training with Gumbel noise in
-        the selection and a temperature that anneals linearly to hard Top-K
-        (see ``anneal_steps``), which gives every latent a chance to learn
-        before the selection hardens: fewer dead latents than ``"topk"``.
-        ``"batchtopk"`` (Bussmann et al. 2024) keeps the ``k * batch_size``
-        largest activations of each training batch, so rows use more or fewer
-        latents with a mean L0 of ``k``; at inference a latent fires where
-        its pre-activation exceeds one learned threshold, so codes do not
-        depend on the batch and a row's L0 varies (CSR output stays sparse).
-        The threshold is a running average (rate 0.01, the paper's and
-        SAELens's) of each training batch's smallest kept activation.
-        ``"jumprelu"`` (Rajamanoharan et al. 2024) fires a latent where its
-        pre-activation exceeds the latent's own learned threshold, trained
-        with straight-through estimators and an L0 penalty weighted by
-        ``l1_coef``; the L0 follows from that weight, so choose it with
-        :func:`~sklearn_sae.calibration.calibrate_l1_coef` for a target L0.
-        ``"relu"`` gives dense codes made sparse by the L1 penalty.
+        How codes become sparse: ``"topk"`` keeps the ``k`` largest
+        pre-activations of each row; ``"gumbel_topk"`` is Top-K with Gumbel
+        noise in the selection early in training; ``"batchtopk"`` keeps the
+        ``k * batch_size`` largest of a training batch and uses one learned
+        threshold at inference; ``"jumprelu"`` has a learned threshold per
+        latent and an L0 penalty; ``"relu"`` an L1 penalty. See
+        :ref:`choosing-an-activation`.
     k : int, default=32
-        Non-zeros per row for the top-k activations (for ``"batchtopk"``,
-        their mean over a training batch); ignored by ``"relu"`` and
-        ``"jumprelu"``. Must not exceed ``n_latents``.
+        Active latents per row: exactly (at most, after the ReLU) for
+        ``"topk"`` and ``"gumbel_topk"``, on average over a training batch
+        for ``"batchtopk"``. ``"jumprelu"`` sizes ``n_latents=None`` and
+        ``dead_window="auto"`` with it (or with ``target_l0``). Ignored by
+        ``"relu"``. At most ``n_latents``.
     k_start : int, "auto" or None, default="auto"
-        ``"topk"`` only: latents kept per row at the first training batch.
-        The number falls linearly to ``k`` over the learning-rate warmup
-        (``warmup_steps``), so the early batches, which decide which latents
-        survive the rate's peak, train several times more of them.
-        ``"auto"`` is ``min(4 * k, n_latents)`` for ``"topk"`` with
-        ``lr="auto"``, which then takes 5/3 of the rate (see ``lr``): on all
-        the shipped proteins (3 seeds) the two together left 0.1-0.9% of the
-        latents silent on held-out rows where a hard start left 1.1-2.0%,
-        and lowered the held-out FVU from 0.0369 to 0.0313; the FVU fell on
-        8 of the 9 sets of ``benchmarks/bench_defaults.py`` ("Top-K that
-        starts wider" in ``benchmarks/README.md``). With an explicit ``lr``
-        (and for the other activations) ``"auto"`` keeps ``k`` from the
-        start: at ``make demo``'s 1e-3 the wider start raised the test FVU
-        by 1.9%. ``None`` keeps ``k`` from the first batch (the seed's
-        Top-K). Inference always keeps ``k``.
+        ``"topk"`` only: latents kept per row at the first training batch,
+        falling linearly to ``k`` over the learning-rate warmup. ``"auto"``
+        is ``min(4 * k, n_latents)`` with ``lr="auto"`` (and a warmup), else
+        ``k``; ``None`` keeps ``k`` throughout. See :ref:`param-k-start`.
     l1_coef : float, default=None
-        Weight of the L1 penalty on the codes; for ``activation="jumprelu"``
-        the L0 penalty's weight (the mean number of latents above their
-        thresholds a row, with the straight-through gradient; the L1 penalty
-        is then not used). ``None`` means 1e-3 for ``"relu"`` and
-        ``"jumprelu"`` and 0 for the top-k activations. For a target L0,
-        :func:`~sklearn_sae.calibration.calibrate_l1_coef` searches it.
+        Weight of the L1 penalty on the codes. ``None`` is 5e-3 for
+        ``"relu"`` and 0 for the others. See :ref:`param-l1-coef`.
+    l0_coef : float, default=None
+        ``"jumprelu"`` only: weight of its L0 penalty (or of the quadratic
+        pull towards ``target_l0``). ``None`` is 1e-3. To reach a given L0,
+        set ``target_l0`` or search the weight with
+        :func:`~sklearn_sae.calibration.calibrate_l1_coef`.
+    target_l0 : int, default=None
+        ``"jumprelu"`` only: the mean L0 a fit aims at. The sparsity term
+        becomes ``2 / target_l0 * (L0_row - target_l0) ** 2`` averaged over
+        the rows, and the thresholds start where they fire ``target_l0``
+        latents a row. ``None`` penalises the L0 itself. See
+        :ref:`param-target-l0`.
     normalize : bool, default=True
         Standardise each row to zero mean and unit variance before encoding
         and undo it after decoding.
+    whiten : bool, default=False
+        Whiten the standardised rows with the training rows' mean and
+        covariance before encoding; the model is trained in the whitened
+        space and keeps the whitening (``transform`` reads raw rows). See
+        :ref:`whitening`.
     tied : bool, default=True
         Use one weight matrix for the encoder and (transposed) decoder.
     pre_bias_init : {"geometric_median", "mean", "zeros"}, default="geometric_median"
-        Start ``pre_bias`` at the centre of the rows given to ``fit`` (after
-        normalisation), estimated on up to 4,096 of them.
+        Start ``pre_bias`` at the centre of up to 4,096 training rows (after
+        normalisation).
     unit_norm_decoder : bool, default=True
         With ``tied=False``, keep every decoder atom at unit norm during
-        training (the radial part of its gradient is removed and it is
-        renormalised after each step). Ignored when ``tied=True``: the atoms
-        are then the encoder's rows, which need their scale.
+        training. Ignored when ``tied=True``.
     aux_k : int, "auto" or None, default="auto"
-        The auxiliary loss against dead latents (AuxK, after OpenAI's Top-K
-        autoencoders): in each training batch the ``aux_k`` most active dead
-        latents also reconstruct the residual ``x - x_hat``, weighted by
-        ``aux_coef``. ``"auto"`` is ``8 * k`` for the top-k activations and
-        off for ``"relu"``. ``None`` turns it off, as the seed does. This
-        package's AuxK departs from OpenAI's in two ways that stop it from
-        killing the latents it should revive: the dead latents'
-        reconstruction is compared with the residual after its best
-        non-negative scale, and they learn only through their atoms (their
-        code values and biases get no AuxK gradient). An int is only for the
-        top-k activations. For ``"jumprelu"``, ``"auto"`` turns on
-        Anthropic's pre-activation term instead (January 2025; SAELens's
-        ``pre_act_loss_coefficient``): for every dead latent, how far its
-        pre-activations fall short of its threshold, times its atom's norm,
-        summed over the dead latents and averaged over the rows. It pulls
-        the bias and the threshold of a silent latent together until it
-        fires again. Without it the L0 penalty raised the thresholds of rare
-        latents until 74-81% of a JumpReLU dictionary never fired on the
-        shipped proteins; with it none, at some cost in reconstruction:
-        held-out FVU 0.0338 against 0.0311 on 15,259 proteins, level (0.058-
-        0.062) on 1,000 at the default dictionary size
-        (``benchmarks/README.md``). Set ``aux_k=None`` to train JumpReLU
-        without it.
+        The top-k activations' auxiliary loss against dead latents (AuxK):
+        the ``aux_k`` most active dead latents also reconstruct the
+        residual, weighted by ``aux_coef``. ``"auto"`` is ``8 * k``;
+        ``None`` turns it off. Ignored by ``"relu"`` and ``"jumprelu"``.
+        See :ref:`param-aux-k`.
     aux_coef : float or "auto", default="auto"
-        Weight of the term against dead latents. ``"auto"`` is 1/32 for
-        AuxK (OpenAI's) and 0.003 for JumpReLU's pre-activation term (of
-        0.003, 0.01 and 1/32, which all kept every latent alive on the
-        shipped proteins, the one that moves the L0 set by ``l1_coef`` least).
+        Weight of AuxK. ``"auto"`` is 1/32.
+    pre_act_coef : float, "auto" or None, default="auto"
+        ``"jumprelu"`` only: weight of the pull of dead latents'
+        pre-activations towards their thresholds. ``"auto"`` is 0.003;
+        ``None`` turns it off. See :ref:`param-aux-k`.
     dead_window : int or "auto", default="auto"
-        A latent is dead for AuxK and JumpReLU's pre-activation term once it
-        has not fired for this many training rows. ``"auto"`` is
-        ``20 * n_latents / k``: twenty times the rows an average latent
-        waits between firings (OpenAI's ratio);
-        ``"jumprelu"``, whose L0 the penalty sets, takes ``k`` as the L0 to
-        expect here. The seed's value was 10,000.
-    tau_start : float, default=1.0
-        Gumbel temperature at the first training step (``"gumbel_topk"`` only).
-    tau_end : float, default=1e-8
-        Gumbel temperature at the last annealing step and after it
-        (``"gumbel_topk"`` only); at 1e-6 or below the selection is the hard
-        Top-K and training takes the sparse Top-K path.
+        Training rows without firing after which a latent counts as dead
+        (for AuxK and ``pre_act_coef``). ``"auto"`` is ``20 * n_latents /
+        k``.
+    tau_start, tau_end : float, default=1.0, 1e-8
+        ``"gumbel_topk"`` only: Gumbel temperature at the first training
+        batch and from the end of the annealing on.
     anneal_steps : int or float, default=0.005
-        Training batches over which the temperature falls linearly from
-        ``tau_start`` to ``tau_end`` (``"gumbel_topk"`` only). A float in
-        (0, 1] is a fraction of the fit's training batches, so the schedule
-        fits the run; an int is an absolute number of batches, as in the
-        seed's ``10_000``. The default, the first 0.5% of the batches, was
-        chosen by ``benchmarks/bench_gumbel.py``: a short noisy start revives
-        latents that Top-K leaves dead, while a long noisy phase kills
-        latents instead. A fit that ends before the temperature reaches
-        ``tau_end`` warns.
+        ``"gumbel_topk"`` only: training batches over which the temperature
+        falls linearly to ``tau_end``; a float in (0, 1] is a fraction of
+        the fit's batches. A fit that ends before it warns.
     gumbel_candidates : {"positive", "all"}, default="positive"
-        Which latents the noisy selection of ``"gumbel_topk"`` may keep:
-        ``"positive"``, only those with a positive pre-activation (a noisy
-        slot is never spent on a latent that would output 0); ``"all"``,
-        every latent, the seed's formula ``topk(z_pre / tau + g)``.
+        ``"gumbel_topk"`` only: the noisy selection picks among positive
+        pre-activations, or among all latents (``topk(z_pre / tau + g)``).
     lr : float or "auto", default="auto"
-        Peak learning rate of Adam. ``"auto"`` is
-        ``0.12 * min(spread, 1) / sqrt(n_features)``, where ``spread`` is the
-        root-mean-square distance of the encoder's input rows (standardised
-        when ``normalize=True``) from their mean, per dimension, measured on
-        up to 4,096 training rows: 6.1e-3 on the shipped NEAR proteins,
-        1.0e-3 and 2.0e-3 on UniRep vectors of widths 256 and 1,900. Adam
-        moves every weight by about ``lr`` a step, so a unit-norm encoder row
-        moves by about ``lr * sqrt(n_features)``, and the biases move by
-        ``lr`` against pre-activations of the size of the spread: one fixed
-        rate that suits one set of embeddings kills most latents of another
-        (the former default 1e-2 left 95% of the latents dead on UniRep
-        vectors of width 1,900; ``benchmarks/bench_defaults.py``).
-        A soft start takes ``0.2`` instead of ``0.12``: ``"gumbel_topk"``,
-        and ``"topk"`` narrowing from ``k_start``, keep latents alive at 5/3
-        of the rate, which lowered their held-out FVU on every set of that
-        benchmark (``"topk"`` with ``k_start=None`` takes ``0.12``). A
-        ``batch_size`` below 256 multiplies the rate by
-        ``sqrt(batch_size / 256)``: more steps on noisier gradients (batches
-        of 32 at the rate of 256 left 72% of a dictionary dead). Rows that
-        do not vary (one row, or identical rows) assume spread 1, with a
-        warning. :meth:`partial_fit` measures the spread once a run, on the
-        first call's rows.
+        Peak learning rate of Adam. ``"auto"`` is ``0.12 * min(spread, 1) /
+        sqrt(n_features)`` (0.2 with a soft start: ``"gumbel_topk"``, or
+        ``"topk"`` narrowing from ``k_start``), times ``sqrt(batch_size /
+        256)`` for smaller batches, with ``spread`` measured on the training
+        rows. The rate used is ``lr_``. See :ref:`param-lr`.
     batch_size : int, default=256
         Rows per training batch.
     max_epochs : int or "auto", default="auto"
         Passes over the training data. ``"auto"`` trains for at least 3,000
-        optimizer steps and at least 10 epochs, so that 2,000 proteins (8
-        batches an epoch) train as long as they need: 375 epochs there, 56 on
-        the 15,259 training rows of 80% of the shipped proteins; with
-        ``n_iter_no_change="auto"`` a fit stops earlier once the validation
-        loss stops improving. The former default was 20. With
-        ``distributed=True`` the steps counted are each process's (its share
-        of an epoch's batches).
+        optimiser steps and 10 epochs. See :ref:`param-training-length`.
     warmup_steps : int or float, default=0.05
         Batches of linear LR warmup; a float in [0, 1) is a fraction of all
         training batches.
     grad_clip : float, default=1.0
-        Maximum L2 norm of the gradient over all parameters; ``None`` turns
-        clipping off.
+        Maximum L2 norm of the gradient; ``None`` turns clipping off.
     validation_fraction : float, default=0.1
-        Fraction of the rows held out (at random) to report validation loss
-        and NMSE each epoch, and for early stopping. 0 trains on every row.
+        Fraction of the rows held out at random to score each epoch and for
+        early stopping; they are never trained on or used for estimates.
     n_iter_no_change : int, "auto" or None, default="auto"
-        Stop when the validation loss (the training loss when
-        ``validation_fraction=0``) has not improved for this many epochs,
-        and keep the best weights. ``None`` trains for ``max_epochs``.
-        ``"auto"`` is 10 with ``max_epochs="auto"``, whose 3,000-step floor
-        means hundreds of epochs on a few thousand rows, and ``None`` when
-        ``max_epochs`` is given. Early stopping applies to ``fit``, not to
-        :meth:`partial_fit`.
+        Stop when the validation loss (the training loss without validation)
+        has not improved for this many epochs, and keep the best weights.
+        ``"auto"`` is 10 with ``max_epochs="auto"``, else ``None``: train for
+        ``max_epochs``. Applies to ``fit`` only.
     amp : bool, default=False
-        Run the matrix multiplications in bfloat16 (``torch.autocast``);
-        weights, loss and outputs stay float32.
+        Run the matrix multiplications in bfloat16; weights, loss and outputs
+        stay float32.
     device : str, default="auto"
-        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"auto"`` for a GPU when
-        PyTorch sees one.
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"auto"`` (a GPU when PyTorch
+        sees one).
     sparse_output : bool, default=False
-        Make :meth:`transform` return a ``scipy.sparse.csr_matrix``. For
-        ``"topk"`` and ``"gumbel_topk"`` it is built from the selected
-        indices without ever forming the dense codes; for the threshold
-        activations (``"batchtopk"``, ``"jumprelu"``) and ``"relu"`` from one
-        dense block of codes at a time (at most 2**24 values), never the
-        whole dense matrix.
+        Make :meth:`transform` return a ``scipy.sparse.csr_matrix``, built
+        without the dense codes.
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, the validation split, batch order and
-        Gumbel noise. With an int, fits on the CPU are bit-identical. The
-        caller's global torch RNG is left untouched.
+        Seeds initialisation, the validation split, batch order and Gumbel
+        noise; with an int, fits on the CPU are bit-identical. The caller's
+        global torch RNG is left untouched.
     verbose : int, default=0
-        0 is silent. 1 prints a table row per epoch (loss, NMSE, L0 and dead
-        fraction of each split), and a per-batch progress bar only when
-        standard output is a terminal; best values are coloured only on a
-        terminal, so log files stay plain text. 2 always shows the progress
-        bar.
+        0 is silent; 1 prints a table row per epoch (and a batch bar on a
+        terminal); 2 always shows the batch bar.
     checkpoint_dir : str or path-like, default=None
-        Directory in which :meth:`fit` saves the whole training state
-        (weights, optimizer, LR schedule, RNG states, history) at the end
-        of every epoch, replacing the previous epoch's checkpoint
-        atomically. A fit started with a directory that holds a checkpoint
-        resumes after that checkpoint's last complete epoch and runs only
-        the remaining ones; on the CPU with an int ``random_state`` it ends
-        bit-identical to a fit that was never interrupted, even one killed
-        mid-epoch. The checkpoint must come from a fit with the same
-        parameters (except ``verbose``, ``device``, ``sparse_output`` and
-        ``checkpoint_dir``) and the same data, or ``fit`` raises a
-        ``ValueError``: use one directory per model. A checkpoint whose
-        epochs are all done gives the finished model back without training.
-        ``None`` writes nothing.
+        Directory in which :meth:`fit` saves its whole training state every
+        epoch; a fit started with a checkpoint there resumes after its last
+        complete epoch (bit-identical on the CPU with an int
+        ``random_state``) or, if it finished, gives the model back. It must
+        come from a fit of the same parameters and data. See
+        :ref:`saving-and-resuming`.
     distributed : bool, default=False
-        Train data-parallel over the processes started by ``accelerate
-        launch`` or ``torchrun``, one per GPU (through Hugging Face
-        Accelerate: the ``scale`` extra). Every process calls ``fit`` with
-        the same ``X``; each trains on its own share of the batches and the
-        gradients are averaged, so one optimiser step sees ``batch_size``
-        rows per process: an effective batch of ``batch_size`` times the
-        number of processes, with proportionally fewer steps per epoch.
-        Divide ``batch_size`` by the number of processes to keep the
-        single-process optimisation. Every process ends with the same,
-        ordinary fitted estimator (weights on its own device); the epoch
-        metrics in ``history_`` cover the rows of all processes, the
-        per-batch entries are the process's own. ``device`` must be
-        ``"auto"``, ``"cuda"`` or ``"cpu"``. On CPUs, launch with
-        ``torchrun`` (``accelerate launch --cpu`` starts a single
-        process). Without a launcher it is an ordinary single-process fit.
-        On-disk ``X`` (an h5py dataset or memmap) works too: every process
-        opens the file itself and passes the same array, and each reads only
-        its own windows of blocks from disk.
-
+        Train data-parallel over the processes of ``accelerate launch`` or
+        ``torchrun`` (the ``scale`` extra); ``batch_size`` counts rows per
+        process. See :ref:`large-data`.
     matryoshka : sequence of float, default=None
-        Matryoshka training (Bussmann et al. 2025; Nabeshima 2024) for the
-        top-k activations (``"topk"``, ``"gumbel_topk"``, ``"batchtopk"``):
-        strictly increasing fractions in (0, 1) of the dictionary, such as
-        ``(1/16, 1/8, 1/4, 1/2)``, whose prefixes (the first
-        ``round(f * n_latents)`` latents) must each reconstruct the input
-        with the same codes, the whole dictionary being the last level. The
-        loss is the mean NMSE over the levels, prefixes and whole dictionary
-        with equal weights (Bussmann et al.'s weighting, averaged rather than
-        summed as SAELens does, so it stays on the scale of one NMSE;
-        Nabeshima's version and others weight or re-sample the levels), which
-        pushes general features into the early latents and their refinements
-        into the later ones.
-        A prefix may hold fewer latents than ``k`` (it then reconstructs with
-        the kept latents among its own); the prefixes must be distinct and
-        smaller than the dictionary. ``"relu"`` and ``"jumprelu"`` are
-        refused: their sparsity penalty would pull against the prefixes'
-        reconstructions, and neither paper pairs them. ``history_`` records
-        each level's FVU as ``train_fvu_level0``, ``train_fvu_level1``, ...
-        (smallest prefix first; the whole dictionary's is ``train_fvu``) and
-        ``valid_fvu_level0``, .... At inference the model is its activation
-        alone; :meth:`export` writes it as that activation. Training keeps
-        the sparse Top-K kernels and decodes every prefix at once from the
-        kept latents. ``None`` is a plain SAE.
+        Matryoshka training for the top-k activations: increasing fractions
+        in (0, 1) of the dictionary, such as ``(1/16, 1/8, 1/4, 1/2)``,
+        whose prefixes must each reconstruct the input too; the loss is the
+        mean NMSE over the prefixes and the whole dictionary. ``None`` is a
+        plain SAE. See :ref:`param-matryoshka`.
 
     Attributes
     ----------
@@ -324,18 +218,20 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         a model imported from another library, which does not record it.
     components_ : ndarray of shape (n_latents_, n_features_in_)
         Decoder atoms ``W_dec``, in the standardised space when ``normalize=True``:
-        a read-only float32 copy of the module's weights, made on each access
-        (the fitted model does not store it twice).
+        a read-only float32 copy of the module's weights, made on first access
+        and kept until the weights change (``fit``, ``partial_fit``).
     history_ : skorch.history.History
         Per-epoch log, indexed as ``history_[:, "valid_nmse"]``. For the
         training rows (``train_``, accumulated over the epoch's batches as
         optimised) and the validation rows (``valid_``): ``loss``, ``nmse``,
-        ``fvu``, ``l0`` (mean non-zeros per row) and ``dead_fraction``
+        ``fvu``, ``l0`` (mean non-zeros per row), ``l1`` and ``dead_fraction``
         (latents zero on every row of the split that epoch; a fit whose last
         epoch leaves more than 10% of the latents dead on its training rows
         warns and says what to change); the same for
-        each of ``fit``'s ``eval_sets``; also ``dur`` (seconds) and, per
-        batch, ``event_lr``.
+        each of ``fit``'s ``eval_sets``; Matryoshka adds ``fvu_level0``,
+        ``nmse_level0``, ... (one per prefix) and JumpReLU ``sparsity`` (its
+        L0 term, or the distance to ``target_l0``); also
+        ``dur`` (seconds) and, per batch, ``event_lr``.
     n_iter_ : int
         Number of epochs run; each :meth:`partial_fit` call counts as one.
     n_steps_ : int
@@ -377,12 +273,16 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         k=32,
         k_start="auto",
         l1_coef=None,
+        l0_coef=None,
+        target_l0=None,
         normalize=True,
+        whiten=False,
         tied=True,
         pre_bias_init="geometric_median",
         unit_norm_decoder=True,
         aux_k="auto",
         aux_coef="auto",
+        pre_act_coef="auto",
         dead_window="auto",
         tau_start=1.0,
         tau_end=1e-8,
@@ -409,12 +309,16 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self.k = k
         self.k_start = k_start
         self.l1_coef = l1_coef
+        self.l0_coef = l0_coef
+        self.target_l0 = target_l0
         self.normalize = normalize
+        self.whiten = whiten
         self.tied = tied
         self.pre_bias_init = pre_bias_init
         self.unit_norm_decoder = unit_norm_decoder
         self.aux_k = aux_k
         self.aux_coef = aux_coef
+        self.pre_act_coef = pre_act_coef
         self.dead_window = dead_window
         self.tau_start = tau_start
         self.tau_end = tau_end
@@ -461,7 +365,18 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         -------
         self : SparseAutoencoderTransformer
             The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            When the rows or parameters are refused, or training diverges
+            (non-finite weights). The estimator then keeps the model it had
+            before the call, if any.
         """
+        with _kept_on_error(self):
+            return self._fit(X, eval_sets)
+
+    def _fit(self, X, eval_sets):
         if self.distributed and self.checkpoint_dir is not None:
             raise ValueError(
                 "checkpoint_dir is not supported with distributed=True yet: the processes of a launch would "
@@ -469,10 +384,12 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             )
         rows, X = self._training_rows(X)
         params = self.get_params(deep=False)
+        renamed_params(params, warn=True)  # the model is built from params: this only warns of deprecated uses
         # On disk whole blocks are held out, so the count is close rather than exact.
         n_train = self._check_n_train(rows.n_rows)
         n_latents = resolve_n_latents(params, rows.n_features, n_train=n_train)
         _warn_if_too_few_rows(n_train, n_latents)
+        _warn_if_default_is_dense(params, n_latents, n_train=n_train)
         eval_tensors = self._validate_eval_sets(eval_sets)
         device = resolve_device(self.device)
         net = train_net(
@@ -485,9 +402,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             checkpoint_dir=self.checkpoint_dir,
             fingerprint=None if self.checkpoint_dir is None else training_fingerprint(params, X, eval_tensors),
         )
-        self._set_fitted(net)
+        _check_finite_weights(net)
+        fitted_epoch = _restored_epoch(net)
+        self._set_fitted(net, params)
         self.lr_ = float(net.lr)
-        _warn_if_unhealthy(net)
+        _warn_if_unhealthy(net, fitted_epoch)
         return self
 
     def _training_rows(self, X):
@@ -498,9 +417,18 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             if hasattr(self, "feature_names_in_"):  # as validate_data(reset=True) does for unnamed columns
                 del self.feature_names_in_
             return rows, X
-        X = _check_magnitude(validate_data(self, X, dtype=np.float32, ensure_min_samples=2))
+        X = self._validated_rows(X, reset=True, ensure_min_samples=2)
         # A private copy: skorch keeps it for the whole fit, and the caller's array may change or be read-only.
         return InMemoryRows(torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True))), X
+
+    def _validated_rows(self, X, *, reset: bool, ensure_min_samples: int = 1, name: str = "X"):
+        """``X`` as checked float32 rows: the one validation of every in-memory ``X`` a method trains or scores on.
+
+        ``validate_data`` (shape, finiteness, feature count and names), then the magnitude check that keeps
+        float32 sums finite.
+        """
+        X = validate_data(self, X, dtype=np.float32, reset=reset, ensure_min_samples=ensure_min_samples)
+        return check_magnitude(X, name=name)
 
     def _draw_seed(self) -> int:
         """The fit's seed, drawn from ``random_state``: everything random in a fit derives from it."""
@@ -516,16 +444,21 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         each later call continues the same run: the weights, Adam's state,
         the Gumbel temperature and the dead-latent counters all carry over,
         and ``X`` must have the same number of features. A call after
-        :meth:`fit`, or on a loaded model, continues from the fitted weights
-        with a fresh Adam state and schedule, since a fitted model does not
-        keep them.
+        :meth:`fit`, or on a loaded model, continues the fitted model with a
+        fresh Adam state and schedule, since a fitted model does not keep
+        them: the parameters that shape the model (``n_latents``,
+        ``activation``, ``k``, ``normalize``, ``tied``, ...) stay the fitted
+        ones, with a warning if ``set_params`` changed them, and the training
+        parameters (``lr``, ``batch_size``, ``l1_coef``, ...) are the current
+        ones.
 
         Learning rate: a run of unknown length cannot be laid out as ``fit``'s
         warmup and cosine decay, so ``partial_fit`` warms up linearly over
         ``warmup_steps`` batches and then stays at ``lr``. A float
         ``warmup_steps`` is a fraction of the batches of the run's first call.
         Lower ``lr`` yourself with ``set_params(lr=...)`` between calls if you
-        want it to fall; the other parameters are fixed by the first call.
+        want it to fall; the other parameters are fixed by the first call (a
+        later call warns if they were changed, and trains as before).
         Likewise a float ``anneal_steps`` (``"gumbel_topk"``) is a fraction of
         the first call's batches: the default 0.005 then gives a noisy phase
         of a batch or two. Pass ``anneal_steps`` as an int, a number of
@@ -544,7 +477,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training rows; converted to float32.
+            Training rows; converted to float32 and checked as in :meth:`fit`.
         y : None
             Ignored (dask-ml passes a placeholder).
 
@@ -553,19 +486,33 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self : SparseAutoencoderTransformer
             The estimator, trained one pass further.
         """
+        with _kept_on_error(self):
+            return self._partial_fit(X)
+
+    def _partial_fit(self, X):
         if self.distributed:
             raise ValueError(
                 "partial_fit does not train data-parallel: each process would continue on its own and the "
                 "models would drift apart. Use fit with distributed=True, or partial_fit with distributed=False."
             )
         first_call = not hasattr(self, "net_")
-        X = validate_data(self, X, dtype=np.float32, reset=first_call)
+        X = self._validated_rows(X, reset=first_call)
         device = resolve_device(self.device)
         net = self.net_ if not first_call else None
         if incremental_run(net) is None:
-            net = self._start_incremental(X, device, fitted_net=net)
-        train_one_pass(net, X, lr=self.lr, normalize=self.normalize, device=device)
+            net, params = self._start_incremental(X, device, fitted_net=net)
+        else:  # a run in progress keeps what it started with; only lr may change between calls
+            params = self._fitted_params_or_current()
+            _warn_if_changed(
+                params, self.get_params(deep=False), OUTPUT_PARAMS | {"lr"},
+                "partial_fit continues the run with the values of its first call",
+                "Only lr may change between calls; to train with the new values, call fit, or start a new run on a "
+                "clone (sklearn.base.clone).",
+            )
+        train_one_pass(net, X, lr=self.lr, normalize=net.module_.normalize, device=device)
+        _check_finite_weights(net)
         self._adopt_net(net)
+        self._fitted_params = _snapshot({**params, "lr": self.lr})
         self.lr_ = float(incremental_run(net).lr)
         self.n_steps_ = incremental_run(net).n_steps
         self.n_samples_seen_ = incremental_run(net).n_samples_seen
@@ -574,17 +521,31 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     def _start_incremental(self, X, device, *, fitted_net=None):
         """The initialised net of a new run of ``partial_fit`` calls, from ``fitted_net``'s weights if given."""
         params = self.get_params(deep=False)
+        renamed_params(params, warn=True)
         n_features = X.shape[1]
         if fitted_net is None:
-            spec = model_spec(params, n_features, resolve_n_latents(params, n_features))
-        else:  # the fitted model's shapes, and its resolved annealing length, continued
-            # None: the fitted activation has no start-up schedule, and continuing must not start one (0 batches).
-            anneal_steps = schedule_length(fitted_net.module_.activation) or 0
-            spec = model_spec(params, n_features, fitted_net.module_.n_latents, anneal_steps=anneal_steps)
+            n_latents = resolve_n_latents(params, n_features)
+            _warn_if_default_is_dense(params, n_latents)
+            spec = model_spec(params, n_features, n_latents)
+        else:
+            # The fitted model is continued as it is (the parameters that shape it are the fit's); how it trains
+            # (lr, batch size, penalties) follows the current parameters.
+            fitted = self._fitted_params_or_current()
+            _warn_if_changed(
+                fitted, params, set(params) - MODEL_PARAMS, "partial_fit continues the fitted model",
+                "To train a model with the new values from scratch, call fit.",
+            )
+            params = {**params, **{name: fitted[name] for name in MODEL_PARAMS}}
+            # The fitted activation's start-up schedule, continued; without one, continuing must not start one.
+            activation = fitted_net.module_.activation
+            spec = model_spec(params, n_features, fitted_net.module_.n_latents,
+                              anneal_steps=schedule_length(activation) or 0)
+            spec = dataclasses.replace(spec, k_start=schedule_start(activation))  # resolved from lr at the fit
         lr = 1.0 if self.lr == "auto" else float(self.lr)  # IncrementalRun sets each batch's rate itself
-        return start_run(
+        net = start_run(
             spec, training_settings(params), X, lr=lr, seed=self._draw_seed(), device=device, fitted=fitted_net
         )
+        return net, params
 
     def _check_n_train(self, n_samples: int) -> int:
         """Training rows left after the validation split."""
@@ -595,15 +556,23 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             )
         return n_samples - n_valid
 
-    def _set_fitted(self, net) -> None:
-        """Make a trained (or restored) net this estimator's model and set the fitted attributes."""
+    def _set_fitted(self, net, params: dict) -> None:
+        """Make a trained (or restored) net this estimator's model, built with ``params``, and set the fitted attributes."""
         release_training_state(net)
         for name in ("n_steps_", "n_samples_seen_", "lr_"):  # what a partial_fit run or an earlier fit set
             self.__dict__.pop(name, None)
         self._adopt_net(net)
+        # The snapshot that save, export and transform read: set_params after a fit changes nothing until the next.
+        self._fitted_params = _snapshot(params)
+
+    def _fitted_params_or_current(self) -> dict:
+        """The parameters the fitted model was built with (a pickle from before they were kept: the current ones)."""
+        fitted = getattr(self, "_fitted_params", None)
+        return dict(fitted) if fitted is not None else self.get_params(deep=False)
 
     def _adopt_net(self, net) -> None:
         """Make ``net`` this estimator's model, with the fitted attributes that follow from it."""
+        self.__dict__.pop("_components", None)  # the atoms of the weights net_ held before
         self.net_ = net
         self.n_latents_ = net.module_.n_latents
         self.history_ = net.history
@@ -623,7 +592,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
             spec, training_settings(params), model.state_dict, device=resolve_device(device),
             history=History(model.history),
         )
-        estimator._set_fitted(net)
+        estimator._set_fitted(net, params)
         estimator.n_features_in_ = model.n_features
         estimator.n_iter_ = model.n_iter
         if model.feature_names is not None:
@@ -642,8 +611,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
                 raise ValueError(
                     f"eval_sets name {name!r} is not allowed: use an identifier other than 'train' and 'valid'."
                 )
-            X_eval = validate_data(self, X_eval, dtype=np.float32, reset=False)
-            _check_magnitude(X_eval, name=f"eval_sets[{name!r}]")
+            X_eval = self._validated_rows(X_eval, reset=False, name=f"eval_sets[{name!r}]")
             tensors[name] = torch.from_numpy(np.array(X_eval, dtype=np.float32, order="C", copy=True))
         return tensors
 
@@ -655,7 +623,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         return module
 
     def _autocast(self, device):
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=self.amp)
+        amp = self._fitted_params_or_current()["amp"]  # the fitted model's precision, as it was validated
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bool(amp))
 
     def _rows_to_read(self, X):
         """``X`` checked for inference: an on-disk array's shape, or an in-memory ``X`` validated to float32."""
@@ -672,7 +641,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         checked to be small enough for float32 sums.
         """
         for start, block in iter_row_blocks(X, block_rows_for(self.n_latents_, self.n_features_in_)):
-            yield start, _check_magnitude(block, name=name)
+            yield start, check_magnitude(block, name=name)
 
     @torch.no_grad()
     def _encode_block(self, module, block):
@@ -733,11 +702,13 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     def inverse_transform(self, X):
         """Decode codes back to feature space.
 
-        With ``normalize=False`` this is the reconstruction of the input.
-        With ``normalize=True`` each input row was standardised before
-        encoding and its mean and scale are not part of the codes, so the
-        result is in standardised units (each row roughly zero mean, unit
-        variance). Use :meth:`reconstruct` for reconstructions in input units.
+        With ``normalize=False``, ``inverse_transform(transform(X))`` is
+        :meth:`reconstruct` of ``X``. With ``normalize=True`` the codes do not
+        hold each row's mean and scale, so the result is the reconstruction in
+        the standardised space the model encodes:
+        ``(reconstruct(X) - m) / s`` for each row, with ``m`` its mean and ``s
+        = sqrt(var + 1e-5)`` its (biased) standard deviation. Use
+        :meth:`reconstruct` for reconstructions in input units.
 
         Parameters
         ----------
@@ -795,20 +766,34 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Returns
         -------
         score : float
-            1 for a perfect reconstruction, 0 for one no better than the mean row.
+            1 for a perfect reconstruction, 0 for one no better than the mean row
+            (:func:`sklearn_sae.metrics.fvu`; rows that do not vary score 1 if
+            reconstructed exactly, else 0).
         """
         check_is_fitted(self)
         module = self._module()
-        pairs = ((block, self._reconstruct_block(module, block)) for _, block in self._blocks(self._rows_to_read(X)))
-        return 1.0 - fvu_over_blocks(pairs)
+        totals = FVUTotals()
+        for _, block in self._blocks(self._rows_to_read(X)):
+            totals.add(block, self._reconstruct_block(module, block))
+        return 1.0 - totals.fvu()
 
     # ------------------------------------------------------ sklearn plumbing
 
     @property
     def components_(self):
-        atoms = self.net_.module_.decoder_weight.detach().cpu().numpy().copy()
-        atoms.setflags(write=False)
+        # Copied from the module once per fitted model, on first use: a loop over latents reads it cheaply, and a
+        # model whose atoms nobody reads does not hold them twice. _adopt_net drops the copy when the weights change.
+        atoms = self.__dict__.get("_components")
+        if atoms is None:
+            atoms = self.net_.module_.atoms().detach().float().cpu().numpy().copy()
+            atoms.setflags(write=False)
+            self._components = atoms
         return atoms
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_components", None)  # derived from the weights the pickle holds anyway
+        return state
 
     @property
     def _n_features_out(self):
@@ -836,12 +821,22 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         ----------
         directory : str or os.PathLike
             Where to save; created if needed. An existing directory must be
-            empty or hold a model saved before, which is replaced.
+            empty or hold only what this package writes there (a model
+            written by :meth:`save` or a directory written by
+            :meth:`export`): it is then replaced whole. Any other content,
+            a file of yours beside a saved model included, raises
+            ``ValueError`` and is left as it was.
 
         Returns
         -------
         self : SparseAutoencoderTransformer
             The estimator, unchanged.
+
+        Raises
+        ------
+        ValueError
+            When ``directory`` holds anything this package did not write
+            there; the message names it.
 
         Notes
         -----
@@ -853,9 +848,14 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         """
         check_is_fitted(self)
         module = self.net_.module_
+        fitted, current = self._fitted_params_or_current(), self.get_params(deep=False)
+        _warn_if_changed(
+            fitted, current, OUTPUT_PARAMS, "save() writes the fitted model",
+            "They take effect at the next fit; save again after it to keep them.",
+        )
         _persistence.save_model(
             _persistence.SavedModel(
-                params=self.get_params(deep=False),
+                params={**fitted, **{name: current[name] for name in OUTPUT_PARAMS}},
                 n_features=self.n_features_in_,
                 n_latents=self.n_latents_,
                 anneal_steps=schedule_length(module.activation),
@@ -935,9 +935,12 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         ``sklearn_sae.json``, which the other libraries ignore, records how
         the model was fitted, so that importing the directory back gives this
         model exactly (:meth:`load`). An
-        existing ``directory`` is replaced, and only once the new one is
-        complete. Only training state is left behind: the optimiser, the
-        history and the dead-latent counts.
+        existing ``directory`` is replaced only if it is empty or holds only
+        what this package writes there (an earlier export or a model written
+        by :meth:`save`), and only once the new one is complete; any other
+        content raises ``ValueError`` and is left as it was. Only training
+        state is left behind: the optimiser, the history and the dead-latent
+        counts.
 
         What each library computes exactly, and what needs an opt-in:
 
@@ -990,7 +993,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
           keep other latents; the shipped NEAR rows (variance about 7e-4),
           codes off by 1e-2 and 8% of Top-K rows keeping other latents. Use it
           only for rows whose variance is far above 1e-5;
-          ``"standardized"`` is exact.
+          ``"standardized"`` is exact. Both load back (:meth:`load`) as this
+          model, ``normalize=True`` included: ``"standardized"`` bit for
+          bit, ``"layer_norm"`` with the Bessel factor folded out again, its
+          weights within one float32 rounding of these, so its codes agree
+          with this model's to float32 rounding (relative 1e-6).
 
         The weights are float32 and the exported model computes in float32;
         a model fitted with ``amp=True`` computes its own ``transform`` in
@@ -999,7 +1006,8 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Parameters
         ----------
         directory : str or os.PathLike
-            Directory to write; created if needed.
+            Directory to write; created if needed. An existing one must be
+            empty or hold only what this package writes (see above).
         format : {"sparsify", "saelens"}
             The library whose format to write.
         normalization : {"standardized", "layer_norm"}, default=None
@@ -1008,11 +1016,19 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         as_topk : bool, default=False
             Allow exporting ``"gumbel_topk"`` as the Top-K it is at inference,
             and ``"relu"`` as Top-K with ``k = n_latents_`` (see above).
+
+        Raises
+        ------
+        ValueError
+            When the model cannot be exported as asked (the message names the
+            opt-in), or ``directory`` holds anything this package did not
+            write there (the message names it).
         """
         check_is_fitted(self)
+        fitted = self._fitted_params_or_current()
         _interop.export_model(
-            self.net_.module_, directory, format, unit_norm_decoder=self.unit_norm_decoder,
-            normalization=normalization, as_topk=as_topk, matryoshka=self.matryoshka,
+            self.net_.module_, directory, format, unit_norm_decoder=fitted["unit_norm_decoder"],
+            normalization=normalization, as_topk=as_topk, matryoshka=fitted["matryoshka"],
         )
 
 
@@ -1025,24 +1041,58 @@ def _as_tensor(block: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(block if block.flags.writeable else block.copy())
 
 
-def _check_magnitude(X, *, name="X"):
-    """Return ``X`` (validated float32, dense or sparse) after checking its values are small enough.
+def _snapshot(params: dict) -> dict:
+    """A copy of ``params`` that later changes to the caller's objects (a ``matryoshka`` list) cannot reach.
 
-    The model squares and sums each row in float32 (the row standardisation,
-    the loss), which overflows to inf, and then gives NaN or meaningless
-    codes, once a value passes ``sqrt(float32 max / n_features) / 2``
-    (about 2.9e17 for 1,024 features).
+    ``random_state`` is kept as it is: a ``RandomState`` is compared by identity, and its copy would differ.
     """
-    values = X.data if sp.issparse(X) else X
-    # max and min rather than abs: no temporary copy of a large X.
-    largest = max(float(values.max()), -float(values.min())) if values.size else 0.0
-    limit = math.sqrt(np.finfo(np.float32).max / max(X.shape[1], 1)) / 2
-    if largest > limit:
+    copied = copy.deepcopy({name: value for name, value in params.items() if name != "random_state"})
+    return {**copied, "random_state": params["random_state"]}
+
+
+@contextlib.contextmanager
+def _kept_on_error(estimator):
+    """Give the estimator back its fitted state (attributes, not parameters) when the block raises.
+
+    ``fit`` sets ``n_features_in_`` and ``feature_names_in_`` while validating, before the checks that can
+    still refuse the call: a refit that fails must leave the model fitted before usable.
+    """
+    params = set(estimator.get_params(deep=False))
+    saved = {name: value for name, value in vars(estimator).items() if name not in params}
+    try:
+        yield
+    except BaseException:
+        for name in [name for name in vars(estimator) if name not in params]:
+            delattr(estimator, name)
+        vars(estimator).update(saved)
+        raise
+
+
+def _check_finite_weights(net) -> None:
+    """Refuse a model whose training diverged to non-finite weights; warn when only the history holds NaN or inf.
+
+    Early stopping keeps the best epoch, so a fit whose later epochs diverged can still end with good weights.
+    """
+    module = net.module_
+    if not all(bool(torch.isfinite(tensor).all()) for tensor in module.state_dict().values()
+               if tensor.is_floating_point()):
         raise ValueError(
-            f"{name} holds a value of magnitude {largest:.3g}, above {limit:.3g}: float32 computations on rows of "
-            f"{X.shape[1]} such values overflow. Rescale {name} (embeddings are usually of order 1)."
+            "Training diverged: the model's weights are no longer finite (NaN or infinity), so its codes would be "
+            f"too. Training loss by epoch: {_epoch_losses(net)}. Lower lr (lr='auto' scales it "
+            "to the data), keep grad_clip, or use amp=False."
         )
-    return X
+    losses = [entry.get("train_loss") for entry in net.history]
+    if any(loss is not None and not math.isfinite(loss) for loss in losses):
+        warn_user(
+            f"The training loss became non-finite in some epochs ({_epoch_losses(net)}), but the weights kept "
+            "are finite (early stopping kept an earlier epoch). Lower lr to train without diverging."
+        )
+
+
+def _epoch_losses(net, last: int = 10) -> str:
+    """The training loss of the last ``last`` epochs, for a message."""
+    losses = [f"{entry.get('train_loss', math.nan):.3g}" for entry in net.history[-last:]]
+    return ("..., " if len(net.history) > last else "") + ", ".join(losses)
 
 
 def _warn_if_too_few_rows(n_train: int, n_latents: int) -> None:
@@ -1056,22 +1106,65 @@ def _warn_if_too_few_rows(n_train: int, n_latents: int) -> None:
     )
 
 
-def _warn_if_unhealthy(net) -> None:
-    """Warn when a fit ends with many dead latents or with its Gumbel temperature not annealed."""
-    _warn_if_not_annealed(net.module_.activation)
-    if not len(net.history) or "train_dead_fraction" not in net.history[-1]:
+def _warn_if_changed(fitted: dict, current: dict, unchecked, what: str, advice: str) -> None:
+    """Warn when ``set_params`` changed parameters (all but ``unchecked``) that the call ``what`` does not apply."""
+    changed = changed_params(fitted, current, set(current) - set(unchecked))
+    if not changed:
         return
-    dead = net.history[-1, "train_dead_fraction"]
+    listed = ", ".join(f"{name}={old!r} (now {new!r})" for name, (old, new) in changed.items())
+    warn_user(f"{what}, with {listed}: set_params changed them after it was fitted. {advice}")
+
+
+DENSE_CODES_FRACTION = 0.5
+"""A default dictionary in which each row keeps more than this share of the latents gets a warning: its codes are
+hardly sparse."""
+
+
+def _warn_if_default_is_dense(params: dict, n_latents: int, *, n_train: int | None = None) -> None:
+    """Warn when ``n_latents=None`` sized a top-k dictionary so small that every row keeps most of its latents."""
+    if params["n_latents"] is not None or params["activation"] in ("relu", "jumprelu"):
+        return
+    k = int(params["k"])
+    if k <= DENSE_CODES_FRACTION * n_latents:
+        return
+    rows = f" for {n_train} training rows" if n_train is not None else ""
+    warn_user(
+        f"n_latents=None gave {n_latents} latents{rows} and each row keeps k={k} of them: the codes are hardly sparse "
+        f"(every latent fires on most rows). Lower k (at most {max(1, int(DENSE_CODES_FRACTION * n_latents))} keeps "
+        "under half of them a row), give more rows, or set n_latents yourself."
+    )
+
+
+def _restored_epoch(net) -> int:
+    """Index in ``net.history`` of the epoch whose weights the fitted model holds: early stopping's best, else the last."""
+    stopping = dict(getattr(net, "callbacks_", [])).get("early_stopping")
+    best = getattr(stopping, "best_epoch_", None)
+    if best is not None and getattr(stopping, "load_best", False):
+        for index in range(len(net.history)):
+            if net.history[index, "epoch"] == best:
+                return index
+    return len(net.history) - 1
+
+
+def _warn_if_unhealthy(net, epoch: int) -> None:
+    """Warn when the fitted model (the weights of history entry ``epoch``) has many dead latents, or when a
+    Gumbel-Top-K fit ended with its temperature not annealed."""
+    _warn_if_not_annealed(net.module_.activation)
+    if not len(net.history) or "train_dead_fraction" not in net.history[epoch]:
+        return
+    dead = net.history[epoch, "train_dead_fraction"]
     if dead <= DEAD_WARNING_FRACTION:
         return
     if isinstance(net.module_.activation, ReLU):  # its latents are pushed to zero by the L1 penalty
         revive = "lower l1_coef (the sparsity penalty pushes latents to zero)"
     elif isinstance(net.module_.activation, JumpReLU):
-        revive = "keep aux_k='auto' (its pre-activation term pulls dead latents back), lower l1_coef"
+        revive = "keep pre_act_coef='auto' (its pre-activation term pulls dead latents back), lower l0_coef"
     else:  # the top-k activations
         revive = "keep aux_k='auto' (AuxK revives dead latents)"
+    last = epoch == len(net.history) - 1
+    which = "in the last epoch" if last else f"in epoch {net.history[epoch, 'epoch']}, whose weights were kept"
     warn_user(
-        f"{dead:.1%} of the {net.module_.n_latents} latents never fired on the training rows in the last epoch "
+        f"{dead:.1%} of the {net.module_.n_latents} latents never fired on the training rows {which} "
         f"(dead latents; more than {DEAD_WARNING_FRACTION:.0%}). Lower lr (lr='auto' scales it to the width), "
         f"{revive}, train for more steps (max_epochs='auto'), or use fewer latents (n_latents=None sizes the "
         "dictionary to the rows). history_[:, 'train_dead_fraction'] has the fraction of each epoch."

@@ -76,6 +76,9 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+
+from . import metrics
 
 from .metrics import recovery_scores
 
@@ -136,6 +139,23 @@ def _check_labels(y, name) -> np.ndarray:
     if y.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {y.shape}.")
     return y
+
+
+def _labelled(y, name, *arrays):
+    """``(y, *arrays)`` without the rows whose label is missing (None, NaN), with a warning that counts them.
+
+    A missing label is no class: counted as a negative of every class it would bias the probes, and sorting
+    labels with a NaN among strings fails.
+    """
+    missing = np.asarray(pd.isna(y), dtype=bool)
+    if not missing.any():
+        return (y, *arrays)
+    warnings.warn(
+        f"{int(missing.sum())} of the {len(y)} rows of {name} have no label (None or NaN); they are left out of "
+        "the probes.", UserWarning, stacklevel=3,
+    )
+    keep = np.flatnonzero(~missing)
+    return (y[keep], *(None if array is None else array[keep] for array in arrays))
 
 
 def _check_n_rows(array, n_rows, name, other):
@@ -226,60 +246,54 @@ def core_metrics(estimator, X, *, codes=None) -> pd.DataFrame:
     if not sp.issparse(codes):
         codes = np.asarray(codes)
     _check_n_rows(codes, X.shape[0], "codes", "X")
-    X_hat = _reconstruction(estimator, X, codes)
-    explained_variance, bias = _reconstruction_statistics(X, X_hat)
-    firing = _nonzero_counts(codes, axis=0) / max(codes.shape[0], 1)
+    explained_variance, bias = _reconstruction_statistics(*_reconstruction(estimator, X, codes))
+    firing = metrics.nonzero_counts(codes, axis=0) / max(codes.shape[0], 1)
     return pd.DataFrame([{
         "explained_variance": explained_variance,
-        "l0": float(_nonzero_counts(codes, axis=1).mean()),
+        "l0": float(metrics.nonzero_counts(codes, axis=1).mean()),
         "alive": float((firing > 0).mean()),
         "dense_1pct": float((firing > 0.01).mean()),
         "dense_10pct": float((firing > 0.10).mean()),
-        "mean_max_cosine": _mean_max_cosine(np.asarray(estimator.components_)),
+        "mean_max_cosine": _mean_max_cosine(np.asarray(_final_step(estimator).components_)),
         "relative_reconstruction_bias": bias,
     }])
 
 
+def _final_step(estimator):
+    """The estimator that makes the codes: a ``Pipeline``'s last step, else the estimator itself."""
+    return estimator[-1] if isinstance(estimator, Pipeline) else estimator
+
+
 def _reconstruction(estimator, X, codes):
+    """``(X_in, X_hat)``: the rows the estimator's last step encodes, and its reconstruction of them.
+
+    For a ``Pipeline`` that is the last step on ``X`` passed through the steps before it: a pipeline has no
+    ``reconstruct``, and its ``inverse_transform`` of an SAE's codes is in the SAE's standardised space, which
+    compared with the raw rows gave a meaningless explained variance. Without ``reconstruct`` (PCA), the
+    reconstruction is ``inverse_transform(codes)``.
+    """
+    if isinstance(estimator, Pipeline) and len(estimator) > 1:
+        X = _as_rows(estimator[:-1].transform(X))
+    estimator = _final_step(estimator)
     reconstruct = getattr(estimator, "reconstruct", None)
     X_hat = np.asarray(reconstruct(X) if reconstruct is not None else estimator.inverse_transform(codes))
     if X_hat.shape != X.shape:
         raise ValueError(f"The estimator's reconstruction has shape {X_hat.shape}, X has shape {X.shape}.")
-    return X_hat
+    return X, X_hat
 
 
 def _reconstruction_statistics(X, X_hat) -> tuple[float, float]:
     """``(1 - FVU, relative reconstruction bias)``, accumulated in float64 a block of rows at a time."""
-    mean = X.sum(axis=0, dtype=np.float64) / max(X.shape[0], 1)
-    residual = total = hat_squared = hat_dot_x = 0.0
+    totals = metrics.FVUTotals()
+    hat_squared = hat_dot_x = 0.0
     for start in range(0, X.shape[0], _STAT_BLOCK_ROWS):
-        x = X[start : start + _STAT_BLOCK_ROWS].astype(np.float64)
-        x_hat = X_hat[start : start + _STAT_BLOCK_ROWS].astype(np.float64)
-        residual += float(np.square(x_hat - x).sum())
-        total += float(np.square(x - mean).sum())
+        x, x_hat = X[start : start + _STAT_BLOCK_ROWS], X_hat[start : start + _STAT_BLOCK_ROWS]
+        totals.add(x, x_hat)
+        x_hat = x_hat.astype(np.float64)
         hat_squared += float(np.square(x_hat).sum())
-        hat_dot_x += float((x_hat * x).sum())
-    if total > 0:
-        explained_variance = 1.0 - residual / total
-    else:  # constant rows: only an exact reconstruction explains them
-        explained_variance = 1.0 if residual == 0 else -np.inf
+        hat_dot_x += float((x_hat * x.astype(np.float64)).sum())
     bias = hat_squared / hat_dot_x if hat_dot_x != 0 else float("nan")
-    return float(explained_variance), float(bias)
-
-
-def _nonzero_counts(codes, axis) -> np.ndarray:
-    """Non-zeros per row (``axis=1``) or per latent (``axis=0``); sparse codes are read, not copied or densified."""
-    if not sp.issparse(codes):
-        return (np.asarray(codes) != 0).sum(axis=axis)
-    codes = codes.tocsr()  # no copy when already CSR; the user's matrix is never modified
-    if not codes.has_canonical_format:  # duplicate entries would be counted twice
-        codes = codes.copy()
-        codes.sum_duplicates()
-    stored = codes.data != 0  # explicit zeros are stored but not firing
-    if axis == 0:
-        return np.bincount(codes.indices[stored], minlength=codes.shape[1])
-    rows = np.repeat(np.arange(codes.shape[0]), np.diff(codes.indptr))
-    return np.bincount(rows[stored], minlength=codes.shape[0])
+    return 1.0 - totals.fvu(), float(bias)
 
 
 def _unit_rows(atoms: np.ndarray) -> np.ndarray:
@@ -502,7 +516,6 @@ def sparse_probing(codes_train, y_train, codes_test, y_test, ks=(1, 2, 5), *, X_
     _check_n_rows(codes_test, len(y_test), "codes_test", "y_test")
     if codes_train.shape[1] != codes_test.shape[1]:
         raise ValueError(f"codes_train has {codes_train.shape[1]} columns but codes_test {codes_test.shape[1]}.")
-    representations = [("sae", codes_train, codes_test, False)]
     if (X_train is None) != (X_test is None):
         raise ValueError("Give both X_train and X_test, or neither.")
     if X_train is not None:
@@ -511,6 +524,10 @@ def sparse_probing(codes_train, y_train, codes_test, y_test, ks=(1, 2, 5), *, X_
         _check_n_rows(X_test, len(y_test), "X_test", "y_test")
         if X_train.shape[1] != X_test.shape[1]:
             raise ValueError(f"X_train has {X_train.shape[1]} columns but X_test {X_test.shape[1]}.")
+    y_train, codes_train, X_train = _labelled(y_train, "y_train", codes_train, X_train)
+    y_test, codes_test, X_test = _labelled(y_test, "y_test", codes_test, X_test)
+    representations = [("sae", codes_train, codes_test, False)]
+    if X_train is not None:
         representations.append(("raw_top_k", X_train, X_test, True))
     probed, skipped = _probed_classes(y_train, y_test, classes, min_class_size, multiclass=multiclass)
     if skipped:
@@ -764,6 +781,7 @@ def make_sparse_probing_scorer(ks=(1, 2, 5), *, k_aggregate="mean", metric="f1",
         codes = estimator.transform(X)
         codes = _as_features(codes, "codes")
         _check_n_rows(codes, len(y), "The codes", "y")
+        y, codes = _labelled(y, "y", codes)
         candidates = list(np.unique(y)) if wanted is None else wanted
         counts = {label: int((y == label).sum()) for label in candidates}
         probed = [label for label, n in counts.items() if n >= min_class_size and len(y) - n >= min_class_size]
@@ -855,10 +873,10 @@ def make_l0_budget_scorer(max_l0):
         if not sp.issparse(codes):
             codes = np.asarray(codes)
         _check_n_rows(codes, X.shape[0], "The codes", "X")
-        l0 = float(_nonzero_counts(codes, axis=1).mean())
+        l0 = float(metrics.nonzero_counts(codes, axis=1).mean())
         if l0 > max_l0:
             return -1.0 - (l0 - max_l0) / max_l0
-        explained_variance, _ = _reconstruction_statistics(X, _reconstruction(estimator, X, codes))
+        explained_variance, _ = _reconstruction_statistics(*_reconstruction(estimator, X, codes))
         return max(-1.0, explained_variance)
 
     return l0_budget_score

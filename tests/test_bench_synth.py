@@ -7,6 +7,7 @@ trainer fits 8,192 rows. dictionary_learning's trainers run when ``dictionary-le
 
 import csv
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,12 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_synth.py"
 def bench():
     spec = importlib.util.spec_from_file_location("bench_synth", SCRIPT)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    sys.modules[spec.name] = module  # its dataclasses resolve their (postponed) annotations through sys.modules
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
 
 
 def _trainers(bench):

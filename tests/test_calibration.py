@@ -27,9 +27,9 @@ def test_finds_a_weight_with_the_target_l0(data):
     assert isinstance(found, L1Calibration)
     assert found.l0 == pytest.approx(8, rel=0.15)
     # The returned model is the one measured, fitted with the returned weight.
-    assert found.estimator.l1_coef == found.l1_coef
+    assert found.estimator.l1_coef == found.coef
     assert metrics.l0(found.estimator.transform(data[300:])) == pytest.approx(found.l0)
-    assert (found.l1_coef, found.l0) in found.trials
+    assert (found.coef, found.l0) in found.trials
 
 
 def test_l0_falls_as_the_weight_grows_along_the_trials(data):

@@ -125,12 +125,12 @@ def test_convert_names_the_bad_protein(tmp_path, small_blocks, row, value, messa
     if row == 0 and "length" in message:
         message = "length"  # the first vector sets the width: the second then disagrees
     _break(src, ids[row], value)
-    dst = tmp_path / "c.h5"
-    dst.write_bytes(b"previous content")
+    dst = save_embeddings(tmp_path / "c.h5", ["previous"], np.ones((1, 3)))  # a file convert may replace
+    previous = dst.read_bytes()
     with pytest.raises(ValueError, match=message) as error:
         convert_embeddings(src, dst, chunk_rows=4)
     assert repr(ids[row]) in str(error.value) or (row == 0 and repr(ids[1]) in str(error.value))
-    assert dst.read_bytes() == b"previous content"
+    assert dst.read_bytes() == previous
     assert _leftovers(tmp_path) == []
 
 

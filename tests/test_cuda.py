@@ -74,11 +74,15 @@ def test_streaming_fit_with_pinned_read_ahead_on_cuda(X, tmp_path):
 
 
 def test_partial_fit_on_cuda(X):
-    sae = _sae(lr=1e-3)
-    for block in np.array_split(X, 3):
-        sae.partial_fit(block)
+    def scores_after_each_call(device):
+        sae = _sae(lr=1e-3, device=device)
+        return sae, [sae.partial_fit(block).score(X) for block in np.array_split(X, 3)]
+
+    sae, on_gpu = scores_after_each_call("cuda")
+    _, on_cpu = scores_after_each_call("cpu")  # on the CPU: 0.337, 0.367, 0.392
     assert sae.net_.module_.W_enc.device.type == "cuda" and sae.n_steps_ > 0
-    assert np.isfinite(sae.score(X))
+    assert on_gpu[0] < on_gpu[1] < on_gpu[2]  # each call goes on training the same model
+    assert abs(on_gpu[-1] - on_cpu[-1]) < 0.02
 
 
 def test_the_callers_cuda_rng_is_untouched(X):

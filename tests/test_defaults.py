@@ -333,22 +333,39 @@ def test_the_dead_latent_advice_for_relu_is_its_l1_penalty_not_auxk():
     sae.fit(np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32))
     sae.net_.history.record("train_dead_fraction", 0.5)  # ReLU latents rarely die on a fit this small: say they did
     with pytest.warns(UserWarning, match="never fired") as record:
-        _warn_if_unhealthy(sae.net_)
+        _warn_if_unhealthy(sae.net_, len(sae.net_.history) - 1)
     [message] = [str(warning.message) for warning in record]
     assert "lower l1_coef" in message
     assert "aux_k" not in message  # AuxK is off for ReLU: advice to keep it would be wrong
 
 
-def test_history_has_one_dead_fraction_per_epoch_between_zero_and_one():
+def test_history_has_each_epochs_fraction_of_latents_that_never_fired_in_training(monkeypatch):
+    from sklearn_sae._activations import dense_codes
+    from sklearn_sae._training import EpochMetrics
+
+    fired_by_epoch = []  # which latents the codes of each epoch's training batches used, counted here
+    begin_epoch, end_batch = EpochMetrics.on_epoch_begin, EpochMetrics.on_batch_end
+
+    def on_epoch_begin(self, net, **kwargs):
+        begin_epoch(self, net, **kwargs)
+        fired_by_epoch.append(torch.zeros(64, dtype=torch.bool))
+
+    def on_batch_end(self, net, batch=None, training=False, y_pred=None, **kwargs):
+        end_batch(self, net, batch=batch, training=training, y_pred=y_pred, **kwargs)
+        if training:
+            fired_by_epoch[-1] |= (dense_codes(y_pred.codes, 64) != 0).any(dim=0)
+
+    monkeypatch.setattr(EpochMetrics, "on_epoch_begin", on_epoch_begin)
+    monkeypatch.setattr(EpochMetrics, "on_batch_end", on_batch_end)
     sae, X = _tiny_fit_with_many_dead_latents(n_latents=64, max_epochs=5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         sae.fit(X)
     dead = np.asarray(sae.history_[:, "train_dead_fraction"], dtype=float)
     assert dead.shape == (5,) == (sae.n_iter_,)
-    assert ((dead >= 0) & (dead <= 1)).all()
-    # a fraction of the 64 latents: a whole number of them
-    np.testing.assert_allclose(dead * 64, np.round(dead * 64), atol=1e-9)
+    expected = [1.0 - fired.double().mean().item() for fired in fired_by_epoch]
+    assert 0 < min(expected) and len(set(expected)) > 1  # some dead latents, and not the same ones every epoch
+    np.testing.assert_allclose(dead, expected, rtol=0, atol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -363,7 +380,7 @@ def test_lr_auto_on_rows_that_do_not_vary_assumes_spread_one_and_warns():
         sae.fit(X)
     [warning] = [warning for warning in record if "have none (spread" in str(warning.message)]
     assert warning.filename == __file__  # it points at fit's caller
-    assert "these 40 rows have none" in str(warning.message)
+    assert "these 36 rows have none" in str(warning.message)  # the 36 training rows: the 4 held out are not measured
     # a spread of 0 would have given lr=0: a model that never trains
     assert sae.net_.lr == pytest.approx(default_lr(8, 1.0))
 
@@ -372,7 +389,8 @@ def test_lr_auto_of_rows_that_vary_does_not_warn_about_them():
     X = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        sae = SparseAutoencoderTransformer(n_latents=16, k=2, max_epochs=1, device="cpu", random_state=0).fit(X)
+        sae = SparseAutoencoderTransformer(n_latents=16, k=2, max_epochs=1, validation_fraction=0.0, device="cpu",
+                                           random_state=0).fit(X)  # every row trains, so every row is measured
     assert not [warning for warning in record if "have none (spread" in str(warning.message)]
     assert sae.net_.lr == pytest.approx(default_lr(8, encoder_input_spread(X, normalize=True)))
 
@@ -417,7 +435,8 @@ def test_a_data_parallel_net_resolves_auto_values_from_its_own_steps_and_the_sha
     assert net.max_epochs == default_max_epochs(steps_per_epoch)
     assert net.max_epochs * steps_per_epoch >= MIN_TRAINING_STEPS
     def auto_lr(seed):
-        sample = rows.sample(PRE_BIAS_SAMPLE_ROWS, seed).numpy()
+        train_rows, _ = rows.split(0.1, seed)  # the held-out rows are not measured
+        sample = train_rows.sample(PRE_BIAS_SAMPLE_ROWS, seed).numpy()
         # the default Top-K narrows from k_start; the default batch of 256 keeps the reference rate
         return resolve_lr("auto", sample, normalize=True, soft_start=True, batch_size=256)
 
@@ -467,7 +486,10 @@ def test_a_default_fit_resolves_its_auto_settings_from_the_data(wide_default_fit
     for epoch, loss in enumerate(losses):  # skorch counts an improvement of more than 1e-4 of the best loss
         best = epoch if loss < losses[best] * (1 - 1e-4) else best
     assert sae.n_iter_ == best + 1 + 10 < 1000
-    spread = encoder_input_spread(wide_set, normalize=True)  # fewer than 4,096 rows: all of them are the sample
+    seed = int(np.random.RandomState(0).randint(np.iinfo(np.int32).max))  # the fit's seed, from random_state=0
+    train_rows, _ = InMemoryRows(torch.from_numpy(wide_set)).split(0.1, seed)
+    # fewer than 4,096 training rows: all of them are the sample (the held-out rows are not measured)
+    spread = encoder_input_spread(wide_set[train_rows.indices], normalize=True)
     assert 0 < spread < 1
     # Top-K narrows from k_start=128 over the 5% warmup (150 batches), a soft start: the rate's scale is 0.2.
     assert (sae.net_.module_.activation.k_start, sae.net_.module_.activation.anneal_steps) == (128, 150)
@@ -506,7 +528,7 @@ def test_the_dead_latent_advice_for_jumprelu_is_its_pre_activation_term_and_pena
     sae.fit(np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32))
     sae.net_.history.record("train_dead_fraction", 0.5)
     with pytest.warns(UserWarning, match="never fired") as record:
-        _warn_if_unhealthy(sae.net_)
+        _warn_if_unhealthy(sae.net_, len(sae.net_.history) - 1)
     [message] = [str(warning.message) for warning in record]
-    assert "pre-activation term" in message and "lower l1_coef" in message
+    assert "pre-activation term" in message and "lower l0_coef" in message
     assert "AuxK" not in message

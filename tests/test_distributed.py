@@ -58,17 +58,18 @@ def _launch(function, *args):
     OpenMP's thread pool does not survive a fork: once a process has run a
     parallel region (any earlier test in this session), a forked child that
     enters one can wait forever for threads it does not have. So the launcher
-    runs in a fresh interpreter that imports this module and has run no
-    torch operation before it forks. ``args`` are paths.
+    runs in a fresh interpreter that imports the test module of ``function``
+    and has run no torch operation before it forks. ``args`` are paths.
     """
     code = (
-        "import pathlib, sys\n"
+        "import importlib, pathlib, sys\n"
         "sys.path.insert(0, sys.argv[1])\n"
         "from accelerate import debug_launcher\n"
-        "import test_distributed as tests\n"
-        "debug_launcher(getattr(tests, sys.argv[2]), args=tuple(map(pathlib.Path, sys.argv[3:])), num_processes=2)\n"
+        "tests = importlib.import_module(sys.argv[2])\n"
+        "debug_launcher(getattr(tests, sys.argv[3]), args=tuple(map(pathlib.Path, sys.argv[4:])), num_processes=2)\n"
     )
-    command = [sys.executable, "-c", code, str(Path(__file__).parent), function.__name__, *map(str, args)]
+    module = function.__module__.rpartition(".")[2]  # the file's name: the launcher imports it from tests/
+    command = [sys.executable, "-c", code, str(Path(__file__).parent), module, function.__name__, *map(str, args)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
         raise LaunchFailed(result.stderr[-4000:])

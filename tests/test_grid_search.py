@@ -8,7 +8,7 @@ import joblib
 import numpy as np
 import pytest
 from conftest import load_example
-from sklearn.model_selection import GridSearchCV, ParameterGrid
+from sklearn.model_selection import GridSearchCV
 
 from sklearn_sae import SparseAutoencoderTransformer
 
@@ -68,6 +68,9 @@ def test_process_workers_share_the_cores_between_them(rows, tmp_path, monkeypatc
 
 
 def test_dask_grid_search_recipe(rows, tmp_path, monkeypatch):
+    workers, local = tmp_path / "workers", tmp_path / "local"  # each search's records, apart
+    workers.mkdir()
+    local.mkdir()
     distributed = pytest.importorskip("distributed", reason="the recipe needs dask.distributed (the 'scale' extra)")
     example = load_example("grid_search_dask")
     unset_thread_variables(monkeypatch)  # variables set here would override the nanny's defaults
@@ -76,10 +79,16 @@ def test_dask_grid_search_recipe(rows, tmp_path, monkeypatch):
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, resources={"GPU": 1}
     )
     with cluster, distributed.Client(cluster):
-        search = example.grid_search(rows, recording_estimator(tmp_path), GRID, cv=2, resources={"GPU": 1})
-    assert search.best_params_ in list(ParameterGrid(GRID))
+        search = example.grid_search(rows, recording_estimator(workers), GRID, cv=2, resources={"GPU": 1})
+    # The same search in this process: the cluster changes where the trials run, not what they find.
+    in_process = GridSearchCV(recording_estimator(local), GRID, cv=2).fit(rows)
+    assert search.cv_results_["params"] == in_process.cv_results_["params"]
+    np.testing.assert_allclose(search.cv_results_["mean_test_score"], in_process.cv_results_["mean_test_score"],
+                               rtol=1e-5)
+    assert np.ptp(search.cv_results_["mean_test_score"]) > 0.01  # the candidates really differ
+    assert search.best_params_ == in_process.best_params_
     table = example.results_table(search)
     assert len(table) == 4 and table["mean_test_score"].is_monotonic_decreasing
-    records = worker_records(tmp_path)
+    records = worker_records(workers)
     assert len(records) == 8  # every trial ran on a worker, none in this process
     assert {record["torch_threads"] for record in records} == {1}  # the nanny's OMP_NUM_THREADS=MKL_NUM_THREADS=1

@@ -83,8 +83,9 @@ def test_l1_metric_matches_hand_computation_and_skips_zero_rows():
 
     X = np.array([[3.0, 4.0], [1.0, 0.0], [0.0, 0.0]])
     codes = np.array([[1.0, 2.0, 0.0], [0.0, 0.5, 0.0], [9.0, 9.0, 9.0]])
-    assert l1(X, codes) == pytest.approx((3 / 5 + 0.5) / 2)
-    assert l1(X, sp.csr_matrix(codes)) == pytest.approx((3 / 5 + 0.5) / 2)
+    with pytest.warns(UserWarning, match="1 of the 3 rows of X are all zero"):
+        assert l1(X, codes, normalize=False) == pytest.approx((3 / 5 + 0.5) / 2)
+        assert l1(X, sp.csr_matrix(codes), normalize=False) == pytest.approx((3 / 5 + 0.5) / 2)
 
 
 def test_gumbel_topk_at_its_defaults_is_not_worse_than_topk():

@@ -520,20 +520,21 @@ def test_atlas_without_labels_or_components(tmp_path):
 
 def test_atlas_replaces_an_existing_file_only_when_complete(tmp_path, monkeypatch):
     path = tmp_path / "atlas.html"
-    path.write_text("old atlas")
+    write_planted_atlas(tmp_path, title="old atlas")
+    old = path.read_bytes()
     write_planted_atlas(tmp_path)
-    assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>") and path.read_bytes() != old
+    old = path.read_bytes()
 
     import sklearn_sae.interpret._atlas as atlas_module
 
     def broken_write(*args, **kwargs):
         raise OSError("disk full")
 
-    path.write_text("old atlas")
     monkeypatch.setattr(atlas_module.os, "replace", broken_write)
     with pytest.raises(OSError, match="disk full"):
-        write_planted_atlas(tmp_path)
-    assert path.read_text() == "old atlas"
+        write_planted_atlas(tmp_path, title="new atlas")
+    assert path.read_bytes() == old
     assert list(tmp_path.iterdir()) == [path]
 
 

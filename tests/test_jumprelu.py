@@ -27,8 +27,9 @@ def test_the_thresholds_get_the_kernel_gradients():
     z_pre = torch.tensor([[0.45, 0.9, 0.1], [0.55, 0.2, 0.58]], requires_grad=True)
     codes = activation(z_pre)
     torch.testing.assert_close(codes, torch.tensor([[0.0, 0.9, 0.0], [0.55, 0.0, 0.58]]))
-    assert float(activation.l0_penalty.detach()) == 1.5  # one, then two latents above their threshold
-    (codes.sum() + activation.l0_penalty).backward()
+    l0_penalty = activation.l0_penalty(z_pre)
+    assert float(l0_penalty.detach()) == 1.5  # one, then two latents above their threshold
+    (codes.sum() + l0_penalty).backward()
     assert z_pre.grad.tolist() == [[0.0, 1.0, 0.0], [1.0, 0.0, 1.0]]  # straight through the kept entries
     # Within eps / 2 = 0.1 of theta: 0.45 and 0.55 (latent 0), 0.58 (latent 2). Per such entry, the codes give
     # -theta / eps = -2.5 and the L0 penalty (a mean over 2 rows) -1 / eps / 2 = -2.5; times theta (and the
@@ -40,7 +41,7 @@ def test_the_thresholds_get_the_kernel_gradients():
 def test_a_larger_penalty_gives_a_smaller_l0(X):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        l0 = [(_sae(l1_coef=c).fit(X).transform(X) != 0).sum(axis=1).mean() for c in (1e-3, 1e-2)]
+        l0 = [(_sae(l0_coef=c).fit(X).transform(X) != 0).sum(axis=1).mean() for c in (1e-3, 1e-2)]
     assert l0[0] > 2 * l0[1]
 
 
@@ -48,7 +49,7 @@ def test_calibration_reaches_the_requested_l0_within_ten_percent(X):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         result = calibrate_l1_coef(_sae(), X[:1600], target_l0=8, X_val=X[1600:], bracket=(1e-4, 1e-2))
-        fitted = _sae(l1_coef=result.l1_coef).fit(X[:1600])
+        fitted = _sae(l0_coef=result.coef).fit(X[:1600])
     l0 = (fitted.transform(X[1600:]) != 0).sum(axis=1).mean()
     assert abs(l0 - 8) <= 0.1 * 8, (result, l0)
 
@@ -89,25 +90,25 @@ def test_the_pre_activation_term_pulls_dead_latents_and_their_thresholds_togethe
 
 
 def test_the_pre_activation_term_keeps_a_strongly_penalised_dictionary_alive(X):
-    def dead_fraction(aux_k):
+    def dead_fraction(pre_act_coef):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            sae = _sae(l1_coef=1e-2, aux_k=aux_k).fit(X[:1600])
+            sae = _sae(l0_coef=1e-2, pre_act_coef=pre_act_coef).fit(X[:1600])
         return float((sae.transform(X[1600:]) == 0).all(axis=0).mean())
 
     assert dead_fraction(None) >= 0.05  # 11% of 64 without it: the thresholds outran the rare latents
     assert dead_fraction("auto") == 0.0
 
 
-@pytest.mark.parametrize("aux_coef, expected", [("auto", 0.003), (0.5, 0.5)])
-def test_aux_coef_auto_is_the_pre_activation_weight(aux_coef, expected):
+@pytest.mark.parametrize("pre_act_coef, expected", [("auto", 0.003), (0.5, 0.5), (None, 0.0)])
+def test_pre_act_coef_is_the_pre_activation_weight(pre_act_coef, expected):
     from sklearn_sae._params import training_settings
 
-    params = _sae(aux_coef=aux_coef).get_params()
-    assert training_settings(params).aux_coef == expected
-    assert training_settings({**params, "aux_k": None}).aux_coef == 0.0
+    settings = training_settings(_sae(pre_act_coef=pre_act_coef).get_params())
+    assert settings.pre_act_coef == expected
+    assert settings.aux_coef == 0.0  # AuxK is the top-k activations' term
 
 
 def test_an_integer_aux_k_is_refused_with_the_alternative(X):
-    with pytest.raises(ValueError, match="aux_k='auto' \\(its term against dead latents"):
+    with pytest.raises(ValueError, match="leave aux_k='auto' for activation='jumprelu'"):
         _sae(aux_k=16).fit(X)

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from sklearn.model_selection import GridSearchCV
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -107,10 +108,9 @@ def test_save_load_and_pickle_keep_every_tensor(X, tmp_path, architecture):
 @architectures
 def test_partial_fit_and_on_disk_rows(X, tmp_path, architecture):
     incremental = _sae(architecture)
-    for block in np.array_split(X, 3):
-        incremental.partial_fit(block)
+    scores = [incremental.partial_fit(block).score(X) for block in np.array_split(X, 3)]
     assert incremental.n_iter_ == 3 and incremental.n_samples_seen_ == len(X)
-    assert np.isfinite(incremental.score(X))
+    assert scores[-1] > scores[0] + 0.05, scores  # the later calls kept training the same model
     if "matryoshka" in architecture:
         assert "train_fvu_level1" in incremental.history_[-1]
     with h5py.File(tmp_path / "X.h5", "w") as file:
@@ -163,8 +163,22 @@ def test_pipeline_and_grid_search_over_the_architectures(X):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         search = GridSearchCV(pipeline, grid, cv=2, error_score="raise").fit(X)
-    assert len(search.cv_results_["params"]) == 3
-    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+        # Each candidate's fold scores are those of its pipeline fitted by hand: the SAE's explained variance
+        # on the scaled held-out rows, with the grid's architecture.
+        for candidate, params in enumerate(search.cv_results_["params"]):
+            for fold, (train, test) in enumerate(KFold(n_splits=2).split(X)):
+                by_hand = clone(pipeline).set_params(**params).fit(X[train])
+                module = by_hand[-1].net_.module_
+                assert type(module.activation) is {"batchtopk": BatchTopK, "jumprelu": JumpReLU, "topk": TopK}[
+                    by_hand[-1].activation]
+                assert bool(module.prefixes) == (by_hand[-1].matryoshka is not None)
+                score = by_hand.score(X[test])
+                assert search.cv_results_[f"split{fold}_test_score"][candidate] == pytest.approx(score, rel=1e-6)
+    assert len(set(search.cv_results_["mean_test_score"])) == 3  # three different models
+    assert search.best_score_ == search.cv_results_["mean_test_score"].max()
+    sae = search.best_estimator_[-1]
+    best = {name.split("__")[1]: value for name, value in search.best_params_.items()}
+    assert {name: sae.get_params()[name] for name in best} == best
     assert search.best_estimator_.transform(X[:5]).shape == (5, PARAMS["n_latents"])
 
 
@@ -244,7 +258,7 @@ def test_batchtopk_export_keeps_the_count_behind_its_threshold(X, tmp_path):
 
 
 def test_jumprelu_thresholds_are_learned(X):
-    sae = _fit(_sae("jumprelu", l1_coef=1e-2, max_epochs=5), X)
+    sae = _fit(_sae("jumprelu", l0_coef=1e-2, max_epochs=5), X)
     threshold = sae.net_.module_.activation.threshold.detach()
     assert not torch.allclose(threshold, torch.full_like(threshold, 0.05))  # moved from where they started
     assert (threshold > 0).all()

@@ -24,7 +24,13 @@ def test_readme_examples_run_in_order(monkeypatch):
     for number, block in enumerate(blocks, start=1):
         exec(compile(block, f"README.md python block {number}", "exec"), namespace)
     assert namespace["codes"].shape == (2000, 512)
-    assert namespace["search"].best_params_["sae__k"] in (8, 32)
+    search = namespace["search"]
+    scores = search.cv_results_["mean_test_score"]
+    assert scores[0] != scores[1]  # k reached the SAE: k=8 and k=32 make different pipelines
+    best_k = search.best_params_["sae__k"]
+    assert best_k == search.cv_results_["params"][scores.argmax()]["sae__k"]
+    assert search.best_estimator_.named_steps["sae"].k == best_k
+    assert (search.best_estimator_[:-1].transform(namespace["X"]) != 0).sum(axis=1).max() <= best_k
     X, saved, loaded = namespace["X"], namespace["sae"], namespace["same"]
     assert (loaded.transform(X) != saved.transform(X)).nnz == 0  # the loaded model is the saved one
 

@@ -127,11 +127,13 @@ def test_fit_holds_one_buffer_and_reads_each_row_once_per_epoch(tmp_path, signal
     batches.release()  # waits for the window being read ahead, which must not count below
 
     reads = _count_reads(monkeypatch)
-    SparseAutoencoderTransformer(**{**SMALL, "max_epochs": 2}).fit(X_disk)
+    estimator = SparseAutoencoderTransformer(**{**SMALL, "max_epochs": 2})
+    estimator.fit(X_disk)
     assert max(reads) <= rows.block_rows < len(signals)
-    # One pass per epoch over training and validation rows, plus the sample that starts pre_bias.
-    n_sampled = min(len(signals), 4 * 4096)
-    assert sum(reads) == 2 * len(signals) + n_sampled
+    # One pass per epoch over training and validation rows, plus the sample that starts pre_bias, which reads
+    # the training blocks only.
+    n_train = rows.split(estimator.validation_fraction, estimator._draw_seed())[0].n_rows
+    assert sum(reads) == 2 * len(signals) + min(n_train, 4 * 4096)
 
 
 def test_batches_cover_every_training_row_once_in_a_new_order_each_epoch(tmp_path):

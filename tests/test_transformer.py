@@ -199,13 +199,52 @@ def test_lr_warms_up_then_decays_per_batch(structured_data):
     assert lrs[-1] < 1e-4
 
 
-def test_early_stopping_stops_and_keeps_best_weights(structured_data):
+def _record_validation_rows(monkeypatch):
+    """A list that gets the validation rows of every split a fit makes (``InMemoryRows`` with ``indices``)."""
+    from sklearn_sae._rows import InMemoryRows
+
+    held_out, split = [], InMemoryRows.split
+
+    def record_split(self, *args, **kwargs):
+        training, validation = split(self, *args, **kwargs)
+        held_out.append(validation)
+        return training, validation
+
+    monkeypatch.setattr(InMemoryRows, "split", record_split)
+    return held_out
+
+
+def _validation_rows(X, held_out):
+    assert held_out and all(np.array_equal(rows.indices, held_out[0].indices) for rows in held_out)  # one split
+    return X[held_out[0].indices]
+
+
+def test_early_stopping_stops_and_keeps_best_weights(structured_data, monkeypatch):
+    from sklearn_sae import metrics
+    from sklearn_sae._training import EpochMetrics
+
+    # Record the weights every epoch's validation loss was measured on, and the rows held out for it.
+    snapshots, record_metrics = [], EpochMetrics.on_epoch_end
+
+    def record_weights(self, net, **kwargs):
+        record_metrics(self, net, **kwargs)
+        snapshots.append({name: value.detach().clone() for name, value in net.module_.state_dict().items()})
+
+    monkeypatch.setattr(EpochMetrics, "on_epoch_end", record_weights)
+    held_out = _record_validation_rows(monkeypatch)
     sae = _sae(max_epochs=200, n_iter_no_change=2, lr=1e-2).fit(structured_data)
-    assert sae.n_iter_ < 200
-    best = min(sae.history_[:, "valid_loss"])
-    valid_rows = structured_data  # the score of the restored model on all rows is finite and good
-    assert np.isfinite(sae.score(valid_rows))
-    assert best <= sae.history_[-1, "valid_loss"]
+    valid_loss = sae.history_[:, "valid_loss"]
+    best = int(np.argmin(valid_loss))
+    assert len(snapshots) == sae.n_iter_ < 200
+    assert best == sae.n_iter_ - 1 - 2  # it stopped after two epochs without improvement
+    restored = sae.net_.module_.state_dict()
+    assert not all(torch.equal(value, snapshots[-1][name]) for name, value in restored.items())  # not the last
+    for name, value in restored.items():
+        assert torch.equal(value, snapshots[best][name]), name
+    X_valid = _validation_rows(structured_data, held_out)
+    # Top-K without L1: the loss is the NMSE, so the restored model scores the best epoch's loss on those rows.
+    assert metrics.nmse(X_valid, sae.reconstruct(X_valid)) == pytest.approx(valid_loss[best], rel=1e-5)
+    assert metrics.nmse(X_valid, sae.reconstruct(X_valid)) < valid_loss[-1]
 
 
 def test_validation_fraction_zero_trains_on_everything(structured_data):
@@ -234,23 +273,40 @@ def test_silent_when_verbose_is_zero(structured_data, capsys):
     assert captured.out == "" and captured.err == ""
 
 
+@pytest.mark.filterwarnings("ignore:.*never fired:UserWarning")
 def test_pipeline_grid_search_over_k_and_l1_coef():
+    # A planted label that a 1-sparse code drops: every row holds two strong coordinates among 1..15, and the
+    # label is a weak coordinate 0, kept by k=8 codes but never the largest entry of a row.
     rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, size=200)
-    X = (rng.normal(size=(200, 16)) + 2.0 * y[:, None] * np.eye(16)[0]).astype(np.float32)
-    pipe = Pipeline([("sae", _sae(n_latents=32, max_epochs=2)), ("clf", LogisticRegression())])
-    search = GridSearchCV(pipe, {"sae__k": [2, 8], "sae__l1_coef": [0.0, 1e-3]}, cv=2).fit(X, y)
-    assert len(search.cv_results_["params"]) == 4
-    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
-    assert search.best_estimator_.named_steps["sae"].k in (2, 8)
-    assert search.predict(X).shape == (200,)
+    X = np.zeros((240, 16), dtype=np.float32)
+    for row in X:
+        row[rng.choice(np.arange(1, 16), size=2, replace=False)] = rng.uniform(2, 3, size=2)
+    y = rng.integers(0, 2, size=240)
+    X[:, 0] = y
+    pipe = Pipeline([("sae", _sae(n_latents=32, max_epochs=6, lr=2e-2)), ("clf", LogisticRegression())])
+    search = GridSearchCV(pipe, {"sae__k": [1, 8], "sae__l1_coef": [0.0, 1e-3]}, cv=2).fit(X, y)
+    scores, ks = search.cv_results_["mean_test_score"], np.asarray(search.cv_results_["param_sae__k"], dtype=int)
+    assert scores[ks == 1].max() < 0.65 < scores[ks == 8].min()  # chance without coordinate 0, which k=8 keeps
+    assert search.best_params_["sae__k"] == 8 and search.best_score_ == scores.max()
+    sae = search.best_estimator_.named_steps["sae"]
+    assert (sae.k, sae.l1_coef) == (search.best_params_["sae__k"], search.best_params_["sae__l1_coef"])
+    assert (sae.transform(X) != 0).sum(axis=1).max() == 8
+    assert search.predict(X).shape == (240,)
 
 
 def test_grid_search_with_the_sae_alone_uses_its_score():
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold
+
     X = np.random.default_rng(1).normal(size=(120, 8)).astype(np.float32)
-    search = GridSearchCV(_sae(n_latents=16, max_epochs=2), {"k": [1, 4]}, cv=2).fit(X)
-    assert search.best_params_ in ({"k": 1}, {"k": 4})
-    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+    sae = _sae(n_latents=16, max_epochs=2)
+    search = GridSearchCV(sae, {"k": [1, 4]}, cv=2).fit(X)
+    for candidate, params in enumerate(search.cv_results_["params"]):
+        for fold, (train, test) in enumerate(KFold(n_splits=2).split(X)):
+            by_hand = clone(sae).set_params(**params).fit(X[train]).score(X[test])  # explained variance
+            assert search.cv_results_[f"split{fold}_test_score"][candidate] == pytest.approx(by_hand, rel=1e-6)
+    assert search.best_params_ == {"k": 4}  # explained variance grows with k
+    assert search.cv_results_["mean_test_score"][1] > search.cv_results_["mean_test_score"][0] + 0.05
 
 
 def test_set_output_pandas_names_columns(structured_data):
@@ -361,20 +417,32 @@ def test_eval_sets_are_scored_each_epoch_like_the_metrics_module(structured_data
     assert last["test_fvu"] == pytest.approx(metrics.fvu(held_out, X_hat), rel=1e-4)
     assert last["test_l0"] == pytest.approx(metrics.l0(codes))
     assert last["test_dead_fraction"] == pytest.approx(metrics.dead_fraction(codes))
-    l1_coef = 1e-3 if activation == "relu" else 0.0
-    expected_loss = metrics.nmse(held_out, X_hat) + l1_coef * metrics.l1(held_out, codes)
+    from sklearn_sae._params import DEFAULT_L1_COEF
+
+    l1_coef = DEFAULT_L1_COEF[activation]  # the test leaves l1_coef at None, its per-activation default
+    expected_loss = metrics.nmse(held_out, X_hat) + l1_coef * metrics.l1(held_out, codes, normalize=sae.normalize)
     assert last["test_loss"] == pytest.approx(expected_loss, rel=1e-4)
     assert len(sae.history_[:, "test_nmse"]) == 2
 
 
-def test_train_and_valid_metrics_are_recorded_every_epoch(structured_data):
-    sae = _sae(max_epochs=2).fit(structured_data)
+def test_train_and_valid_metrics_are_recorded_every_epoch(structured_data, monkeypatch):
+    from sklearn_sae import metrics
+
+    held_out = _record_validation_rows(monkeypatch)
+    sae = _sae(max_epochs=2, n_iter_no_change=None).fit(structured_data)
     for prefix in ("train", "valid"):
         for metric in ("loss", "nmse", "fvu", "l0", "dead_fraction"):
             values = sae.history_[:, f"{prefix}_{metric}"]
             assert len(values) == 2 and np.all(np.isfinite(values))
         assert all(0 < l0 <= 4 for l0 in sae.history_[:, f"{prefix}_l0"])
-        assert all(0 <= dead <= 1 for dead in sae.history_[:, f"{prefix}_dead_fraction"])
+    # The last epoch's validation metrics are those of the fitted model (its weights) on the held-out rows.
+    X_valid = _validation_rows(structured_data, held_out)
+    codes, X_hat, last = sae.transform(X_valid), sae.reconstruct(X_valid), sae.history_[-1]
+    assert last["valid_nmse"] == pytest.approx(metrics.nmse(X_valid, X_hat), rel=1e-5)
+    assert last["valid_fvu"] == pytest.approx(metrics.fvu(X_valid, X_hat), rel=1e-5)
+    assert last["valid_l0"] == pytest.approx(metrics.l0(codes))
+    assert last["valid_dead_fraction"] == pytest.approx(metrics.dead_fraction(codes))
+    assert 0 < last["valid_dead_fraction"] < 1  # 60 rows of k=4 leave some of the 64 latents unused
     # for Top-K without L1 the loss is the NMSE
     assert sae.history_[-1, "valid_loss"] == pytest.approx(sae.history_[-1, "valid_nmse"], rel=1e-5)
 

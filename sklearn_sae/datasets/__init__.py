@@ -15,6 +15,7 @@ arrays of a CSR matrix by `write_codes` and read back by `load_codes`.
 
 One private module per concern: ``_layouts`` (reading both HDF5 layouts),
 ``_formats`` (ESM ``.pt``, NumPy and table files; per-residue embeddings),
+``_id_columns`` (which column of a table holds the ids: never a dimension),
 ``_saving`` (writing and converting), ``_codes`` (codes on disk),
 ``_splits``, ``_synthetic`` (data with known features), ``_labels``
 (per-protein label tables) and ``_checks`` (what they share). Block reads

@@ -40,6 +40,15 @@ def _check_ids(ids, *, what):
     return ids_array
 
 
+def attribute_text(value) -> str:
+    """An HDF5 attribute or string value as text: ``bytes`` decoded as UTF-8, anything else through ``str``.
+
+    The one decoding of ids and ``original_id`` attributes, which h5py returns as ``str`` or ``bytes`` depending on
+    how the file was written.
+    """
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _first_duplicate(values):
     """Return the first value seen twice in ``values``, or None."""
     # Building a set is fast; only walk the values when there is a repeat.

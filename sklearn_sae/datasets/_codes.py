@@ -11,6 +11,7 @@ from .._atomic import atomic_file
 from .._blocks import block_rows_for, iter_row_blocks
 from ._checks import _check_ids, _check_readable_hdf5, _check_writable_path, _is_int, _progress_bar
 from ._layouts import _matrix_ids
+from ._written import foreign_hdf5_content, mark_written
 
 
 _CODES_KEYS = ("data", "indices", "indptr")
@@ -36,7 +37,8 @@ def write_codes(path, estimator, X, *, ids=None, block_rows=None, progress=False
     of length ``n_samples + 1``: row ``i``'s codes are
     ``data[indptr[i]:indptr[i + 1]]``), plus, when given, ``ids`` (UTF-8
     strings, one per row). The root attributes ``shape`` (``[n_samples,
-    n_latents]``) and ``format`` (``"csr"``) describe the matrix. Within a
+    n_latents]``) and ``format`` (``"csr"``) describe the matrix, and
+    ``sklearn_sae`` (``"codes"``) marks the file as this package's. Within a
     row, latents are in increasing order; zeros are not stored. Read it
     back with `load_codes`.
 
@@ -44,7 +46,8 @@ def write_codes(path, estimator, X, *, ids=None, block_rows=None, progress=False
     ----------
     path : str or os.PathLike
         The file to write; its directory must exist. An existing file is
-        replaced.
+        replaced only if this package wrote it (codes, embeddings); any
+        other file there raises ``ValueError`` and is left as it was.
     estimator : fitted transformer
         Typically a fitted `~sklearn_sae.SparseAutoencoderTransformer`;
         any fitted transformer with ``transform`` and ``n_features_in_``
@@ -73,8 +76,9 @@ def write_codes(path, estimator, X, *, ids=None, block_rows=None, progress=False
     ValueError
         If ``X`` is not 2-D, has a number of columns other than
         ``estimator.n_features_in_``, if ``ids`` are invalid or their
-        number differs from the rows of ``X``, or if ``block_rows`` is not
-        a positive integer. Errors raised by ``estimator.transform`` (e.g.
+        number differs from the rows of ``X``, if ``block_rows`` is not
+        a positive integer, or if ``path`` is a file this package did not
+        write. Errors raised by ``estimator.transform`` (e.g.
         on non-finite rows) propagate; ``path`` is then left as it was.
     sklearn.exceptions.NotFittedError
         If ``estimator`` is not fitted.
@@ -110,8 +114,10 @@ def write_codes(path, estimator, X, *, ids=None, block_rows=None, progress=False
     elif not _is_int(block_rows) or block_rows < 1:
         raise ValueError(f"block_rows must be a positive integer or None, got {block_rows!r}.")
     path = _check_writable_path(path)
-    with atomic_file(path, suffix=".h5") as temporary, h5py.File(temporary, "w") as f:
+    written = atomic_file(path, foreign=foreign_hdf5_content, writer="write_codes()", suffix=".h5")
+    with written as temporary, h5py.File(temporary, "w") as f:
         n_latents = _write_csr_blocks(f, estimator, X, int(block_rows), progress=progress)
+        mark_written(f, "codes")
         f.attrs["format"] = _CODES_FORMAT
         f.attrs["shape"] = np.array([n_rows, n_latents], dtype=np.int64)
         if ids is not None:

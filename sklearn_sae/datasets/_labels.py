@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ._checks import _check_ids, _first_duplicate, _missing_message
+from ._id_columns import is_index_column
 
 
 _ID_COLUMN = "accession"
@@ -34,7 +35,9 @@ def load_protein_labels(path, *, ids=None):
     the labels file (``location``, ``split``, ``length``) or the properties
     file (numeric properties, ``*_class`` columns and 0/1 flags). Only the
     empty field counts as missing: strings such as ``"NA"`` or ``"None"``
-    are kept as they are.
+    are kept as they are. A column without a header (the index
+    ``DataFrame.to_csv`` writes by default) or named ``index`` is a row
+    number, not a label, and is left out.
 
     Parameters
     ----------
@@ -95,7 +98,7 @@ def load_protein_labels(path, *, ids=None):
         na_values=[""],
     )
     frame = frame.set_index(_check_accessions(frame[_ID_COLUMN], path))
-    frame = frame.drop(columns=_ID_COLUMN)
+    frame = frame.drop(columns=[_ID_COLUMN, *(name for name in frame.columns if is_index_column(name))])
     for name in categorical:
         frame[name] = _as_categorical(frame[name])
     if wanted is None:

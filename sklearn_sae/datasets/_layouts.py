@@ -7,26 +7,46 @@ import numpy as np
 from h5py import h5, h5d, h5s, h5t
 
 from .._blocks import first_nonfinite_row
-from ._checks import _NUMERIC_KINDS, _check_float_dtype, _check_ids, _check_readable_hdf5, _first_duplicate, _missing_message
+from ._checks import (_NUMERIC_KINDS, _check_float_dtype, _check_ids, _check_readable_hdf5, _first_duplicate,
+                      _missing_message, attribute_text)
 from ._formats import detect_format, read_other_format
+from ._id_columns import warn_if_row_numbers
 
 
 _MATRIX_KEYS = ("embeddings", "ids")
 
 
 def load_embeddings(path, *, ids=None, dtype=np.float32, format=None, layer=None,
-                    representation="mean_representations"):
+                    representation="mean_representations", id_column=None):
     """Load protein embeddings from an HDF5 file, or from the files other tools write.
 
     Besides the two HDF5 layouts below, ``format`` (by default recognised
     from the path) reads ESM's ``extract.py`` output (a directory of
     ``.pt`` files: ``format="esm"``, choose the ``layer``), a ``.npy`` array
     with a ``.ids.txt`` file of ids beside it, an ``.npz`` archive with
-    ``ids`` and ``embeddings``, and CSV or Parquet tables of vectors; see
-    :mod:`sklearn_sae.datasets` and the guide "Bringing your own embeddings".
+    ``ids`` and ``embeddings``, and CSV, TSV or Parquet tables of vectors;
+    see :mod:`sklearn_sae.datasets` and the guide "Bringing your own
+    embeddings".
+
     HDF5 files of ProtTrans and bio_embeddings, whose datasets are named by a
     hash of the sequence and carry the FASTA id in an ``original_id``
     attribute, come back under those ids.
+
+    An id or index column is never read as an embedding dimension. In a
+    table, the ids are the column named ``id_column``, or else the one
+    column named like an identifier (``id``, ``accession``, ``protein``,
+    ``entry``, ``name``, ...), holding text, or of unique integers before
+    the float columns. A column without a header (the index
+    ``DataFrame.to_csv`` writes by default) or named ``index``, and the
+    index a Parquet file stores, are the table's index: dropped, or the ids
+    when no column holds them. Two possible id columns raise a
+    ``ValueError`` that asks for ``id_column`` (the other columns that could
+    hold ids are then left out, never values); a table with none gets the
+    row numbers ``"0"``, ``"1"``, ... as ids. A CSV or TSV file without a
+    header line (its first line holds fractional numbers) is read from its
+    first line on, its columns numbered. A first column of the row
+    numbers themselves in an array without column names (``.npy``,
+    ``.npz``, the matrix layout) is read as it is, with a warning.
 
     The layout is detected from the file: if its root holds both an
     ``embeddings`` and an ``ids`` dataset it is read as the ``"matrix"``
@@ -37,7 +57,7 @@ def load_embeddings(path, *, ids=None, dtype=np.float32, format=None, layer=None
     Parameters
     ----------
     path : str or os.PathLike
-        The HDF5 file to read.
+        The file (or ESM output directory) to read.
     ids : sequence of str, default=None
         Accessions to read, in the order wanted. ``None`` reads every
         protein, in the file's order: the root group's key order for the
@@ -48,6 +68,18 @@ def load_embeddings(path, *, ids=None, dtype=np.float32, format=None, layer=None
         Floating point dtype of the returned embeddings. Values are
         converted while reading, so float16 files never need a float16 copy
         in memory.
+    format : {"hdf5", "esm", "npy", "npz", "csv", "tsv", "parquet"}, default=None
+        The file's format; ``None`` recognises it from the path (a
+        directory is ESM output; ``.tab`` is TSV, ``.pq`` Parquet).
+    layer : int, default=None
+        The layer of ESM ``.pt`` files that hold several (required then).
+    representation : {"mean_representations", "bos_representations"}, \
+            default="mean_representations"
+        Which per-protein vector of ESM ``.pt`` files to read.
+    id_column : str, default=None
+        The column of a CSV, TSV or Parquet table, or the array of an
+        ``.npz`` archive, that holds the protein ids. ``None`` finds it as
+        described above; name it when the file has several candidates.
 
     Returns
     -------
@@ -91,7 +123,11 @@ def load_embeddings(path, *, ids=None, dtype=np.float32, format=None, layer=None
     wanted = None if ids is None else _check_ids(ids, what="ids")
     fmt = detect_format(path) if format is None else format
     if fmt != "hdf5":
-        return read_other_format(path, fmt, wanted=wanted, dtype=dtype, layer=layer, representation=representation)
+        return read_other_format(path, fmt, wanted=wanted, dtype=dtype, layer=layer, representation=representation,
+                                 id_column=id_column)
+    if id_column is not None:
+        raise ValueError("id_column= applies to tables (CSV, TSV, Parquet) and .npz archives, not to HDF5 files, "
+                         "whose ids are dataset names or the 'ids' dataset.")
     path = _check_readable_hdf5(path)
     try:
         with h5py.File(path, "r") as f:
@@ -138,7 +174,7 @@ def _original_ids(f, names):
         value = f[name].attrs.get("original_id")
         if value is None:
             return None
-        original.append(value.decode() if isinstance(value, bytes) else str(value))
+        original.append(attribute_text(value))
     return list(_check_ids(original, what="the original_id attributes"))
 
 
@@ -304,6 +340,7 @@ def _read_matrix(f, path, wanted, dtype):
         # read_direct converts into the target dtype inside HDF5: about 3x
         # faster than reading float16 then calling astype.
         embeddings.read_direct(X)
+        warn_if_row_numbers(X, where=f"Embeddings file {path!r}")
     else:
         rows = _rows_of(path, file_ids, wanted)
         X = _read_matrix_rows(embeddings, rows, dtype)

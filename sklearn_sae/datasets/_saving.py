@@ -7,11 +7,19 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .._atomic import atomic_file
+from .._atomic import atomic_file, check_replaceable
 from .._blocks import block_rows_for, first_nonfinite_row
 from ._checks import _NUMERIC_KINDS, _check_float_dtype, _check_ids, _check_readable_hdf5, _check_writable_path, _is_int, _progress_bar
 from ._formats import detect_format
-from ._layouts import _fill_uniprot_rows, load_embeddings, _layout_of, _matrix_datasets, _uniprot_reference_length
+from ._layouts import (
+    _fill_uniprot_rows,
+    _layout_of,
+    _matrix_datasets,
+    _original_ids,
+    _uniprot_reference_length,
+    load_embeddings,
+)
+from ._written import foreign_hdf5_content, mark_written
 
 
 _LAYOUTS = ("uniprot", "matrix")
@@ -26,8 +34,10 @@ def save_embeddings(path, ids, X, *, layout="uniprot", dtype=np.float16):
     Parameters
     ----------
     path : str or os.PathLike
-        The file to write. An existing file is replaced only once the new
-        one is complete: an interrupted save leaves it as it was.
+        The file to write. An existing file is replaced only if this
+        package wrote it (embeddings, codes), and only once the new one is
+        complete: an interrupted save leaves it as it was. Any other file
+        there raises ``ValueError`` and is left as it was.
     ids : sequence of str of length n_proteins
         Unique, non-empty protein accessions. With ``layout="uniprot"`` they
         become dataset names, so they may not contain ``"/"`` or be ``"."``.
@@ -53,7 +63,8 @@ def save_embeddings(path, ids, X, *, layout="uniprot", dtype=np.float16):
     ValueError
         If ``ids`` are not unique non-empty str, if ``X`` is not a 2-D
         finite numeric array with one row per id, if a value overflows
-        ``dtype``, or if ``layout`` or ``dtype`` is unknown.
+        ``dtype``, if ``layout`` or ``dtype`` is unknown, or if ``path`` is
+        a file this package did not write.
 
     Examples
     --------
@@ -74,10 +85,11 @@ def save_embeddings(path, ids, X, *, layout="uniprot", dtype=np.float16):
     path = Path(path)
     # Written beside path and renamed over it once complete: an interrupted
     # save never leaves a truncated file, nor damages the one already there.
-    with atomic_file(path, suffix=".h5") as temporary:
+    with atomic_file(path, foreign=foreign_hdf5_content, writer="save_embeddings()", suffix=".h5") as temporary:
         # track_order: load_embeddings then lists the proteins in the order
         # given here rather than sorted by name.
         with h5py.File(temporary, "w", track_order=True) as f:
+            mark_written(f, "embeddings")
             if layout == "uniprot":
                 for acc, row in zip(ids, X):
                     f.create_dataset(acc, data=row)
@@ -138,6 +150,7 @@ def _check_embeddings_to_save(X, ids, dtype):
 # faster from 64-row chunks than from 256-row ones: 128 KiB it is.
 _CHUNK_BYTES = 128 * 1024
 _COMPRESSIONS = (None, "gzip", "lzf")
+_CONVERT = "convert_embeddings()"
 
 
 def convert_embeddings(src, dst, *, dtype=np.float16, compression=None, chunk_rows=None, progress=False,
@@ -161,7 +174,9 @@ def convert_embeddings(src, dst, *, dtype=np.float16, compression=None, chunk_ro
     does not grow with the size of the embeddings; only the list of ids (a
     few dozen bytes per protein) is held whole. The file is written under a
     temporary name beside ``dst`` and renamed into place when complete, so
-    ``dst`` is never left half-written, and ``dst`` may be ``src`` itself.
+    ``dst`` is never left half-written. ``dst`` may be ``src`` itself when
+    this package wrote ``src`` (to rechunk or recompress it); a file of
+    another origin, UniProt's download among them, is never replaced.
 
     Parameters
     ----------
@@ -171,7 +186,8 @@ def convert_embeddings(src, dst, *, dtype=np.float16, compression=None, chunk_ro
         compression asked for.
     dst : str or os.PathLike
         The file to write, in the ``"matrix"`` layout; its directory must
-        exist. An existing file is replaced.
+        exist. An existing file is replaced only if this package wrote it;
+        any other file there raises ``ValueError`` before ``src`` is read.
     dtype : {np.float16, np.float32, np.float64}, default=np.float16
         Floating point dtype of the written ``embeddings``. float16 is what
         UniProt distributes, so it loses nothing on UniProt's files.
@@ -203,8 +219,8 @@ def convert_embeddings(src, dst, *, dtype=np.float16, compression=None, chunk_ro
         If ``src`` is not a valid embeddings file (as in `load_embeddings`,
         and the message names the offending protein: a vector of the wrong
         length, non-numeric or non-finite values), if a value overflows
-        ``dtype``, or if an option is invalid. ``dst`` is then left as it
-        was.
+        ``dtype``, if an option is invalid, or if ``dst`` is a file this
+        package did not write. ``dst`` is then left as it was.
 
     See Also
     --------
@@ -234,7 +250,7 @@ def convert_embeddings(src, dst, *, dtype=np.float16, compression=None, chunk_ro
         raise ValueError(f"compression must be one of {_COMPRESSIONS}, got {compression!r}.")
     if chunk_rows is not None and (not _is_int(chunk_rows) or chunk_rows < 1):
         raise ValueError(f"chunk_rows must be a positive integer or None, got {chunk_rows!r}.")
-    dst = _check_writable_path(dst)
+    dst = check_replaceable(_check_writable_path(dst), foreign_hdf5_content, writer=_CONVERT, directory=False)
     if not in_hdf5:
         ids, X = load_embeddings(src, dtype=np.float32, layer=layer)
         return _write_matrix(dst, ids, X.shape[1], *_array_source(ids, X, src), dtype=dtype,
@@ -263,7 +279,9 @@ def _write_matrix(dst, ids, n_features, fill_rows, describe_row, *, dtype, compr
     if chunk_rows is None:
         chunk_rows = max(1, _CHUNK_BYTES // (n_features * dtype.itemsize))
     chunk_rows = min(chunk_rows, len(ids))
-    with atomic_file(dst, suffix=".h5") as temporary, h5py.File(temporary, "w") as target:
+    written = atomic_file(dst, foreign=foreign_hdf5_content, writer=_CONVERT, suffix=".h5")
+    with written as temporary, h5py.File(temporary, "w") as target:
+        mark_written(target, "embeddings")
         embeddings = target.create_dataset(
             "embeddings",
             shape=(len(ids), n_features),
@@ -305,7 +323,9 @@ def _row_source(f, path):
     def describe_row(row):
         return f"Embeddings file {path!r}: dataset {names[row]!r}"
 
-    return np.asarray(names, dtype=object), n_features, fill_rows, describe_row
+    # The ids load_embeddings gives: the FASTA ids of a ProtTrans file whose datasets are named by hashes.
+    original = _original_ids(f, names)
+    return np.asarray(names if original is None else original, dtype=object), n_features, fill_rows, describe_row
 
 
 def _copy_rows(fill_rows, describe_row, target, *, progress):

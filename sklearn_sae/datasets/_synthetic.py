@@ -214,6 +214,11 @@ def make_hierarchical_signals(
             raise ValueError(f"{name} must be a positive int, got {value!r}.")
     if not isinstance(children_per_parent, numbers.Integral) or children_per_parent < 0:
         raise ValueError(f"children_per_parent must be an int >= 0, got {children_per_parent!r}.")
+    if children_per_parent and n_features < 2:
+        raise ValueError(
+            f"n_features={n_features}: a child atom leaves its parent's direction by an orthogonal one, which needs "
+            "at least 2 features. Raise n_features or set children_per_parent=0."
+        )
     for name, value, low, high in (("correlation", correlation, 0, 1), ("child_similarity", child_similarity, 0, 1)):
         if not low <= value < high:
             raise ValueError(f"{name} must be in [{low}, {high}), got {value!r}.")

@@ -23,7 +23,7 @@ import pathlib
 import numpy as np
 import pandas as pd
 
-from .._atomic import atomic_file
+from .._atomic import atomic_file, check_replaceable
 from ._atlas_page import render_page
 from ._cards import CardSource, _json_scalar
 from ._stats import _check_count
@@ -77,7 +77,9 @@ def write_atlas(
     Parameters
     ----------
     path : str or os.PathLike
-        The HTML file to write; its folder must exist. Overwritten.
+        The HTML file to write; its folder must exist. An existing atlas
+        (a page this function wrote) is replaced; any other file there
+        raises ``ValueError`` and is left as it was.
     codes : {array-like, sparse matrix} of shape (n_proteins, n_latents)
         Non-negative activations. Never densified.
     ids : array-like of shape (n_proteins,), default=None
@@ -114,7 +116,8 @@ def write_atlas(
     ------
     TypeError, ValueError
         On invalid input, as :func:`feature_card`; also when ``latents`` holds
-        repeated or out-of-range indices or ``cards_for`` is unknown.
+        repeated or out-of-range indices, ``cards_for`` is unknown, or
+        ``path`` is a file other than an atlas.
 
     See Also
     --------
@@ -129,7 +132,7 @@ def write_atlas(
     >>> write_atlas(folder / "atlas.html", codes, labels=["x", "y", "y"]).name
     'atlas.html'
     """
-    path = _check_path(path)
+    path = check_replaceable(_check_path(path), foreign_atlas_content, writer=WRITER, directory=False)
     cards_for = _check_cards_for(cards_for)
     card_options = _card_options(n_top, n_intervals, per_interval, n_neighbours, random_state)
     if not isinstance(title, str):
@@ -402,12 +405,31 @@ def json_for_script(data):
     return text
 
 
+WRITER = "write_atlas()"
+
+GENERATOR_TAG = b'<meta name="generator" content="sklearn-sae '
+"""How an atlas is recognised: every page this package has written carries it in its head."""
+
+_HEAD_BYTES = 4096
+"""The start of a file read to find :data:`GENERATOR_TAG` (the page's head is well within it)."""
+
+
+def foreign_atlas_content(path):
+    """``None`` when the existing file ``path`` is an atlas this package wrote, else why it is not."""
+    with pathlib.Path(path).open("rb") as stream:
+        head = stream.read(_HEAD_BYTES)
+    if GENERATOR_TAG in head:
+        return None
+    return "it is not an atlas written by sklearn-sae (its head has no generator tag naming sklearn-sae)"
+
+
 def _write_atomically(path, text):
     """Write ``text`` to a temporary file next to ``path``, then rename it over ``path``.
 
     Readers never see half a page, and a failure leaves any earlier atlas intact.
     """
-    with atomic_file(path, suffix=".html") as temporary:  # keeps the mode of an atlas it replaces
+    # Keeps the mode of an atlas it replaces.
+    with atomic_file(path, foreign=foreign_atlas_content, writer=WRITER, suffix=".html") as temporary:
         with open(temporary, "w", encoding="utf-8", newline="\n") as stream:
             stream.write(text)
 
