@@ -50,6 +50,11 @@ Usage::
     python benchmarks/bench_synth.py --size scaled --calibrate    # how PENALTIES were chosen
     python benchmarks/bench_synth.py --size scaled --trainers ours:batchtopk \\
         --ours-params '{"aux_k": null}'                          # a controlled run
+    python benchmarks/bench_synth.py --size scaled --trainers ours:relu --penalty 0.16 \\
+        --ours-params '{"tied": false}' --patch constant-lr       # a controlled run of our training
+    python benchmarks/bench_synth.py --curve --size 16k --device cuda --json synth.json
+        # the GPU step (gpu_check.py --only synth): BatchTopK and Matryoshka at doubling budgets from 1M
+        # samples, drawn on the GPU, until the published F1
 """
 
 from __future__ import annotations
@@ -219,15 +224,16 @@ def load_or_build_model(size: Size, root: Path):
 
 
 @torch.no_grad()
-def _draw(model, n_rows, seed, chunk=4096):
+def _draw(model, n_rows, seed, chunk=4096, codes=True):
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         hidden, active = [], []
         for start in range(0, n_rows, chunk):
             acts = model.activation_generator.sample(min(chunk, n_rows - start))
-            hidden.append(model.feature_dict(acts).numpy().astype(np.float32))
-            active.append(sp.csr_matrix(acts.numpy()))
-    return np.concatenate(hidden), sp.vstack(active).tocsr()
+            hidden.append(model.feature_dict(acts).cpu().numpy().astype(np.float32))
+            if codes:
+                active.append(sp.csr_matrix(acts.cpu().numpy()))
+    return np.concatenate(hidden), (sp.vstack(active).tocsr() if codes else None)
 
 
 def load_or_draw_rows(model, size: Size, rows: int, eval_rows: int, root: Path):
@@ -542,6 +548,97 @@ def calibrate(args, size, X, X_eval, true_atoms, eval_acts, fits=6):
     print(json.dumps({name: {"penalty": p, "l0": l0} for name, (p, l0) in found.items()}, indent=1))
 
 
+# ----------------------------------------------------------------------------- the budget curve (the GPU step)
+
+
+PUBLISHED_F1 = {"ours:batchtopk": 0.732, "ours:matryoshka": 0.879}
+"""SynthSAEBench-16k's F1 after 200M samples (L0 25, width 4,096): BatchTopK and Matryoshka (BatchTopK) in the
+table of SAELens's ``docs/synth_sae_bench.md``."""
+
+MAX_CALL_ROWS = 2**20
+"""Rows drawn and given to one ``partial_fit`` call at most (3 GiB of float32 at 768 dimensions)."""
+
+
+def _checkpoints(first, most):
+    """Samples seen at which the curve is scored: ``first``, doubling, up to ``most`` (included)."""
+    points = [first]
+    while points[-1] < most:
+        points.append(min(2 * points[-1], most))
+    return points
+
+
+def _device_name(device):
+    return torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({os.cpu_count()} cores)"
+
+
+def budget_curve(args, size, trainers):
+    """Ours at the size's setting, trained on a stream drawn chunk by chunk on ``--device``, scored at doubling
+    budgets until its F1 reaches the published one (or ``--max-samples``, or ``--time-limit``): what the GPU
+    step of ``gpu_check.py`` runs.
+
+    ``partial_fit`` trains a chunk at a time: a run of unknown length, so its rate warms up and then stays
+    constant (``fit``'s cosine decay needs the length). The samples/s count ``partial_fit`` alone; drawing the
+    stream is timed apart. The figures are rewritten after every scored budget, so a run cut off keeps them.
+    """
+    from sae_lens.synthetic import SyntheticModel
+
+    start = time.perf_counter()
+    deadline = start + args.time_limit
+    model = SyntheticModel(model_config(size), device=args.device)
+    figures = {"device": args.device, "device_name": _device_name(args.device), "size": args.size,
+               "features": size.num_features, "dims": size.hidden_dim, "width": size.width, "k": size.k,
+               "build_s": time.perf_counter() - start, "trainers": {}}
+    X_eval, eval_acts = _draw(model, args.eval_rows or size.eval_rows, STREAM_SEED + 1)
+    true_atoms = model.feature_dict.feature_vectors.detach().cpu().numpy()
+    figures["eval_rows"] = len(X_eval)
+    print(f"{args.size} on {figures['device_name']}: model built in {figures['build_s']:.0f} s", flush=True)
+    points = _checkpoints(args.first_samples, args.max_samples)
+    for index, trainer in enumerate(trainers):
+        name = trainer.partition(":")[2]
+        params = dict(n_latents=size.width, k=size.k, sparse_output=True, device=args.device, random_state=0,
+                      **OURS[name])
+        params.update(args.ours_params)
+        sae = SparseAutoencoderTransformer(**params)
+        record = {"published_f1": PUBLISHED_F1.get(trainer), "reached_at": None, "stopped": "max-samples",
+                  "samples_per_s": None, "draw_samples_per_s": None, "curve": []}
+        figures["trainers"][trainer] = record
+        began = time.perf_counter()
+        share_end = began + (deadline - began) / (len(trainers) - index)
+        seen = train_s = draw_s = 0.0
+        for point in points:
+            rate = seen / (time.perf_counter() - began) if seen else None  # drawing and scoring included
+            if rate and time.perf_counter() + (point - seen) / rate > share_end:
+                record["stopped"] = "time-limit"
+                break
+            while seen < point:
+                rows = int(min(point - seen, MAX_CALL_ROWS))
+                tick = time.perf_counter()
+                X, _ = _draw(model, rows, STREAM_SEED + 2 + int(seen), codes=False)
+                draw_s += time.perf_counter() - tick
+                tick = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # dead latents early on: the curve reports them
+                    sae.partial_fit(X)
+                train_s += time.perf_counter() - tick
+                seen += rows
+            scores = score(OursFitted(sae), X_eval, true_atoms, eval_acts)
+            record["curve"].append({"samples": int(seen), "train_s": train_s, **scores})
+            record["samples_per_s"], record["draw_samples_per_s"] = seen / train_s, seen / draw_s
+            print(f"{trainer}: {int(seen):,} samples, F1 {scores['f1']:.3f} MCC {scores['mcc']:.3f} L0 "
+                  f"{scores['l0']:.1f} dead {scores['dead']}; {seen / train_s:,.0f} samples/s", flush=True)
+            _write_json(args.json, figures)
+            if record["published_f1"] is not None and scores["f1"] >= record["published_f1"]:
+                record["reached_at"], record["stopped"] = int(seen), "reached"
+                break
+        _write_json(args.json, figures)
+    return figures
+
+
+def _write_json(path, figures):
+    if path is not None:
+        _atomic_write(Path(path), lambda handle: handle.write(json.dumps(figures, indent=1).encode()))
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -567,6 +664,15 @@ def main(argv=None):
     parser.add_argument("--calibrate", action="store_true")
     parser.add_argument("--summarise", default=None, metavar="CSV",
                         help="print the table of a result file and exit (no data needed)")
+    parser.add_argument("--curve", action="store_true",
+                        help="the budget curve of ours:batchtopk and ours:matryoshka on a stream drawn on --device "
+                             "(the GPU step): F1 at doubling budgets until the published F1")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="--curve's device")
+    parser.add_argument("--first-samples", type=int, default=2**20, help="--curve's first scored budget")
+    parser.add_argument("--max-samples", type=int, default=200_000_000, help="--curve's largest budget")
+    parser.add_argument("--time-limit", type=float, default=420.0,
+                        help="seconds --curve may take; a budget that would end past it is not started")
+    parser.add_argument("--json", default=None, help="--curve's figures (JSON), rewritten after every budget")
     args = parser.parse_args(argv)
     if args.summarise:
         with open(args.summarise, newline="") as handle:
@@ -576,6 +682,9 @@ def main(argv=None):
         args.size = "smoke"
     apply_patches(args.patch)
     size = SIZES[args.size]
+    if args.curve:
+        budget_curve(args, size, args.trainers or list(PUBLISHED_F1))
+        return
     rows, eval_rows = args.rows or size.rows, args.eval_rows or size.eval_rows
 
     model = load_or_build_model(size, args.cache)
