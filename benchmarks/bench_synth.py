@@ -438,9 +438,25 @@ def _mean_over_batch(numerator, denominator):
     return numerator.mean() / denominator.mean().clamp_min(torch.finfo(denominator.dtype).tiny)
 
 
+def _decoder_norm_weighted_l1(model):
+    """SAELens's standard SAE: the L1 term weighs each code by its decoder row's norm (run it with
+    ``unit_norm_decoder=False``, so that the norm is free). The loss reads the codes of the training output, so
+    they are scaled there, after the reconstruction; which latents fire is unchanged."""
+    forward = model.SparseAutoencoder.forward
+
+    def weighted(self, x):
+        output = forward(self, x)
+        if self.training and isinstance(output.codes, torch.Tensor):
+            output = output._replace(codes=output.codes * self.decoder_weight.norm(dim=1))
+        return output
+
+    model.SparseAutoencoder.forward = weighted
+
+
 PATCHES = {
     "constant-lr": lambda training, model: setattr(training.WarmupCosine, "__call__", _constant_after_warmup),
     "batch-normalised-loss": lambda training, model: setattr(model, "row_mean_ratio", _mean_over_batch),
+    "decoder-norm-l1": lambda training, model: _decoder_norm_weighted_l1(model),
 }
 """Monkeypatches for controlled runs (``--patch``): the training code itself is not changed by this script."""
 
