@@ -42,7 +42,7 @@ Trainers (``--trainers``; names are ``group:architecture``):
 
 Usage::
 
-    # the CPU table (README, "SynthSAEBench"): about 105 min of fits on 2 shared cores, the data cached
+    # the CPU table (README, "SynthSAEBench"): about 113 min of fits on 2 shared cores, the data cached
     PYTHONPATH=. python benchmarks/bench_synth.py --size scaled --seeds 0 1 2 --out synth_scaled.csv
     # a reduced table, about 22 min of fits there: one seed, ours and SAELens at the budget rate
     PYTHONPATH=. python benchmarks/bench_synth.py --size scaled --seeds 0 --trainers ours:topk ours:batchtopk \\
