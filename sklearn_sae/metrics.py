@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
+from ._blocks import block_rows_for
 from ._warnings import warn_user
 
 __all__ = ["nmse", "fvu", "l0", "l1", "latent_density", "nonzero_counts", "dead_fraction", "recovery_scores",
@@ -290,10 +291,6 @@ def dead_fraction(codes) -> float:
     return float(np.mean(latent_density(codes) == 0))
 
 
-_DETECTION_BLOCK_VALUES = 2**24
-"""Codes compared with the true activations a block of rows at a time: at most this many (row, latent) pairs."""
-
-
 class RecoveryScores(NamedTuple):
     """What :func:`recovery_scores` measured: the Hungarian pairs, each latent's best match, and the summary.
 
@@ -367,7 +364,7 @@ def _detection_counts(codes, true_codes, best_atom):
     n_rows, n_latents = codes.shape
     both = np.zeros(n_latents)
     active = np.zeros(n_latents)
-    step = max(1, _DETECTION_BLOCK_VALUES // max(n_latents, 1))
+    step = block_rows_for(n_latents)  # the package's one block size: at most BLOCK_ELEMENTS (row, latent) pairs
     for start in range(0, n_rows, step):
         fires = _firing(codes[start : start + step], strict_positive=False)
         truth = _firing(true_codes[start : start + step][:, best_atom], strict_positive=True)
