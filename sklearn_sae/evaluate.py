@@ -296,20 +296,13 @@ def _reconstruction_statistics(X, X_hat) -> tuple[float, float]:
     return 1.0 - totals.fvu(), float(bias)
 
 
-def _unit_rows(atoms: np.ndarray) -> np.ndarray:
-    atoms = np.array(atoms, dtype=np.float64)  # a copy, normalised in place: one float64 copy of 32k atoms, not two
-    norms = np.linalg.norm(atoms, axis=1, keepdims=True)
-    atoms /= np.where(norms > 0, norms, 1.0)  # a zero atom has cosine 0 with everything
-    return atoms
-
-
 def _mean_max_cosine(atoms: np.ndarray) -> float:
     """Mean over atoms of the largest |cosine| with any other atom, a block of atoms at a time."""
     if atoms.ndim != 2:
         raise ValueError(f"components_ must be 2-D (one atom per row), got shape {atoms.shape}.")
     if atoms.shape[0] < 2:
         return float("nan")  # no other atom to compare with
-    unit = _unit_rows(atoms)
+    unit = metrics.unit_rows(atoms)
     largest = np.empty(len(unit))
     for start in range(0, len(unit), _COSINE_BLOCK_ROWS):
         block = np.abs(unit[start : start + _COSINE_BLOCK_ROWS] @ unit.T)

@@ -336,13 +336,19 @@ def _atoms_pair(true_atoms, learned_atoms):
     return true_atoms, learned_atoms
 
 
+def unit_rows(atoms) -> np.ndarray:
+    """A float64 copy of ``atoms`` with every row scaled to unit norm; a zero row stays zero (cosine 0 with all).
+
+    The one normalisation behind every cosine between atoms (recovery, atom similarity, feature cards).
+    """
+    atoms = np.array(atoms, dtype=np.float64)  # a copy, normalised in place: one float64 copy, not two
+    norms = np.linalg.norm(atoms, axis=1, keepdims=True)
+    atoms /= np.where(norms > 0, norms, 1.0)
+    return atoms
+
+
 def _cosines(true_atoms, learned_atoms) -> np.ndarray:
     """Cosines of every (true atom, learned atom) pair; a zero atom has cosine 0 with everything."""
-
-    def unit_rows(atoms):
-        norms = np.linalg.norm(atoms, axis=1, keepdims=True)
-        return atoms / np.where(norms > 0, norms, 1.0)
-
     return unit_rows(true_atoms) @ unit_rows(learned_atoms).T
 
 
