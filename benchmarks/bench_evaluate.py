@@ -73,7 +73,8 @@ def bench_suite(args):
                 "raw_f1_k1": f1[("raw_top_k", 1)], "raw_f1_k5": f1[("raw_top_k", 5)],
                 "raw_full_f1": f1.xs("raw_full", level="representation").iloc[0],
                 "split_locations": int(feature_splitting(table)["split"].sum()),
-                "synthetic_mcc": recovery.attrs["mcc"], "synthetic_recovered": recovery.attrs["fraction_recovered"],
+                "synthetic_mcc_hungarian_signed": recovery.attrs["mcc_hungarian_signed"],
+                "synthetic_recovered_hungarian": recovery.attrs["fraction_recovered_hungarian"],
                 "seconds": time.perf_counter() - start,
             })
             print(f"suite: {activation} seed {seed} done in {rows[-1]['seconds']:.0f} s")
@@ -81,7 +82,7 @@ def bench_suite(args):
     summary = results.drop(columns="seed").groupby("activation").agg(["mean", "min", "max"])
     columns = ["l0", "explained_variance", "alive", "dense_10pct", "mean_max_cosine", "relative_reconstruction_bias",
                "probe_f1_k1", "probe_f1_k5", "raw_f1_k1", "raw_f1_k5", "raw_full_f1", "split_locations",
-               "synthetic_mcc", "synthetic_recovered"]
+               "synthetic_mcc_hungarian_signed", "synthetic_recovered_hungarian"]
     print(f"\nsuite over seeds {list(args.seeds)} ({args.n_latents} latents, k={args.k}, {args.epochs} epochs); "
           "mean [min, max]:\n")
     print("| activation | " + " | ".join(columns) + " |")

@@ -36,6 +36,7 @@ from sklearn_sae.datasets import load_embeddings  # noqa: E402
 from sklearn_sae.evaluate import sparse_probing  # noqa: E402
 
 LABELLED = {
+    "near256-all": (REPO_ROOT / "data" / "per-protein.h5", REPO_ROOT / "data" / "per-protein.labels.csv", None),
     "near256-2k": (REPO_ROOT / "data" / "per-protein.h5", REPO_ROOT / "data" / "per-protein.labels.csv", 2000),
     "unirep256": (REPO_ROOT / "build" / "unirep-256.h5", REPO_ROOT / "build" / "unirep-256.labels.csv", None),
     "unirep1900": (REPO_ROOT / "build" / "unirep-1900.h5", REPO_ROOT / "build" / "unirep-1900.labels.csv", None),

@@ -13,7 +13,11 @@ timed, its output kept:
    peak memory.
 3. ``streaming``: ``bench_streaming.py speed``, a fit from an HDF5 file that stays on disk against the
    in-memory fit of the same rows.
-4. The steps of :func:`synth_steps` (none yet: SynthSAEBench's GPU step goes there).
+4. ``synth``: ``bench_synth.py --curve``, our BatchTopK and Matryoshka on SynthSAEBench-16k at the published
+   setting (16,384 features in 768 dimensions, width 4,096, k 25), trained on a stream drawn on the GPU
+   and scored at 1M, 2M, 4M ... samples until the F1 of the published table (200M samples) is reached,
+   with the samples/s. It needs a device call of its own (``--only synth --budget 480``); the smoke
+   run runs it at the smoke size with the others.
 
 The report begins with a summary (the GPU, rows/s, share of the bf16 encoder-GEMM rate, ratio to
 sparsify, peak memory, streaming against in-memory, the CUDA tests' count), then every step's command,
@@ -34,6 +38,7 @@ Usage::
     python benchmarks/gpu_check.py --device cpu --out smoke.md   # the smoke mode, anywhere
     python benchmarks/gpu_check.py --dry-run                     # the plan, anywhere
     python benchmarks/gpu_check.py --only tests --timeout 200 --out rerun.md   # one step again, after a fix
+    python benchmarks/gpu_check.py --only synth --budget 480 --out synth.md     # SynthSAEBench, its own call
 """
 
 from __future__ import annotations
@@ -73,11 +78,20 @@ REQUIRED_MODULES = ("torch", "skorch", "h5py", "pytest")
 
 SIZES = {
     "cuda": {"d": 1024, "latents": 32768, "k": 64, "batch": 4096, "batches": 32, "repeats": 3,
-             "stream_rows": 200_000, "stream_width": 1024, "stream_repeats": 3},
+             "stream_rows": 200_000, "stream_width": 1024, "stream_repeats": 3,
+             "synth_size": "16k", "synth_first": 2**20, "synth_most": 200_000_000, "synth_eval_rows": 50_000,
+             "synth_time_s": 420},
     "cpu": {"d": 64, "latents": 512, "k": 8, "batch": 128, "batches": 4, "repeats": 1,
-            "stream_rows": 2000, "stream_width": 64, "stream_repeats": 2},
+            "stream_rows": 2000, "stream_width": 64, "stream_repeats": 2,
+            "synth_size": "smoke", "synth_first": 2048, "synth_most": 4096, "synth_eval_rows": 1024,
+            "synth_time_s": 60},
 }
 """The sizes of each device's run: the issue's on a GPU, tiny ones for the CPU smoke run."""
+
+SYNTH_BUDGET_S = 480
+"""The synth step's timeout and its call's ``--budget``: one start and one such call fit in ``DEVICE_TIME_S``."""
+SYNTH_TRAINERS = ("ours:batchtopk", "ours:matryoshka")
+"""What the synth step trains (``bench_synth.py --curve``'s default)."""
 
 REPORT_TITLE = "# GPU check"
 
@@ -87,7 +101,8 @@ class Step(NamedTuple):
 
     ``check(output)`` returns the problems a finished step shows beyond its exit status (a skipped
     CUDA test, a missing figure); ``summary(output)`` returns the step's lines of the report's
-    summary. Both read the step's output and the figures it wrote.
+    summary. Both read the step's output and the figures it wrote. ``own_call``: too long for the
+    default budget beside the others, so on a GPU it runs only when ``--only`` names it.
     """
 
     name: str
@@ -97,6 +112,7 @@ class Step(NamedTuple):
     timeout_s: int
     check: Callable[[str], list[str]]
     summary: Callable[[str], list[str]]
+    own_call: bool = False
 
 
 def _pytest_counts(output: str) -> dict[str, int]:
@@ -216,25 +232,73 @@ def streaming_step(python: str, device: str, figures: Path) -> Step:
     return Step("streaming", title, command, {"cuda": 40, "cpu": 8}, 70, check, summary)
 
 
-def synth_steps(python: str, device: str, figures: Path) -> list[Step]:
-    """SynthSAEBench's steps (``benchmarks/bench_synth.py``), at the device's sizes: none yet.
+def synth_step(python: str, device: str, figures: Path) -> Step:
+    """``bench_synth.py --curve``: our BatchTopK and Matryoshka on SynthSAEBench-16k at the published setting
+    (width 4,096, k 25), F1 at doubling budgets from 1M samples until the published F1, with the samples/s.
 
-    Return its :class:`Step` here once the benchmark exists: a command that takes ``--device`` and a
-    tiny size for ``device == "cpu"``, an estimate for both devices, a timeout that keeps
-    :func:`plan` within the default budget, and ``check``/``summary`` reading its figures under
-    ``figures``.
+    Its own device call (``--only synth --budget SYNTH_BUDGET_S``): it needs more than the default budget
+    leaves. The smoke run runs it at the smoke size with the others.
     """
-    return []
+    size = SIZES[device]
+    command = [python, "benchmarks/bench_synth.py", "--curve", "--size", size["synth_size"], "--device", device,
+               "--first-samples", str(size["synth_first"]), "--max-samples", str(size["synth_most"]),
+               "--eval-rows", str(size["synth_eval_rows"]), "--time-limit", str(size["synth_time_s"]),
+               "--json", str(figures)]
+
+    def check(output):
+        report, problem = _read_json(figures)
+        if problem:
+            return [problem]
+        problems = [f"{name} not run" for name in SYNTH_TRAINERS if name not in report["trainers"]]
+        for name, record in report["trainers"].items():
+            rate = record["samples_per_s"]
+            if not record["curve"]:
+                problems.append(f"{name}: no budget scored")
+            elif not (math.isfinite(rate) and rate > 0):
+                problems.append(f"{name}: {rate} samples/s")
+        return problems
+
+    def summary(output):
+        report, problem = _read_json(figures)
+        if problem:
+            return [f"- synth: {problem}"]
+        lines = [f"- SynthSAEBench ({report['size']}: {report['features']:,} features in {report['dims']} dims, width "
+                 f"{report['width']:,}, k {report['k']}) on {report['device_name']}: model built in "
+                 f"{report['build_s']:.0f} s; {report['eval_rows']:,} evaluation rows; ours through partial_fit "
+                 "(constant rate after the warmup)", "",
+                 "| trainer | samples/s | published F1 | reached at (samples) | samples | F1 | MCC | uniqueness | "
+                 "expl. var. | L0 | dead |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, record in report["trainers"].items():
+            reached = f"{record['reached_at']:,}" if record["reached_at"] else f"not reached ({record['stopped']})"
+            for point in record["curve"]:
+                lines.append(f"| {name} | {point['samples'] / point['train_s']:,.0f} | {record['published_f1']} | "
+                             f"{reached} | {point['samples']:,} | {point['f1']:.3f} | {point['mcc']:.3f} | "
+                             f"{point['uniqueness']:.3f} | {point['explained_variance']:.3f} | {point['l0']:.1f} | "
+                             f"{point['dead']} |")
+        return lines + [""]
+
+    title = (f"SynthSAEBench ({size['synth_size']}) budget curve of our BatchTopK and Matryoshka, to the published F1 "
+             f"(at most {size['synth_most']:,} samples)")
+    return Step("synth", title, command, {"cuda": 480, "cpu": 15}, SYNTH_BUDGET_S, check, summary, own_call=True)
 
 
 def plan(python: str, device: str, figures: Path) -> list[Step]:
-    """Every step of the check, in order; ``figures`` is the folder for the steps' JSON files."""
+    """Every step of the check, in order; ``figures`` is the folder for the steps' JSON files.
+
+    A step with ``own_call`` runs on a GPU only when named by ``--only`` (it takes a device call of its own);
+    the CPU smoke run runs every step.
+    """
     return [
         tests_step(python, device),
         speed_step(python, device, figures / "speed.json"),
         streaming_step(python, device, figures / "streaming.json"),
-        *synth_steps(python, device, figures),
+        synth_step(python, device, figures / "synth.json"),
     ]
+
+
+def default_steps(steps: list[Step], device: str) -> list[Step]:
+    """The steps a run without ``--only`` runs: on a GPU those that share the default budget, on the CPU all."""
+    return [step for step in steps if device == "cpu" or not step.own_call]
 
 
 def _environment() -> dict[str, str]:
@@ -281,7 +345,8 @@ def run(out: Path, python: str, device: str, budget: float, only: set[str] | Non
     failed, sections, summaries = [], [], []
     deadline = time.monotonic() + budget
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as folder:
-        steps = [step for step in plan(python, device, Path(folder)) if only is None or step.name in only]
+        steps = plan(python, device, Path(folder))
+        steps = default_steps(steps, device) if only is None else [step for step in steps if step.name in only]
         for step in steps:
             left = deadline - time.monotonic()
             if left < MIN_STEP_S:
@@ -315,12 +380,16 @@ def run(out: Path, python: str, device: str, budget: float, only: set[str] | Non
 
 
 def print_plan(python: str, device: str, budget: float) -> None:
-    steps = plan(python, device, Path("$FIGURES"))
+    every = plan(python, device, Path("$FIGURES"))
+    steps = default_steps(every, device)
     for step in steps:
         print(f"{step.name}: {step.title}\n  {shlex.join(step.command)}\n"
               f"  about {step.estimate_s[device]} s, timeout {step.timeout_s} s")
-    if not synth_steps(python, device, Path("$FIGURES")):
-        print("synth: SynthSAEBench's step is not in the plan yet (synth_steps returns none)")
+    for step in every:
+        if step not in steps:
+            print(f"{step.name} (a device call of its own: gpu_check.py --only {step.name} --budget "
+                  f"{step.timeout_s}, device call timeout_s={step.timeout_s + 60}): {step.title}\n"
+                  f"  {shlex.join(step.command)}\n  about {step.estimate_s[device]} s, timeout {step.timeout_s} s")
     estimate = sum(step.estimate_s[device] for step in steps)
     print(f"estimated {estimate} s (about {math.ceil(estimate / 60)} min) on {device}; the check starts no step "
           f"after {budget:.0f} s, and the steps' timeouts add up to {sum(step.timeout_s for step in steps)} s")

@@ -47,10 +47,14 @@ concept is split when the ``k``-latent probe's F1 rises by at least 0.03
 over the ``k - 1``-latent probe.
 
 **Ground truth** (:func:`ground_truth_recovery`), for synthetic data with
-known atoms: a one-to-one Hungarian matching of true and learned atoms that
-maximises the total signed cosine; the mean matched cosine (the "mean
+known atoms, SynthSAEBench's definitions (Chanin and Garriga-Alonso 2026):
+a one-to-one Hungarian matching of true and learned atoms that maximises
+the total cosine, signed or absolute; the mean matched cosine (the "mean
 correlation coefficient", MCC, of SAE papers on synthetic data) and the
-fraction of true atoms matched at cosine 0.9 or more.
+fraction of true atoms matched at cosine 0.9 or more; the uniqueness of
+the latents' best matches; and, given the codes and the true activations
+of some rows, each latent's precision, recall and F1 as a detector of its
+best-matching true feature.
 
 **Scorers** for ``GridSearchCV`` (:func:`make_sparse_probing_scorer`,
 :func:`make_l0_budget_scorer`). The estimator's own ``score`` (explained
@@ -69,13 +73,14 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.optimize import linear_sum_assignment
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from . import metrics
+
+from .metrics import recovery_scores
 
 __all__ = [
     "core_metrics",
@@ -291,20 +296,13 @@ def _reconstruction_statistics(X, X_hat) -> tuple[float, float]:
     return 1.0 - totals.fvu(), float(bias)
 
 
-def _unit_rows(atoms: np.ndarray) -> np.ndarray:
-    atoms = np.array(atoms, dtype=np.float64)  # a copy, normalised in place: one float64 copy of 32k atoms, not two
-    norms = np.linalg.norm(atoms, axis=1, keepdims=True)
-    atoms /= np.where(norms > 0, norms, 1.0)  # a zero atom has cosine 0 with everything
-    return atoms
-
-
 def _mean_max_cosine(atoms: np.ndarray) -> float:
     """Mean over atoms of the largest |cosine| with any other atom, a block of atoms at a time."""
     if atoms.ndim != 2:
         raise ValueError(f"components_ must be 2-D (one atom per row), got shape {atoms.shape}.")
     if atoms.shape[0] < 2:
         return float("nan")  # no other atom to compare with
-    unit = _unit_rows(atoms)
+    unit = metrics.unit_rows(atoms)
     largest = np.empty(len(unit))
     for start in range(0, len(unit), _COSINE_BLOCK_ROWS):
         block = np.abs(unit[start : start + _COSINE_BLOCK_ROWS] @ unit.T)
@@ -605,37 +603,63 @@ def feature_splitting(probing_table, *, threshold=SPLIT_F1_GAIN) -> pd.DataFrame
 # ----------------------------------------------------------------------------- ground truth
 
 
-def ground_truth_recovery(true_atoms, components, *, threshold=0.9) -> pd.DataFrame:
-    """Match true atoms to learned ones (Hungarian algorithm on cosine) and score the match.
+def ground_truth_recovery(true_atoms, components, *, codes=None, true_codes=None, signed=True,
+                          threshold=0.9) -> pd.DataFrame:
+    """Match true atoms to learned ones (Hungarian algorithm) and score the match, and the codes when given.
 
     Each true atom is paired with at most one learned atom and each learned
     atom with at most one true atom, so that the total cosine of the pairs
-    is largest (``scipy.optimize.linear_sum_assignment``). The cosine is
-    signed: an SAE's codes are non-negative, so an atom pointing the other
-    way is a different feature, not a recovered one. With more learned atoms
-    than true ones the extra latents stay unmatched; with fewer, some true
-    atoms do.
+    is largest. ``signed=True`` matches on the signed cosine (an SAE's codes
+    are non-negative, so an atom pointing the other way is a different
+    feature); ``signed=False`` on its absolute value, SynthSAEBench's MCC
+    (Chanin and Garriga-Alonso 2026). With ``codes`` of some rows and the
+    true activations of the same rows, SynthSAEBench's per-latent
+    classification scores are added. The measures are computed once, by
+    :func:`sklearn_sae.metrics.recovery_scores`, whose definitions are those
+    of ``sae_lens.synthetic.evals``.
 
     Parameters
     ----------
     true_atoms : array-like of shape (n_atoms, n_features)
         The generating atoms, one per row (e.g. the ``dictionary`` of
-        :func:`~sklearn_sae.datasets.make_sparse_signals`).
+        :func:`~sklearn_sae.datasets.make_sparse_signals`, or a SynthSAEBench
+        model's ``feature_dict.feature_vectors``).
     components : array-like of shape (n_latents, n_features)
-        The learned atoms, e.g. ``estimator.components_``.
+        The learned atoms, e.g. ``estimator.components_``, in the space of
+        ``true_atoms``.
+    codes : array-like or sparse matrix of shape (n_samples, n_latents), default=None
+        The learned codes of some rows (``estimator.transform(X)``).
+    true_codes : array-like or sparse matrix of shape (n_samples, n_atoms), default=None
+        The true activations of the same rows; give both or neither.
+    signed : bool, default=True
+        Match on the signed cosine (True) or the absolute cosine (False,
+        SynthSAEBench's MCC). Uniqueness and the per-latent scores always
+        match each latent to its best true atom by absolute cosine.
     threshold : float, default=0.9
-        The cosine at which a true atom counts as recovered.
+        The matched cosine at which a true atom counts as recovered.
 
     Returns
     -------
     matches : pandas.DataFrame
         One row per true atom: ``atom``, ``latent`` (the matched latent; -1
-        when there are fewer latents than atoms and it got none),
-        ``cosine`` (0 when unmatched) and ``recovered`` (``cosine >=
-        threshold``). The summary is in ``matches.attrs``: ``"mcc"``, the
-        mean matched cosine over the true atoms (unmatched ones count 0),
-        and ``"fraction_recovered"``. (pandas keeps ``attrs`` through
-        copies but not through every operation: read them first.)
+        when there are fewer latents than atoms and it got none), the
+        matched cosine, in the column ``cosine`` (``signed=True``) or
+        ``abs_cosine`` (``signed=False``; NaN when unmatched), and
+        ``recovered`` (matched cosine ``>= threshold``). The summary is in
+        ``matches.attrs``, under names that say the definition:
+
+        - ``"mcc_hungarian_signed"`` or ``"mcc_hungarian_abs"``: the mean
+          matched cosine over the ``min(n_atoms, n_latents)`` pairs;
+        - ``"fraction_recovered_hungarian"``: recovered true atoms over all
+          true atoms;
+        - ``"uniqueness"``: distinct best-matching true atoms over latents;
+        - with ``codes``: ``"latent_precision"``, ``"latent_recall"``,
+          ``"latent_f1"``, means over latents of each latent's scores as a
+          detector of its best-matching true atom (fires = code non-zero,
+          true fires = activation positive, 0 where undefined).
+
+        (pandas keeps ``attrs`` through copies but not through every
+        operation: read them first.)
 
     Examples
     --------
@@ -643,27 +667,20 @@ def ground_truth_recovery(true_atoms, components, *, threshold=0.9) -> pd.DataFr
     >>> from sklearn_sae.evaluate import ground_truth_recovery
     >>> atoms = np.eye(3)
     >>> matches = ground_truth_recovery(atoms, atoms[[2, 0, 1]])
-    >>> matches["latent"].tolist(), matches.attrs["mcc"], matches.attrs["fraction_recovered"]
+    >>> matches["latent"].tolist(), matches.attrs["mcc_hungarian_signed"], matches.attrs["uniqueness"]
     ([1, 2, 0], 1.0, 1.0)
     """
-    true_atoms = np.asarray(true_atoms, dtype=np.float64)
-    components = np.asarray(components, dtype=np.float64)
-    if true_atoms.ndim != 2 or components.ndim != 2 or true_atoms.shape[1] != components.shape[1]:
-        raise ValueError(
-            f"true_atoms {true_atoms.shape} and components {components.shape} must be 2-D with the same width."
-        )
-    if not (isinstance(threshold, Real) and -1 <= threshold <= 1):
-        raise ValueError(f"threshold must be a cosine in [-1, 1], got {threshold!r}.")
-    cosines = _unit_rows(true_atoms) @ _unit_rows(components).T
-    atom_index, latent_index = linear_sum_assignment(cosines, maximize=True)
-    latent = np.full(len(true_atoms), -1)
-    cosine = np.zeros(len(true_atoms))
-    latent[atom_index] = latent_index
-    cosine[atom_index] = cosines[atom_index, latent_index]
-    matches = pd.DataFrame({"atom": np.arange(len(true_atoms)), "latent": latent, "cosine": cosine,
-                            "recovered": cosine >= threshold})
-    matches.attrs["mcc"] = float(cosine.mean()) if len(cosine) else float("nan")
-    matches.attrs["fraction_recovered"] = float(matches["recovered"].mean()) if len(cosine) else float("nan")
+    scores = recovery_scores(true_atoms, components, codes=codes, true_codes=true_codes, signed=signed,
+                             threshold=threshold)
+    n_atoms = np.asarray(true_atoms).shape[0]
+    latent = np.full(n_atoms, -1)
+    cosine = np.full(n_atoms, np.nan)
+    latent[scores.atom] = scores.latent
+    cosine[scores.atom] = scores.cosine
+    matches = pd.DataFrame({"atom": np.arange(n_atoms), "latent": latent,
+                            "cosine" if signed else "abs_cosine": cosine,
+                            "recovered": np.nan_to_num(cosine, nan=-np.inf) >= threshold})
+    matches.attrs.update(scores.summary)
     return matches
 
 

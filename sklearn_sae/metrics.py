@@ -7,27 +7,32 @@ each measure: the estimator's ``score``, the training history and
 :func:`merge_centred` and :func:`fvu_of` on the training device), and count
 codes with :func:`nonzero_counts`.
 
-=================  ==========================================================
-``nmse``           mean over rows of ``||x_hat - x||^2 / ||x||^2``
-``fvu``            ``sum ||x_hat - x||^2 / sum ||x - mean(X)||^2``
-``l0``             mean number of non-zero codes per row
-``l1``             mean over rows of ``||h||_1 / ||x_norm||_2``, the training loss's L1 term
-``latent_density`` fraction of rows in which each latent is non-zero
-``nonzero_counts`` non-zero codes per latent or per row (sparse codes left untouched)
-``dead_fraction``  fraction of latents that are zero on every row
-``dictionary_recovery``  how well learned atoms match known true ones (MMCS)
-=================  ==========================================================
+=====================  ==========================================================
+``nmse``               mean over rows of ``||x_hat - x||^2 / ||x||^2``
+``fvu``                ``sum ||x_hat - x||^2 / sum ||x - mean(X)||^2``
+``l0``                 mean number of non-zero codes per row
+``l1``                 mean over rows of ``||h||_1 / ||x_norm||_2``, the training loss's L1 term
+``latent_density``     fraction of rows in which each latent is non-zero
+``nonzero_counts``     non-zero codes per latent or per row (sparse codes left untouched)
+``dead_fraction``      fraction of latents that are zero on every row
+``recovery_scores``    learned atoms and codes against known ones: Hungarian MCC, SynthSAEBench's F1
+=====================  ==========================================================
 """
 
 from __future__ import annotations
 
+from numbers import Real
+from typing import NamedTuple
+
 import numpy as np
 import scipy.sparse as sp
+from scipy.optimize import linear_sum_assignment
 
+from ._blocks import block_rows_for
 from ._warnings import warn_user
 
-__all__ = ["nmse", "fvu", "l0", "l1", "latent_density", "nonzero_counts", "dead_fraction", "dictionary_recovery",
-           "FVUTotals"]
+__all__ = ["nmse", "fvu", "l0", "l1", "latent_density", "nonzero_counts", "dead_fraction", "recovery_scores",
+           "RecoveryScores", "dictionary_recovery", "FVUTotals"]
 
 
 def _as_2d_pair(X, X_hat):
@@ -286,40 +291,227 @@ def dead_fraction(codes) -> float:
     return float(np.mean(latent_density(codes) == 0))
 
 
-def dictionary_recovery(true_atoms, learned_atoms, *, threshold=0.9):
-    """Score a learned dictionary against the true one.
+class RecoveryScores(NamedTuple):
+    """What :func:`recovery_scores` measured: the Hungarian pairs, each latent's best match, and the summary.
 
-    For each true atom, the best cosine similarity with any learned atom.
-    Their mean is the mean max cosine similarity (MMCS); the fraction above
-    ``threshold`` counts the atoms recovered.
+    Attributes
+    ----------
+    atom, latent : ndarray of int, shape (n_pairs,)
+        The Hungarian pairs, ``n_pairs = min(n_atoms, n_latents)``, in
+        increasing order of ``atom``.
+    cosine : ndarray of shape (n_pairs,)
+        Each pair's cosine: signed, or absolute with ``signed=False``.
+    best_atom : ndarray of int, shape (n_latents,)
+        For each latent, the true atom of largest absolute cosine.
+    latent_precision, latent_recall, latent_f1 : ndarray of shape (n_latents,) or None
+        Each latent as a detector of its ``best_atom`` (None without codes).
+    summary : dict
+        The means, under names that say which definition they follow (see
+        :func:`recovery_scores`).
+    """
+
+    atom: np.ndarray
+    latent: np.ndarray
+    cosine: np.ndarray
+    best_atom: np.ndarray
+    latent_precision: np.ndarray | None
+    latent_recall: np.ndarray | None
+    latent_f1: np.ndarray | None
+    summary: dict
+
+
+def _mcc_name(signed: bool) -> str:
+    """The summary name of the Hungarian MCC: ``"mcc_hungarian_signed"`` or ``"mcc_hungarian_abs"``."""
+    return "mcc_hungarian_signed" if signed else "mcc_hungarian_abs"
+
+
+def _atoms_pair(true_atoms, learned_atoms):
+    true_atoms = np.asarray(true_atoms, dtype=np.float64)
+    learned_atoms = np.asarray(learned_atoms, dtype=np.float64)
+    if true_atoms.ndim != 2 or learned_atoms.ndim != 2 or true_atoms.shape[1] != learned_atoms.shape[1]:
+        raise ValueError(
+            "true_atoms and learned_atoms must be 2-D with the same number of columns (the same width); "
+            f"got {true_atoms.shape} and {learned_atoms.shape}."
+        )
+    return true_atoms, learned_atoms
+
+
+def unit_rows(atoms) -> np.ndarray:
+    """A float64 copy of ``atoms`` with every row scaled to unit norm; a zero row stays zero (cosine 0 with all).
+
+    The one normalisation behind every cosine between atoms (recovery, atom similarity, feature cards).
+    """
+    atoms = np.array(atoms, dtype=np.float64)  # a copy, normalised in place: one float64 copy, not two
+    norms = np.linalg.norm(atoms, axis=1, keepdims=True)
+    atoms /= np.where(norms > 0, norms, 1.0)
+    return atoms
+
+
+def _cosines(true_atoms, learned_atoms) -> np.ndarray:
+    """Cosines of every (true atom, learned atom) pair; a zero atom has cosine 0 with everything."""
+    return unit_rows(true_atoms) @ unit_rows(learned_atoms).T
+
+
+def _firing(block, strict_positive):
+    """Where a block of codes fires (``!= 0``) or true activations are active (``> 0``): bool, sparse kept sparse."""
+    if sp.issparse(block):
+        block = sp.csr_matrix(block)
+        return block > 0 if strict_positive else block != 0
+    block = np.asarray(block)
+    return block > 0 if strict_positive else block != 0
+
+
+def _column_sums(matrix) -> np.ndarray:
+    return np.asarray(matrix.sum(axis=0), dtype=np.float64).ravel()
+
+
+def _detection_counts(codes, true_codes, best_atom):
+    """Per latent: rows where it fires and its best atom is active, rows where it fires, rows where the atom is."""
+    n_rows, n_latents = codes.shape
+    both = np.zeros(n_latents)
+    active = np.zeros(n_latents)
+    step = block_rows_for(n_latents)  # the package's one block size: at most BLOCK_ELEMENTS (row, latent) pairs
+    for start in range(0, n_rows, step):
+        fires = _firing(codes[start : start + step], strict_positive=False)
+        truth = _firing(true_codes[start : start + step][:, best_atom], strict_positive=True)
+        if sp.issparse(fires) or sp.issparse(truth):
+            fires, truth = sp.csr_matrix(fires), sp.csr_matrix(truth)
+            both += _column_sums(fires.multiply(truth))
+        else:
+            both += _column_sums(fires & truth)
+        active += _column_sums(truth)
+    return both, nonzero_counts(codes, axis=0).astype(np.float64), active
+
+
+def _ratio(numerator, denominator):
+    """``numerator / denominator``, 0 where the denominator is 0 (SynthSAEBench's convention)."""
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator, dtype=np.float64), where=denominator > 0)
+
+
+def _check_codes(codes, true_codes, n_latents, n_atoms):
+    if (codes is None) != (true_codes is None):
+        raise ValueError("codes and true_codes go together: give both (codes of some rows and the true "
+                         "activations of the same rows) or neither.")
+    if not sp.issparse(codes):
+        codes = np.asarray(codes)
+    if not sp.issparse(true_codes):
+        true_codes = np.asarray(true_codes)
+    if codes.ndim != 2 or codes.shape[1] != n_latents:
+        raise ValueError(f"codes must be 2-D with one column per learned atom ({n_latents}); got {codes.shape}.")
+    if true_codes.ndim != 2 or true_codes.shape[1] != n_atoms:
+        raise ValueError(f"true_codes must be 2-D with one column per true atom ({n_atoms}); got {true_codes.shape}.")
+    if codes.shape[0] != true_codes.shape[0]:
+        raise ValueError(f"codes and true_codes must have the same rows; got {codes.shape[0]} and "
+                         f"{true_codes.shape[0]}.")
+    return codes, true_codes
+
+
+def recovery_scores(true_atoms, learned_atoms, *, codes=None, true_codes=None, signed=True,
+                    threshold=0.9) -> RecoveryScores:
+    """Score a learned dictionary, and optionally its codes, against the known true ones.
+
+    The definitions are the field's (SynthSAEBench, Chanin and Garriga-Alonso
+    2026, as computed by ``sae_lens.synthetic.evals``):
+
+    - **Hungarian MCC**: a one-to-one matching of true and learned atoms
+      (``scipy.optimize.linear_sum_assignment``) that maximises the total
+      cosine, signed (``signed=True``: an SAE's codes are non-negative, so an
+      atom pointing the other way is another feature) or absolute
+      (``signed=False``: SynthSAEBench's MCC). Its value is the mean cosine
+      over the ``min(n_atoms, n_latents)`` matched pairs. Summary name
+      ``"mcc_hungarian_signed"`` or ``"mcc_hungarian_abs"``.
+    - ``"fraction_recovered_hungarian"``: the fraction of true atoms whose
+      matched cosine (as above) is at least ``threshold``; an unmatched atom
+      is not recovered.
+    - ``"uniqueness"``: the number of distinct true atoms among the latents'
+      best matches (largest absolute cosine), divided by the number of
+      latents.
+    - With ``codes`` and ``true_codes``, each latent is a detector of its best
+      match: it fires where its code is non-zero, the true feature where its
+      activation is positive. Per latent, precision = both / latent fires,
+      recall = both / feature active, F1 their harmonic mean, each 0 where
+      undefined; ``"latent_precision"``, ``"latent_recall"`` and
+      ``"latent_f1"`` are their means over all latents (dead ones count 0).
 
     Parameters
     ----------
     true_atoms : array-like of shape (n_atoms, n_features)
         The known atoms, one per row.
     learned_atoms : array-like of shape (n_latents, n_features)
-        The learned atoms, e.g. ``SparseAutoencoderTransformer.components_``.
+        The learned atoms, e.g. ``SparseAutoencoderTransformer.components_``,
+        in the space of ``true_atoms``.
+    codes : array-like or sparse matrix of shape (n_samples, n_latents), default=None
+        The learned codes of some rows.
+    true_codes : array-like or sparse matrix of shape (n_samples, n_atoms), default=None
+        The true activations of the same rows. Sparse matrices are read a
+        block of rows at a time and never densified.
+    signed : bool, default=True
+        Match on the signed cosine (True) or on its absolute value (False).
+        The best matches behind uniqueness and the per-latent scores always
+        use the absolute cosine, as SynthSAEBench does.
+    threshold : float, default=0.9
+        The matched cosine at which a true atom counts as recovered, in
+        [-1, 1].
+
+    Returns
+    -------
+    scores : RecoveryScores
+        The pairs, the best matches, the per-latent detection scores and the
+        ``summary`` dict of the means named above (NaN where there is no pair).
+    """
+    true_atoms, learned_atoms = _atoms_pair(true_atoms, learned_atoms)
+    if not (isinstance(threshold, Real) and not isinstance(threshold, bool) and -1 <= threshold <= 1):
+        raise ValueError(f"threshold must be a cosine in [-1, 1], got {threshold!r}.")
+    cosines = _cosines(true_atoms, learned_atoms)
+    absolute = np.abs(cosines)
+    atom, latent = linear_sum_assignment(cosines if signed else absolute, maximize=True)
+    cosine = (cosines if signed else absolute)[atom, latent]
+    best_atom = absolute.argmax(axis=0) if learned_atoms.shape[0] and true_atoms.shape[0] else np.zeros(0, int)
+    n_latents, n_atoms = learned_atoms.shape[0], true_atoms.shape[0]
+    summary = {
+        _mcc_name(signed): float(cosine.mean()) if len(cosine) else float("nan"),
+        "fraction_recovered_hungarian": float((cosine >= threshold).sum() / n_atoms) if n_atoms else float("nan"),
+        "uniqueness": len(np.unique(best_atom)) / n_latents if n_latents else float("nan"),
+    }
+    precision = recall = f1 = None
+    if codes is not None or true_codes is not None:
+        codes, true_codes = _check_codes(codes, true_codes, n_latents, n_atoms)
+        both, fired, active = _detection_counts(codes, true_codes, best_atom)
+        precision, recall = _ratio(both, fired), _ratio(both, active)
+        f1 = _ratio(2 * precision * recall, precision + recall)
+        for name, values in (("latent_precision", precision), ("latent_recall", recall), ("latent_f1", f1)):
+            summary[name] = float(values.mean()) if n_latents else float("nan")
+    return RecoveryScores(atom, latent, cosine, best_atom, precision, recall, f1, summary)
+
+
+def dictionary_recovery(true_atoms, learned_atoms, *, threshold=0.9):
+    """Greedy best cosine of each true atom (MMCS). Deprecated: use :func:`recovery_scores`.
+
+    .. deprecated:: 0.2
+        Its greedy match lets one learned atom count for several true ones,
+        unlike the field's one-to-one (Hungarian) MCC; it is removed in 0.4.
+        :func:`recovery_scores` and
+        :func:`sklearn_sae.evaluate.ground_truth_recovery` give the field's
+        definitions.
+
+    Parameters
+    ----------
+    true_atoms : array-like of shape (n_atoms, n_features)
+        The known atoms, one per row.
+    learned_atoms : array-like of shape (n_latents, n_features)
+        The learned atoms.
     threshold : float, default=0.9
         Cosine similarity above which a true atom counts as recovered.
 
     Returns
     -------
     mmcs : float
-        Mean over true atoms of the best cosine similarity, in [-1, 1].
+        Mean over true atoms of the best signed cosine with any learned atom.
     recovered : float
-        Fraction of true atoms whose best cosine similarity exceeds ``threshold``.
+        Fraction of true atoms whose best cosine exceeds ``threshold``.
     """
-    true_atoms = np.asarray(true_atoms, dtype=np.float64)
-    learned_atoms = np.asarray(learned_atoms, dtype=np.float64)
-    if true_atoms.ndim != 2 or learned_atoms.ndim != 2 or true_atoms.shape[1] != learned_atoms.shape[1]:
-        raise ValueError(
-            "true_atoms and learned_atoms must be 2-D with the same number of columns; "
-            f"got {true_atoms.shape} and {learned_atoms.shape}."
-        )
-
-    def unit_rows(atoms):
-        return atoms / np.maximum(np.linalg.norm(atoms, axis=1, keepdims=True), np.finfo(float).tiny)
-
-    best = (unit_rows(true_atoms) @ unit_rows(learned_atoms).T).max(axis=1)
+    warn_user("metrics.dictionary_recovery (greedy best cosine, MMCS) is deprecated in 0.2 and will be removed in "
+              "0.4: use metrics.recovery_scores or evaluate.ground_truth_recovery, whose Hungarian MCC matches each "
+              "true atom to its own latent.", FutureWarning)
+    best = _cosines(*_atoms_pair(true_atoms, learned_atoms)).max(axis=1)
     return float(best.mean()), float(np.mean(best > threshold))
-

@@ -98,7 +98,7 @@ def test_smoke_runs_the_gpu_commands_at_tiny_sizes(gpu_check):
 
 
 def test_the_plan_leaves_room_for_a_rerun_on_a_lent_device(gpu_check):
-    steps = gpu_check.plan("python", "cuda", Path("figures"))
+    steps = gpu_check.default_steps(gpu_check.plan("python", "cuda", Path("figures")), "cuda")
     assert sum(step.timeout_s for step in steps) <= gpu_check.BUDGET_S  # every step gets its whole timeout
     assert sum(step.estimate_s["cuda"] for step in steps) < gpu_check.BUDGET_S
     call = gpu_check.BUDGET_S + 60
@@ -112,6 +112,7 @@ def test_dry_run_prints_the_gpu_plan_and_its_time(gpu_check, capsys):
     assert "bench_speed.py --device cuda --d 1024 --latents 32768 --k 64 --batch 4096" in plan
     assert "--sparsify" in plan
     assert "bench_streaming.py speed --device cuda" in plan
+    assert "bench_synth.py --curve --size 16k --device cuda" in plan and "--only synth --budget 480" in plan
     assert re.search(r"estimated \d+ s", plan) and f"timeout_s={gpu_check.BUDGET_S + 60}" in plan
     for step in gpu_check.plan("python", "cuda", Path("figures")):  # every script it runs is there
         scripts = [part for part in step.command if part.endswith(".py")]
@@ -209,3 +210,50 @@ def test_timeout_replaces_every_steps_own(gpu_check, monkeypatch, tmp_path):
     out = tmp_path / "report.md"
     assert gpu_check.run(out, sys.executable, "cpu", 60, step_timeout=1) == 1
     assert "timeout after 1 s" in out.read_text(encoding="utf-8")
+
+
+def test_synth_step_takes_a_device_call_of_its_own(gpu_check):
+    """SynthSAEBench's step does not fit the default budget: on a GPU it runs when --only names it (one start and
+    its call fit a lease); the smoke run runs it with the others."""
+    steps = gpu_check.plan("python", "cuda", Path("figures"))
+    synth = next(step for step in steps if step.name == "synth")
+    assert [step.name for step in gpu_check.default_steps(steps, "cuda")] == ["tests", "speed", "streaming"]
+    cpu = gpu_check.plan("python", "cpu", Path("figures"))
+    assert [step.name for step in gpu_check.default_steps(cpu, "cpu")] == [step.name for step in cpu]
+    assert synth.timeout_s <= gpu_check.CALL_LIMIT_S - 60 and synth.estimate_s["cuda"] <= synth.timeout_s
+    assert gpu_check.START_S + synth.timeout_s + 60 <= gpu_check.DEVICE_TIME_S
+    command = synth.command  # the published setting: SynthSAEBench-16k; its curve ends before the step's timeout
+    assert command[command.index("--size") + 1] == "16k"
+    assert float(command[command.index("--time-limit") + 1]) < synth.timeout_s
+
+
+def test_smoke_report_gives_the_synth_figures(smoke):
+    """Both architectures, with samples/s and F1 at each scored budget, and whether the published F1 was reached."""
+    _, report, _ = smoke
+    summary = report.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    assert "- SynthSAEBench (smoke: 512 features in 64 dims, width 128, k 8) on CPU" in summary
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in summary.splitlines()
+            if line.startswith("| ours:")]
+    assert [(row[0], row[4]) for row in rows] == [("ours:batchtopk", "2,048"), ("ours:batchtopk", "4,096"),
+                                                 ("ours:matryoshka", "2,048"), ("ours:matryoshka", "4,096")]
+    for row in rows:
+        assert float(row[1].replace(",", "")) > 0 and 0 < float(row[5]) <= 1  # samples/s, F1
+        assert row[2] in ("0.732", "0.879") and (row[3].startswith("not reached") or row[3].replace(",", "").isdigit())
+
+
+def test_synth_summary_says_where_the_published_f1_was_reached(gpu_check, tmp_path):
+    point = {"train_s": 4.0, "f1": 0.75, "mcc": 0.77, "uniqueness": 0.99, "explained_variance": 0.79, "l0": 25.0,
+             "dead": 0}
+    record = {"published_f1": 0.732, "reached_at": 8_388_608, "stopped": "reached", "samples_per_s": 2e6,
+              "curve": [{**point, "samples": 8_388_608}]}
+    figures = {"size": "16k", "features": 16384, "dims": 768, "width": 4096, "k": 25, "device_name": "NVIDIA H100",
+               "build_s": 30.0, "eval_rows": 50000, "trainers": {"ours:batchtopk": record}}
+    path = tmp_path / "synth.json"
+    path.write_text(json.dumps(figures), encoding="utf-8")
+    step = gpu_check.synth_step("python", "cuda", path)
+    summary = "\n".join(step.summary(""))
+    assert "| ours:batchtopk | 2,097,152 | 0.732 | 8,388,608 | 8,388,608 | 0.750 |" in summary
+    assert step.check("") == ["ours:matryoshka not run"]
+    figures["trainers"]["ours:matryoshka"] = {**record, "curve": []}
+    path.write_text(json.dumps(figures), encoding="utf-8")
+    assert step.check("") == ["ours:matryoshka: no budget scored"]

@@ -5,7 +5,7 @@ import pytest
 
 from sklearn_sae import SparseAutoencoderTransformer
 from sklearn_sae.datasets import make_sparse_signals
-from sklearn_sae.metrics import dictionary_recovery
+from sklearn_sae.metrics import recovery_scores
 
 
 def test_make_sparse_signals_follows_its_generative_model():
@@ -41,17 +41,6 @@ def test_make_sparse_signals_is_reproducible_and_validates():
         make_sparse_signals(50, 8, 10, 2, magnitude_range=(0, 1))
 
 
-def test_dictionary_recovery_scores():
-    true = np.eye(3, 4)
-    learned = np.array([[2.0, 0, 0, 0], [0, 1.0, 1.0, 0], [0, 0, 0, 1.0]])
-    mmcs, recovered = dictionary_recovery(true, learned)
-    assert mmcs == pytest.approx((1 + np.sqrt(0.5) + np.sqrt(0.5)) / 3)
-    assert recovered == pytest.approx(1 / 3)
-    assert dictionary_recovery(true, learned, threshold=0.7)[1] == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="same number of columns"):
-        dictionary_recovery(true, np.eye(3))
-
-
 @pytest.fixture(scope="module")
 def signals():
     return make_sparse_signals(4000, 32, 64, 3, random_state=0)
@@ -75,16 +64,16 @@ COMMON = dict(n_latents=128, k=3, normalize=False, batch_size=128, lr=1e-2, max_
 def test_trained_sae_recovers_the_true_atoms(signals, params):
     X, dictionary, _ = signals
     sae = SparseAutoencoderTransformer(**{**COMMON, **params}).fit(X)
-    mmcs, recovered = dictionary_recovery(dictionary, sae.components_)
-    assert recovered >= 0.9, (mmcs, recovered)
+    summary = recovery_scores(dictionary, sae.components_).summary
+    assert summary["fraction_recovered_hungarian"] >= 0.9, summary
 
 
 def test_an_untrained_sae_does_not_recover_them(signals):
     """The recovery bar is not met by chance: near-untrained atoms fail it."""
     X, dictionary, _ = signals
     sae = SparseAutoencoderTransformer(**{**COMMON, "max_epochs": 1, "lr": 1e-6, "activation": "topk"}).fit(X)
-    mmcs, recovered = dictionary_recovery(dictionary, sae.components_)
-    assert recovered < 0.1 and mmcs < 0.7
+    summary = recovery_scores(dictionary, sae.components_).summary
+    assert summary["fraction_recovered_hungarian"] < 0.1 and summary["mcc_hungarian_signed"] < 0.7, summary
 
 
 def test_l1_metric_matches_hand_computation_and_skips_zero_rows():

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..metrics import unit_rows
 from ._stats import _check_codes, _check_count, latent_scale
 
 __all__ = ["FeatureCard", "feature_card", "plot_feature_card"]
@@ -272,7 +273,8 @@ class CardSource:
         self.labels = check_labels(labels, self.n_proteins)
         self.label_sets = [] if self.labels is None else list(self.labels.columns)
         self._label_sets = [_EncodedLabelSet(self.labels[name]) for name in self.label_sets]
-        self.unit_atoms = _unit_rows(_check_components(components, self.n_latents))
+        atoms = _check_components(components, self.n_latents)
+        self.unit_atoms = None if atoms is None else unit_rows(atoms)
         self._has_atom = None if self.unit_atoms is None else np.any(self.unit_atoms, axis=1)
         self._associations = None if associations is None else _AssociationIndex(associations)
         self._csr = None
@@ -604,13 +606,6 @@ def _card_rng(random_state, latent):
     if random_state < 0:
         raise ValueError(f"random_state must be non-negative; got {random_state}.")
     return np.random.default_rng([int(random_state), latent])
-
-
-def _unit_rows(atoms):
-    if atoms is None:
-        return None
-    norms = np.linalg.norm(atoms, axis=1, keepdims=True)
-    return np.divide(atoms, norms, out=np.zeros_like(atoms), where=norms > 0)
 
 
 def _largest(values, n):
