@@ -156,10 +156,14 @@ class TopK(nn.Module):
         return TopKSelection(torch.relu(values), indices)
 
     def forward(self, z_pre: torch.Tensor) -> torch.Tensor:
-        selection = self.select(z_pre)
-        if self.training:
-            self.step_()
-        return _scatter_codes(selection, z_pre.shape[-1])
+        """Dense codes keeping :attr:`current_k` latents a row; it does not advance the schedule.
+
+        The autoencoder trains a hard Top-K on the sparse path
+        (:func:`sklearn_sae._sparse_ops.topk_sae_forward`), which selects the
+        same entries and calls :meth:`step_` once a training batch; this dense
+        form serves evaluation (where it keeps ``k``) and Gumbel-Top-K's.
+        """
+        return _scatter_codes(self.select(z_pre), z_pre.shape[-1])
 
 
 GUMBEL_CANDIDATES = ("positive", "all")
@@ -312,11 +316,11 @@ class BatchTopK(nn.Module):
     smallest of several noisy estimates of the same cut and would bias
     ``theta`` low.
 
-    The training forward of this module evaluates densely; the
-    autoencoder's training forward takes the sparse kernels instead
-    (:func:`sklearn_sae._sparse_ops.topk_sae_forward` with ``batch=True``),
-    which select the same entries without a dense decode, and reports its
-    selection through :meth:`update_threshold_`.
+    The module's :meth:`forward` is the inference rule only: the
+    autoencoder's training forward makes the batch's selection with the
+    sparse kernels (:func:`sklearn_sae._sparse_ops.topk_sae_forward` with
+    ``batch=True``), without a dense decode, and reports it through
+    :meth:`update_threshold_`.
 
     Parameters
     ----------
@@ -336,13 +340,14 @@ class BatchTopK(nn.Module):
         return f"k={self.k}"
 
     def forward(self, z_pre: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            # theta >= 0, so this is relu(z) * (z > theta), as SAELens computes it, in one pass over the block.
-            return torch.where(z_pre > self.threshold.to(z_pre.dtype), z_pre, 0.0)
-        flat = torch.relu(z_pre).flatten()
-        kept, positions = flat.topk(min(self.k * z_pre.shape[0], flat.numel()), sorted=False)
-        self.update_threshold_(kept.detach())
-        return torch.zeros_like(flat).scatter(0, positions, kept).view_as(z_pre)
+        """Inference codes: every pre-activation above ``theta``, in training and evaluation mode alike.
+
+        The training selection over the batch is the autoencoder's sparse path
+        (:func:`sklearn_sae._sparse_ops.topk_sae_forward` with ``batch=True``),
+        which reports it to :meth:`update_threshold_`.
+        """
+        # theta >= 0, so this is relu(z) * (z > theta), as SAELens computes it, in one pass over the block.
+        return torch.where(z_pre > self.threshold.to(z_pre.dtype), z_pre, 0.0)
 
     @torch.no_grad()
     def update_threshold_(self, kept: torch.Tensor) -> None:
