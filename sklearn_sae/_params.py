@@ -97,6 +97,7 @@ PARAMETER_CONSTRAINTS: dict = {
     "grad_clip": [Interval(Real, 0, None, closed="neither"), None],
     "validation_fraction": [Interval(Real, 0, 1, closed="left")],
     "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
+    "tol": [Interval(Real, 0, None, closed="left")],
     "amp": ["boolean"],
     "device": [str],
     "sparse_output": ["boolean"],
@@ -373,6 +374,7 @@ class TrainingSettings:
     grad_clip: float | None
     validation_fraction: float
     n_iter_no_change: int | None
+    tol: float
     l1_coef: float
     l0_coef: float
     aux_coef: float
@@ -408,6 +410,7 @@ def training_settings(params: dict) -> TrainingSettings:
             default_n_iter_no_change(params["max_epochs"]) if params["n_iter_no_change"] == "auto"
             else params["n_iter_no_change"]
         ),
+        tol=float(params["tol"]),
         l1_coef=l1_coef,
         l0_coef=l0_coef,
         aux_coef=aux_coef if uses_aux else 0.0,

@@ -74,7 +74,7 @@ FORMAT_VERSION = 1
 could misread the new one, and teach :func:`read_model` to read every older version."""
 
 PARAMS_ADDED_IN_FORMAT_1 = {
-    "k_start": None, "whiten": False, "l0_coef": None, "target_l0": None, "pre_act_coef": "auto",
+    "k_start": None, "whiten": False, "l0_coef": None, "target_l0": None, "pre_act_coef": "auto", "tol": 0.0,
 }
 """Parameters added since the first files of format version 1 were written, each with the value that computes and
 trains on as those files' models did: a file without ``k_start`` holds a Top-K trained with ``k`` from the start,

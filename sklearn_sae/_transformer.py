@@ -168,9 +168,14 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         early stopping; they are never trained on or used for estimates.
     n_iter_no_change : int, "auto" or None, default="auto"
         Stop when the validation loss (the training loss without validation)
-        has not improved for this many epochs, and keep the best weights.
-        ``"auto"`` is 10 with ``max_epochs="auto"``, else ``None``: train for
-        ``max_epochs``. Applies to ``fit`` only.
+        has not improved by ``tol`` for this many epochs, and keep the best
+        weights; with ``max_epochs="auto"`` the learning rate first decays to
+        0 over a fifth of the steps run. ``"auto"`` is 10 with
+        ``max_epochs="auto"``, else ``None``: train for ``max_epochs``.
+        Applies to ``fit`` only. See :ref:`param-training-length`.
+    tol : float, default=5e-3
+        Smallest relative fall of the validation loss that counts as an
+        improvement for ``n_iter_no_change``; 0 counts any fall.
     amp : bool, default=False
         Run the matrix multiplications in bfloat16; weights, loss and outputs
         stay float32.
@@ -295,6 +300,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         grad_clip=1.0,
         validation_fraction=0.1,
         n_iter_no_change="auto",
+        tol=5e-3,
         amp=False,
         device="auto",
         sparse_output=False,
@@ -331,6 +337,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self.grad_clip = grad_clip
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
         self.amp = amp
         self.device = device
         self.sparse_output = sparse_output
