@@ -322,22 +322,50 @@ class BatchTopK(nn.Module):
     ``batch=True``), without a dense decode, and reports it through
     :meth:`update_threshold_`.
 
+    With ``k_start > k`` training starts wider, as :class:`TopK`'s does: a
+    training batch keeps ``k_t * n_rows`` activations, ``k_t`` narrowing
+    linearly from ``k_start`` at the first batch to ``k`` at batch
+    ``anneal_steps - 1`` (:meth:`k_at`). ``theta`` averages only the batches
+    kept at ``k``: a wider batch's smallest kept activation lies below the
+    cut of ``k`` a row, and it would leave ``theta`` low (too many latents
+    firing at inference) for the hundreds of batches the average takes to
+    forget it.
+
     Parameters
     ----------
     k : int
         Mean non-zeros per row in training.
+    k_start : int or None, default=None
+        Mean non-zeros per row at the first training batch; ``None`` (or
+        ``k``) keeps ``k`` from the start.
+    anneal_steps : int, default=0
+        Training batches over which the mean falls to ``k``.
     """
 
     THRESHOLD_RATE = 0.01
 
-    def __init__(self, k: int):
+    def __init__(self, k: int, k_start: int | None = None, anneal_steps: int = 0):
         super().__init__()
         self.k = k
+        self.k_start = k if k_start is None else k_start
+        self.anneal_steps = anneal_steps
         self.register_buffer("threshold", torch.zeros(()))
         self.register_buffer("n_updates", torch.zeros((), dtype=torch.long))
+        if self.has_schedule:  # only then: a model without it keeps the tensors of files saved before it existed
+            self.register_buffer("n_steps", torch.zeros((), dtype=torch.long))
+
+    has_schedule = TopK.has_schedule
+    k_at = TopK.k_at
+    step_ = TopK.step_
+
+    @property
+    def current_k(self) -> int:
+        """Mean non-zeros per row of the next training batch (:meth:`k_at` the schedule's position)."""
+        return self.k_at(int(self.n_steps)) if self.training and self.has_schedule else self.k
 
     def extra_repr(self) -> str:
-        return f"k={self.k}"
+        schedule = f", k_start={self.k_start}, anneal_steps={self.anneal_steps}" if self.has_schedule else ""
+        return f"k={self.k}{schedule}"
 
     def forward(self, z_pre: torch.Tensor) -> torch.Tensor:
         """Inference codes: every pre-activation above ``theta``, in training and evaluation mode alike.
@@ -504,27 +532,31 @@ class JumpReLU(nn.Module):
         return _JumpReLUFunction.apply(z_pre, threshold, self.bandwidth)
 
 
+def _narrows(activation: nn.Module) -> bool:
+    """Whether ``activation`` is a Top-K or BatchTopK whose training narrows from ``k_start`` to ``k``."""
+    return type(activation) in (TopK, BatchTopK) and activation.has_schedule
+
+
 def schedule_length(activation: nn.Module) -> int | None:
     """The resolved length of ``activation``'s start-up schedule, in training batches; ``None`` when it has none.
 
-    Gumbel-Top-K's temperature annealing, or Top-K's narrowing from ``k_start`` to ``k``: what a saved model
-    records so that training it further continues the same schedule.
+    Gumbel-Top-K's temperature annealing, or the narrowing from ``k_start`` to ``k`` of Top-K and BatchTopK:
+    what a saved model records so that training it further continues the same schedule.
     """
-    if isinstance(activation, GumbelTopK) or (isinstance(activation, TopK) and activation.k_start > activation.k):
+    if isinstance(activation, GumbelTopK) or _narrows(activation):
         return int(activation.anneal_steps)
     return None
 
 
 def schedule_start(activation: nn.Module) -> int | None:
-    """The ``k_start`` of a Top-K whose training narrows from it to ``k``, else ``None``."""
-    if type(activation) is TopK and activation.has_schedule:
-        return activation.k_start
-    return None
+    """The ``k_start`` of a Top-K or BatchTopK whose training narrows from it to ``k``, else ``None``."""
+    return activation.k_start if _narrows(activation) else None
 
 
 def starts_soft(activation: nn.Module) -> bool:
-    """Whether ``activation``'s training starts softer than its inference: Gumbel noise, or Top-K wider than ``k``."""
-    return isinstance(activation, GumbelTopK) or (isinstance(activation, TopK) and activation.has_schedule)
+    """Whether ``activation``'s training starts softer than its inference: Gumbel noise, or a top-k wider than
+    ``k``."""
+    return isinstance(activation, GumbelTopK) or _narrows(activation)
 
 
 def make_activation(
@@ -537,7 +569,7 @@ def make_activation(
     if name == "topk":
         return TopK(k, k_start=k_start, anneal_steps=anneal_steps)
     if name == "batchtopk":
-        return BatchTopK(k)
+        return BatchTopK(k, k_start=k_start, anneal_steps=anneal_steps)
     if name == "jumprelu":
         if n_latents is None:
             raise ValueError("activation='jumprelu' needs n_latents: it has one threshold per latent.")

@@ -87,9 +87,10 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         ``dead_window="auto"`` with it (or with ``target_l0``). Ignored by
         ``"relu"``. At most ``n_latents``.
     k_start : int, "auto" or None, default="auto"
-        ``"topk"`` only: latents kept per row at the first training batch,
-        falling linearly to ``k`` over the learning-rate warmup. ``"auto"``
-        is ``min(4 * k, n_latents)`` with ``lr="auto"`` (and a warmup), else
+        ``"topk"`` and ``"batchtopk"``: latents kept per row (on average for
+        ``"batchtopk"``) at the first training batch, falling linearly to
+        ``k`` over the learning-rate warmup. ``"auto"`` is ``min(4 * k,
+        n_latents)`` for ``"topk"`` with ``lr="auto"`` (and a warmup), else
         ``k``; ``None`` keeps ``k`` throughout. See :ref:`param-k-start`.
     l1_coef : float, default=None
         Weight of the L1 penalty on the codes. ``None`` is 5e-3 for

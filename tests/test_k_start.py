@@ -91,8 +91,8 @@ def test_k_start_auto_leaves_the_other_activations_alone(X):
     [
         (dict(k_start=1), "between k=2 and n_latents=16"),
         (dict(k_start=17), "between k=2 and n_latents=16"),
-        (dict(k_start=8, activation="gumbel_topk"), "activation='topk' only"),
-        (dict(k_start=8, activation="relu"), "activation='topk' only"),
+        (dict(k_start=8, activation="gumbel_topk"), "activation='topk' and 'batchtopk' only"),
+        (dict(k_start=8, activation="relu"), "activation='topk' and 'batchtopk' only"),
     ],
 )
 def test_bad_k_start_is_refused_before_training(X, params, message):
