@@ -133,3 +133,20 @@ def test_model_saved_before_tol_existed_loads_with_any_improvement_counting(X, t
     loaded = SparseAutoencoderTransformer.load(tmp_path / "model", device="cpu")
     assert loaded.tol == 0.0
     np.testing.assert_array_equal(loaded.transform(X), sae.transform(X))
+
+
+def test_a_fit_interrupted_in_its_decay_resumes_bit_identical(X, tmp_path, monkeypatch):
+    from test_checkpoint import Interrupted, _assert_same_fit, _count_training_batches, _epochs_in_checkpoint
+
+    reference = _sae().fit(X)
+    schedule = dict(reference.net_.callbacks_)["lr_schedule"].lr_lambda
+    # 2 training batches an epoch: interrupted in the middle of the last epoch but one, inside the decay.
+    interrupted_at = 2 * (reference.n_iter_ - 2) + 1
+    assert interrupted_at > schedule.decay_start
+    _count_training_batches(monkeypatch, fail_after=interrupted_at)
+    with pytest.raises(Interrupted):
+        _sae(checkpoint_dir=tmp_path).fit(X)
+    monkeypatch.undo()
+    resumed = _sae(checkpoint_dir=tmp_path).fit(X)
+    _assert_same_fit(resumed, reference, X)
+    assert _epochs_in_checkpoint(tmp_path) == reference.n_iter_
