@@ -97,9 +97,9 @@ only after 750 epochs, where a JumpReLU dictionary memorised its rows (held-out 
 after 750) and Top-K gained nothing (held-out FVU 0.0975 after 86 epochs against 0.0971 after 750)."""
 
 AUTO_DECAY_FRACTION = 0.2
-"""With ``max_epochs="auto"`` the learning rate stays at its peak after the warmup and, once the validation loss
-stops improving (``n_iter_no_change``, ``tol``), falls linearly to 0 over this fraction of the steps run so far (over
-the last fifth of the budget if it never stops improving); see :mod:`sklearn_sae._plateau`."""
+"""With ``max_epochs="auto"``, once the validation loss stops improving (``n_iter_no_change``, ``tol``) the learning
+rate falls linearly from where the cosine over the budget has it to 0 over this fraction of the steps run so far, and
+the fit ends there; see :mod:`sklearn_sae._plateau`."""
 
 K_START_PER_K = 4
 """``k_start="auto"`` (with ``lr="auto"``): Top-K keeps ``4 * k`` latents a row at the first training batch and

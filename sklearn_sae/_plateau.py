@@ -1,17 +1,18 @@
-"""The automatic training length: the peak rate until the validation loss levels off, then a short decay.
+"""The automatic training length: a cosine schedule over a budget, cut short when the validation loss levels off.
 
-``max_epochs="auto"`` gives a fit a budget of epochs (:func:`~sklearn_sae._defaults.default_max_epochs`), and
-early stopping (``n_iter_no_change``) may end it sooner. A fit stopped in the middle of a cosine schedule laid out
-over the budget never lowers its rate, and the last part of a schedule, where the rate falls, is where the error
-drops most. So the automatic length runs the rate at its peak after the warmup, and when the validation loss has
-not improved by a relative ``tol`` for ``n_iter_no_change`` epochs it decays the rate linearly to 0 over a fifth of
-the steps run so far, and stops there with the best epoch's weights (a warmup-stable-decay schedule whose decay the
-plateau starts). A fit that never levels off decays over the last fifth of its budget.
+``max_epochs="auto"`` gives a fit a budget of epochs (:func:`~sklearn_sae._defaults.default_max_epochs`) and lays
+the warmup and cosine decay of the learning rate over it; early stopping (``n_iter_no_change``) may end the fit
+sooner. Stopped in the middle of the cosine, a fit never lowers its rate, and the part of a schedule where the rate
+falls is where the error drops most. So when the validation loss has not improved by a relative ``tol`` for
+``n_iter_no_change`` epochs, the rate falls linearly from where it is to 0 over a fifth of the steps run so far,
+and the fit stops there with the best epoch's weights. A fit that never levels off runs the whole cosine: on large
+sets, holding the rate at its peak for longer than the cosine does killed latents.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 
 from skorch.callbacks import EarlyStopping, LRScheduler
 
@@ -19,12 +20,15 @@ __all__ = ["WarmupPlateauDecay", "DecayOnPlateau", "plateau_schedule"]
 
 
 class WarmupPlateauDecay:
-    """LR multiplier: linear warmup from 0 to 1, 1 until the decay starts, then linear decay to 0.
+    """LR multiplier: linear warmup from 0 to 1, cosine decay to 0 at ``total_steps``, or a linear one from a plateau.
 
-    The decay covers the last ``decay_fraction`` of ``total_steps`` unless
-    :meth:`decay_from` starts it earlier. Its state is plain numbers in the
-    instance's ``__dict__``, which ``torch.optim.lr_scheduler.LambdaLR``
-    saves in its ``state_dict``, so a checkpoint resumes it.
+    Until :meth:`decay_from` is called this is
+    :class:`~sklearn_sae._training.WarmupCosine`; from the step it names the
+    multiplier falls linearly from its value there to 0 over
+    ``decay_fraction`` of the steps before it. The state is plain numbers
+    in the instance's ``__dict__``, which
+    ``torch.optim.lr_scheduler.LambdaLR`` saves in its ``state_dict``, so a
+    checkpoint resumes it.
 
     Parameters
     ----------
@@ -33,29 +37,35 @@ class WarmupPlateauDecay:
     total_steps : int
         Optimiser steps of the whole budget.
     decay_fraction : float
-        Length of the decay, as a fraction of the steps before it.
+        Length of a decay started at a plateau, as a fraction of the steps before it.
     """
 
     def __init__(self, warmup_steps: int, total_steps: int, decay_fraction: float):
         self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
         self.decay_fraction = decay_fraction
-        self.end_step = total_steps
-        self.decay_start = max(warmup_steps, total_steps - max(1, round(decay_fraction * total_steps)))
+        self.decay_start = self.end_step = total_steps
         self.last_step = 0
+
+    def cosine(self, step: int) -> float:
+        """The multiplier of the warmup and cosine over the budget at ``step``."""
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = min((step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1), 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def __call__(self, step: int) -> float:
         # LambdaLR asks for the multiplier of the next step after each one: ``step`` is the number of steps done.
         self.last_step = step
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
         if step < self.decay_start:
-            return 1.0
-        return max(self.end_step - step, 0) / max(self.end_step - self.decay_start, 1)
+            return self.cosine(step)
+        remaining = max(self.end_step - step, 0) / max(self.end_step - self.decay_start, 1)
+        return self.cosine(self.decay_start) * remaining
 
     @property
     def decaying(self) -> bool:
-        """Whether the decay has started."""
-        return self.last_step >= self.decay_start
+        """Whether a decay started at a plateau is under way (or has run out)."""
+        return self.decay_start < self.total_steps and self.last_step >= self.decay_start
 
     @property
     def ended(self) -> bool:
@@ -63,11 +73,11 @@ class WarmupPlateauDecay:
         return self.last_step >= self.end_step
 
     def decay_from(self, step: int) -> None:
-        """Start the decay at ``step``, over ``decay_fraction`` of the steps so far, unless it has started already."""
-        if step >= self.decay_start:
+        """Start the decay at ``step``, over ``decay_fraction`` of the steps so far, unless one has started."""
+        if self.decaying or step >= self.end_step:
             return
         self.decay_start = step
-        self.end_step = min(self.end_step, step + max(1, round(self.decay_fraction * step)))
+        self.end_step = min(self.total_steps, step + max(1, round(self.decay_fraction * step)))
 
 
 def plateau_schedule(net) -> WarmupPlateauDecay | None:

@@ -1,4 +1,4 @@
-"""The automatic training length: peak rate until the validation loss levels off (by ``tol``), then a decay to 0."""
+"""The automatic training length: a cosine over the budget, cut short by a decay when the validation loss levels off."""
 
 import json
 from types import SimpleNamespace
@@ -11,6 +11,7 @@ from skorch.history import History
 
 from sklearn_sae import SparseAutoencoderTransformer
 from sklearn_sae._plateau import DecayOnPlateau, WarmupPlateauDecay
+from sklearn_sae._training import WarmupCosine
 
 
 @pytest.fixture(scope="module")
@@ -21,20 +22,20 @@ def X():
     return (codes @ atoms + 0.05 * rng.normal(size=(300, 12))).astype(np.float32)
 
 
-def test_schedule_warms_up_holds_the_peak_and_decays_over_the_end_of_its_budget():
+def test_without_a_plateau_the_schedule_is_the_warmup_and_cosine_over_the_budget():
     schedule = WarmupPlateauDecay(warmup_steps=4, total_steps=100, decay_fraction=0.2)
-    assert [schedule(step) for step in range(4)] == [0.25, 0.5, 0.75, 1.0]
-    assert schedule(50) == 1.0 and schedule(79) == 1.0 and not schedule.decaying
-    assert schedule(90) == pytest.approx(0.5) and schedule.decaying
+    cosine = WarmupCosine(4, 100)
+    assert [schedule(step) for step in range(101)] == [cosine(step) for step in range(101)]
+    assert schedule(52) == pytest.approx(0.5) and not schedule.decaying
     assert schedule(100) == 0.0 and schedule.ended
 
 
-def test_a_plateau_starts_a_decay_over_a_fifth_of_the_steps_run_and_ends_the_schedule_there():
+def test_a_plateau_starts_a_linear_decay_over_a_fifth_of_the_steps_run_and_ends_the_schedule_there():
     schedule = WarmupPlateauDecay(warmup_steps=4, total_steps=1_000, decay_fraction=0.2)
-    schedule(40)
+    at_plateau = schedule(40)
     schedule.decay_from(40)
-    assert (schedule.decay_start, schedule.end_step) == (40, 48)
-    assert schedule(44) == pytest.approx(0.5) and not schedule.ended
+    assert (schedule.decay_start, schedule.end_step) == (40, 48) and schedule.decaying
+    assert schedule(44) == pytest.approx(0.5 * at_plateau) and not schedule.ended
     assert schedule(48) == 0.0 and schedule.ended
     schedule.decay_from(45)  # a decay under way is not restarted
     assert (schedule.decay_start, schedule.end_step) == (40, 48)
