@@ -88,12 +88,14 @@ class TopK(nn.Module):
     The kept values pass through a ReLU, so a row has at most ``k``
     non-zeros. Gradients reach the kept entries only.
 
-    With ``k_start > k`` training starts wider: training forward call ``i``
+    With ``k_start > k`` training starts wider: training batch ``i``
     (counting from 0) keeps ``round(k_start + (k - k_start) * i / (anneal_steps - 1))``
-    latents a row, so the first call keeps ``k_start``, the last annealing
-    call, number ``anneal_steps - 1``, exactly ``k``, and every later call
-    ``k``. Early batches then send gradient to several times more latents,
-    before the learning rate's peak decides which survive (as
+    latents a row, so the first batch keeps ``k_start``, the last annealing
+    batch, number ``anneal_steps - 1``, exactly ``k``, and every later batch
+    ``k``. The autoencoder's training forward (the sparse path) selects
+    :attr:`current_k` and calls :meth:`step_` once a batch. Early batches
+    then send gradient to several times more latents, before the learning
+    rate's peak decides which survive (as
     dictionary_learning's ``k_anneal_steps``, which starts from the input
     width). Evaluation always keeps ``k``.
 
@@ -105,7 +107,7 @@ class TopK(nn.Module):
         Latents kept per row at the first training forward call; ``None``
         (or ``k``) keeps ``k`` from the start.
     anneal_steps : int, default=0
-        Training forward calls over which the number kept falls to ``k``.
+        Training batches over which the number kept falls to ``k``.
     """
 
     def __init__(self, k: int, k_start: int | None = None, anneal_steps: int = 0):
@@ -140,13 +142,13 @@ class TopK(nn.Module):
         return self.k_at(int(self.n_steps))
 
     def k_at(self, step: int) -> int:
-        """Latents kept per row by training forward call number ``step`` (counting from 0)."""
+        """Latents kept per row by training batch number ``step`` (counting from 0)."""
         if not self.has_schedule or step >= self.anneal_steps - 1:
             return self.k
         return round(self.k_start + (self.k - self.k_start) * step / (self.anneal_steps - 1))
 
     def step_(self) -> None:
-        """Account for one training forward call made without this module (the sparse path)."""
+        """Account for one training batch (the autoencoder's sparse path calls it)."""
         if self.has_schedule:
             self.n_steps += 1
 
