@@ -63,7 +63,7 @@ DEFAULT_L1_COEF = {"relu": RELU_L1_COEF, "topk": 0.0, "gumbel_topk": 0.0, "batch
 DEFAULT_L0_COEF = 1e-3
 """``l0_coef=None`` for ``"jumprelu"`` without ``target_l0``: the weight of its L0 penalty."""
 
-DEFAULT_TARGET_L0_COEF = 3e-3
+DEFAULT_TARGET_L0_COEF = 1e-3
 """``l0_coef=None`` for ``"jumprelu"`` with ``target_l0``: the weight of its quadratic pull towards the target."""
 
 DEPRECATED_SINCE, REMOVED_IN = "0.2", "0.4"

@@ -93,15 +93,18 @@ def plateau_schedule(net) -> WarmupPlateauDecay | None:
 class DecayOnPlateau(EarlyStopping):
     """Early stopping for :class:`WarmupPlateauDecay`: a plateau starts the decay, the decay's end stops the fit.
 
-    As skorch's :class:`~skorch.callbacks.EarlyStopping` (relative
-    ``threshold``, the best epoch's weights restored at the end), with two
-    differences. The epochs up to ``start_epoch`` (those of the learning-rate
-    warmup) are not scored: while the rate, Top-K's narrowing or JumpReLU's
-    thresholds are still settling the loss may rise, and an early epoch kept
-    as the best would end the fit with a model that has hardly trained. And
-    running out of patience does not stop the fit but starts the decay; the
-    fit stops when the decay has run out. ``misses_`` then equals
-    ``patience``, which marks a checkpoint of the fit as finished.
+    As skorch's :class:`~skorch.callbacks.EarlyStopping` (patience counts
+    the epochs without a relative fall of ``threshold``), with three
+    differences. The weights restored at the end are those of the lowest
+    loss, whether or not it fell by ``threshold``: the decay's epochs gain
+    less than that each, and they are what the decay is for. The epochs up
+    to ``start_epoch`` (those of the learning-rate warmup) are not scored:
+    while the rate, Top-K's narrowing or JumpReLU's thresholds are still
+    settling the loss may rise, and an early epoch kept as the best would
+    end the fit with a model that has hardly trained. And running out of
+    patience does not stop the fit but starts the decay; the fit stops when
+    the decay has run out. ``misses_`` then equals ``patience``, which marks
+    a checkpoint of the fit as finished.
 
     Parameters
     ----------
@@ -132,13 +135,19 @@ class DecayOnPlateau(EarlyStopping):
             self.misses_ = self.patience
             raise KeyboardInterrupt  # skorch ends the fit; on_train_end restores the best epoch
 
+    def on_train_begin(self, net, **kwargs):
+        super().on_train_begin(net, **kwargs)
+        self.best_score_ = math.inf
+
     def _score(self, net, *, count_misses: bool) -> None:
         score = net.history[-1, self.monitor]
+        if score < self.best_score_:
+            self.best_score_ = score
+            self.best_epoch_ = net.history[-1, "epoch"]
+            if self.load_best:
+                self.best_model_weights_ = copy.deepcopy(net.module_.state_dict())
         if not self._is_score_improved(score):
             self.misses_ += int(count_misses)
             return
         self.misses_ = 0
         self.dynamic_threshold_ = self._calc_new_threshold(score)
-        self.best_epoch_ = net.history[-1, "epoch"]
-        if self.load_best:
-            self.best_model_weights_ = copy.deepcopy(net.module_.state_dict())

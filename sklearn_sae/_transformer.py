@@ -97,8 +97,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         ``"relu"`` and 0 for the others. See :ref:`param-l1-coef`.
     l0_coef : float, default=None
         ``"jumprelu"`` only: weight of its L0 penalty (or of the quadratic
-        pull towards ``target_l0``). ``None`` is 1e-3 (3e-3 with
-        ``target_l0``). To reach a given L0,
+        pull towards ``target_l0``). ``None`` is 1e-3. To reach a given L0,
         set ``target_l0`` or search the weight with
         :func:`~sklearn_sae.calibration.calibrate_l1_coef`.
     target_l0 : int, default=None

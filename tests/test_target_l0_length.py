@@ -1,4 +1,4 @@
-"""JumpReLU with ``target_l0`` under the automatic length: one default fit lands near its L0."""
+"""JumpReLU with ``target_l0`` under the automatic length: the warmup is not kept, the fit lands near its L0."""
 
 import warnings
 
@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from sklearn_sae import SparseAutoencoderTransformer
-from sklearn_sae._params import training_settings
 from sklearn_sae.datasets import make_sparse_signals
 
 
@@ -21,14 +20,17 @@ def fitted():
     return sae, X[600:]
 
 
-def test_the_target_pull_defaults_to_3e_3():
-    params = SparseAutoencoderTransformer(activation="jumprelu", target_l0=12).get_params()
-    assert training_settings(params).l0_coef == 3e-3
-
-
-def test_a_default_target_l0_fit_keeps_an_epoch_after_its_warmup_and_lands_within_10_percent(fitted):
-    sae, X_held = fitted
-    codes = sae.transform(X_held)
-    assert abs((codes != 0).sum(axis=1).mean() - 12) <= 1.2
+def test_a_default_target_l0_fit_keeps_an_epoch_after_its_warmup(fitted):
+    sae, _ = fitted
+    # 540 training rows: 3 batches an epoch, and the warmup is 5% of the 3,000-step budget, 150 steps: 50 epochs,
+    # in which the loss may rise while the thresholds settle. None of them may be kept as the best.
     stopping = dict(sae.net_.callbacks_)["early_stopping"]
-    assert stopping.best_epoch_ > stopping.start_epoch  # never an epoch of the warmup, where the thresholds settle
+    assert stopping.best_epoch_ > 50
+
+
+def test_a_default_target_l0_fit_lands_near_its_target(fitted):
+    sae, X_held = fitted
+    l0 = (sae.transform(X_held) != 0).sum(axis=1).mean()
+    # Measured 14.5: within 25%. At l0_coef 3e-3 it lands within 10% here, but that weight killed half the
+    # latents of all the NEAR proteins (benchmarks/README.md).
+    assert abs(l0 - 12) <= 3

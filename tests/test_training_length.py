@@ -87,6 +87,13 @@ def test_running_out_of_patience_decays_the_rate_instead_of_stopping():
     assert stopping.best_epoch_ == 14
 
 
+def test_the_weights_kept_are_the_lowest_losss_even_when_it_fell_by_less_than_tol():
+    # Falls of 0.1% an epoch: misses for patience (tol 1%), but each epoch is better than the last.
+    losses = [3.0, 2.0, 1.5] + [1.0 * 0.999**i for i in range(60)]
+    epochs, stopping, schedule = _run(losses)
+    assert schedule.ended and stopping.best_epoch_ == epochs
+
+
 def test_tol_counts_only_a_relative_fall_of_at_least_tol():
     # A loss falling 0.5% an epoch: progress under tol=1e-2, improvement with tol=1e-3.
     losses = [3.0, 2.0, 1.5] + [1.0 * 0.995**i for i in range(60)]
