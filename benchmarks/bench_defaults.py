@@ -270,11 +270,13 @@ def near256_2k(max_rows=None):
     return split(X[subset], max_rows=max_rows)
 
 
-def _unirep(n_features):
+def _unirep(n_features, n_rows=None):
     def load(max_rows=None):
-        return split(_load_file(REPO_ROOT / "build" / f"unirep-{n_features}.h5"), max_rows=max_rows)
+        rows = n_rows if max_rows is None else min(max_rows, n_rows or max_rows)
+        return split(_load_file(REPO_ROOT / "build" / f"unirep-{n_features}.h5"), max_rows=rows)
 
-    load.__doc__ = f"UniRep {n_features}-dimensional embeddings of 4,480 proteins (scripts/build_unirep.py)."
+    load.__doc__ = (f"UniRep {n_features}-dimensional embeddings of {n_rows or 4480:,} proteins "
+                    "(scripts/build_unirep.py).")
     return load
 
 
@@ -293,6 +295,7 @@ SETS = {
     "near256-2k": near256_2k,
     "unirep256": _unirep(256),
     "unirep1900": _unirep(1900),
+    "unirep1900-1k": _unirep(1900, 2240),  # 1,120 fitted: the small set of the training-length target
     "synth1024-2k": _synthetic(2_000, 1024),
     "synth1280-2k": _synthetic(2_000, 1280),
     "synth2560-2k": _synthetic(2_000, 2560),

@@ -88,12 +88,14 @@ class TopK(nn.Module):
     The kept values pass through a ReLU, so a row has at most ``k``
     non-zeros. Gradients reach the kept entries only.
 
-    With ``k_start > k`` training starts wider: training forward call ``i``
+    With ``k_start > k`` training starts wider: training batch ``i``
     (counting from 0) keeps ``round(k_start + (k - k_start) * i / (anneal_steps - 1))``
-    latents a row, so the first call keeps ``k_start``, the last annealing
-    call, number ``anneal_steps - 1``, exactly ``k``, and every later call
-    ``k``. Early batches then send gradient to several times more latents,
-    before the learning rate's peak decides which survive (as
+    latents a row, so the first batch keeps ``k_start``, the last annealing
+    batch, number ``anneal_steps - 1``, exactly ``k``, and every later batch
+    ``k``. The autoencoder's training forward (the sparse path) selects
+    :attr:`current_k` and calls :meth:`step_` once a batch. Early batches
+    then send gradient to several times more latents, before the learning
+    rate's peak decides which survive (as
     dictionary_learning's ``k_anneal_steps``, which starts from the input
     width). Evaluation always keeps ``k``.
 
@@ -105,7 +107,7 @@ class TopK(nn.Module):
         Latents kept per row at the first training forward call; ``None``
         (or ``k``) keeps ``k`` from the start.
     anneal_steps : int, default=0
-        Training forward calls over which the number kept falls to ``k``.
+        Training batches over which the number kept falls to ``k``.
     """
 
     def __init__(self, k: int, k_start: int | None = None, anneal_steps: int = 0):
@@ -140,13 +142,13 @@ class TopK(nn.Module):
         return self.k_at(int(self.n_steps))
 
     def k_at(self, step: int) -> int:
-        """Latents kept per row by training forward call number ``step`` (counting from 0)."""
+        """Latents kept per row by training batch number ``step`` (counting from 0)."""
         if not self.has_schedule or step >= self.anneal_steps - 1:
             return self.k
         return round(self.k_start + (self.k - self.k_start) * step / (self.anneal_steps - 1))
 
     def step_(self) -> None:
-        """Account for one training forward call made without this module (the sparse path)."""
+        """Account for one training batch (the autoencoder's sparse path calls it)."""
         if self.has_schedule:
             self.n_steps += 1
 
@@ -156,10 +158,14 @@ class TopK(nn.Module):
         return TopKSelection(torch.relu(values), indices)
 
     def forward(self, z_pre: torch.Tensor) -> torch.Tensor:
-        selection = self.select(z_pre)
-        if self.training:
-            self.step_()
-        return _scatter_codes(selection, z_pre.shape[-1])
+        """Dense codes keeping :attr:`current_k` latents a row; it does not advance the schedule.
+
+        The autoencoder trains a hard Top-K on the sparse path
+        (:func:`sklearn_sae._sparse_ops.topk_sae_forward`), which selects the
+        same entries and calls :meth:`step_` once a training batch; this dense
+        form serves evaluation (where it keeps ``k``) and Gumbel-Top-K's.
+        """
+        return _scatter_codes(self.select(z_pre), z_pre.shape[-1])
 
 
 GUMBEL_CANDIDATES = ("positive", "all")
@@ -312,37 +318,66 @@ class BatchTopK(nn.Module):
     smallest of several noisy estimates of the same cut and would bias
     ``theta`` low.
 
-    The training forward of this module evaluates densely; the
-    autoencoder's training forward takes the sparse kernels instead
-    (:func:`sklearn_sae._sparse_ops.topk_sae_forward` with ``batch=True``),
-    which select the same entries without a dense decode, and reports its
-    selection through :meth:`update_threshold_`.
+    The module's :meth:`forward` is the inference rule only: the
+    autoencoder's training forward makes the batch's selection with the
+    sparse kernels (:func:`sklearn_sae._sparse_ops.topk_sae_forward` with
+    ``batch=True``), without a dense decode, and reports it through
+    :meth:`update_threshold_`.
+
+    With ``k_start > k`` training starts wider, as :class:`TopK`'s does: a
+    training batch keeps ``k_t * n_rows`` activations, ``k_t`` narrowing
+    linearly from ``k_start`` at the first batch to ``k`` at batch
+    ``anneal_steps - 1`` (:meth:`k_at`). ``theta`` averages only the batches
+    kept at ``k``: a wider batch's smallest kept activation lies below the
+    cut of ``k`` a row, and it would leave ``theta`` low (too many latents
+    firing at inference) for the hundreds of batches the average takes to
+    forget it.
 
     Parameters
     ----------
     k : int
         Mean non-zeros per row in training.
+    k_start : int or None, default=None
+        Mean non-zeros per row at the first training batch; ``None`` (or
+        ``k``) keeps ``k`` from the start.
+    anneal_steps : int, default=0
+        Training batches over which the mean falls to ``k``.
     """
 
     THRESHOLD_RATE = 0.01
 
-    def __init__(self, k: int):
+    def __init__(self, k: int, k_start: int | None = None, anneal_steps: int = 0):
         super().__init__()
         self.k = k
+        self.k_start = k if k_start is None else k_start
+        self.anneal_steps = anneal_steps
         self.register_buffer("threshold", torch.zeros(()))
         self.register_buffer("n_updates", torch.zeros((), dtype=torch.long))
+        if self.has_schedule:  # only then: a model without it keeps the tensors of files saved before it existed
+            self.register_buffer("n_steps", torch.zeros((), dtype=torch.long))
+
+    has_schedule = TopK.has_schedule
+    k_at = TopK.k_at
+    step_ = TopK.step_
+
+    @property
+    def current_k(self) -> int:
+        """Mean non-zeros per row of the next training batch (:meth:`k_at` the schedule's position)."""
+        return self.k_at(int(self.n_steps)) if self.training and self.has_schedule else self.k
 
     def extra_repr(self) -> str:
-        return f"k={self.k}"
+        schedule = f", k_start={self.k_start}, anneal_steps={self.anneal_steps}" if self.has_schedule else ""
+        return f"k={self.k}{schedule}"
 
     def forward(self, z_pre: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            # theta >= 0, so this is relu(z) * (z > theta), as SAELens computes it, in one pass over the block.
-            return torch.where(z_pre > self.threshold.to(z_pre.dtype), z_pre, 0.0)
-        flat = torch.relu(z_pre).flatten()
-        kept, positions = flat.topk(min(self.k * z_pre.shape[0], flat.numel()), sorted=False)
-        self.update_threshold_(kept.detach())
-        return torch.zeros_like(flat).scatter(0, positions, kept).view_as(z_pre)
+        """Inference codes: every pre-activation above ``theta``, in training and evaluation mode alike.
+
+        The training selection over the batch is the autoencoder's sparse path
+        (:func:`sklearn_sae._sparse_ops.topk_sae_forward` with ``batch=True``),
+        which reports it to :meth:`update_threshold_`.
+        """
+        # theta >= 0, so this is relu(z) * (z > theta), as SAELens computes it, in one pass over the block.
+        return torch.where(z_pre > self.threshold.to(z_pre.dtype), z_pre, 0.0)
 
     @torch.no_grad()
     def update_threshold_(self, kept: torch.Tensor) -> None:
@@ -499,27 +534,31 @@ class JumpReLU(nn.Module):
         return _JumpReLUFunction.apply(z_pre, threshold, self.bandwidth)
 
 
+def _narrows(activation: nn.Module) -> bool:
+    """Whether ``activation`` is a Top-K or BatchTopK whose training narrows from ``k_start`` to ``k``."""
+    return type(activation) in (TopK, BatchTopK) and activation.has_schedule
+
+
 def schedule_length(activation: nn.Module) -> int | None:
     """The resolved length of ``activation``'s start-up schedule, in training batches; ``None`` when it has none.
 
-    Gumbel-Top-K's temperature annealing, or Top-K's narrowing from ``k_start`` to ``k``: what a saved model
-    records so that training it further continues the same schedule.
+    Gumbel-Top-K's temperature annealing, or the narrowing from ``k_start`` to ``k`` of Top-K and BatchTopK:
+    what a saved model records so that training it further continues the same schedule.
     """
-    if isinstance(activation, GumbelTopK) or (isinstance(activation, TopK) and activation.k_start > activation.k):
+    if isinstance(activation, GumbelTopK) or _narrows(activation):
         return int(activation.anneal_steps)
     return None
 
 
 def schedule_start(activation: nn.Module) -> int | None:
-    """The ``k_start`` of a Top-K whose training narrows from it to ``k``, else ``None``."""
-    if type(activation) is TopK and activation.has_schedule:
-        return activation.k_start
-    return None
+    """The ``k_start`` of a Top-K or BatchTopK whose training narrows from it to ``k``, else ``None``."""
+    return activation.k_start if _narrows(activation) else None
 
 
 def starts_soft(activation: nn.Module) -> bool:
-    """Whether ``activation``'s training starts softer than its inference: Gumbel noise, or Top-K wider than ``k``."""
-    return isinstance(activation, GumbelTopK) or (isinstance(activation, TopK) and activation.has_schedule)
+    """Whether ``activation``'s training starts softer than its inference: Gumbel noise, or a top-k wider than
+    ``k``."""
+    return isinstance(activation, GumbelTopK) or _narrows(activation)
 
 
 def make_activation(
@@ -532,7 +571,7 @@ def make_activation(
     if name == "topk":
         return TopK(k, k_start=k_start, anneal_steps=anneal_steps)
     if name == "batchtopk":
-        return BatchTopK(k)
+        return BatchTopK(k, k_start=k_start, anneal_steps=anneal_steps)
     if name == "jumprelu":
         if n_latents is None:
             raise ValueError("activation='jumprelu' needs n_latents: it has one threshold per latent.")

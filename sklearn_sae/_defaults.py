@@ -27,6 +27,7 @@ __all__ = [
     "MIN_MEASURABLE_SPREAD",
     "MIN_TRAINING_STEPS",
     "MIN_TRAINING_EPOCHS",
+    "AUTO_DECAY_FRACTION",
     "AUX_K_PER_K",
     "K_START_PER_K",
     "DEAD_WINDOW_PER_INTERVAL",
@@ -90,10 +91,16 @@ MIN_TRAINING_EPOCHS = 10
 """... and at least this many epochs, so large data sets still see every row several times."""
 
 AUTO_PATIENCE_EPOCHS = 10
-"""``n_iter_no_change="auto"`` with ``max_epochs="auto"``: stop once the validation loss has not improved for this
-many epochs, and keep the best weights. The 3,000 steps are a floor for data that needs them; 1,000 rows reach it
-only after 750 epochs, where a JumpReLU dictionary memorised its rows (held-out FVU 0.09 after 136 epochs, 0.45
-after 750) and Top-K gained nothing (held-out FVU 0.0975 after 86 epochs against 0.0971 after 750)."""
+"""``n_iter_no_change="auto"`` with ``max_epochs="auto"``: once the validation loss has not fallen by ``tol`` for this
+many epochs, decay the rate to 0 and stop (:data:`AUTO_DECAY_FRACTION`), and keep the best weights. The 3,000 steps
+are a budget for data that needs them; 1,000 rows reach it only after 750 epochs, where a JumpReLU dictionary
+memorised its rows (held-out FVU 0.09 after 136 epochs, 0.45 after 750) and Top-K gained nothing (held-out FVU
+0.0975 after 86 epochs against 0.0971 after 750)."""
+
+AUTO_DECAY_FRACTION = 0.2
+"""With ``max_epochs="auto"``, once the validation loss stops improving (``n_iter_no_change``, ``tol``) the learning
+rate falls linearly from where the cosine over the budget has it to 0 over this fraction of the steps run so far, and
+the fit ends there; see :mod:`sklearn_sae._plateau`."""
 
 K_START_PER_K = 4
 """``k_start="auto"`` (with ``lr="auto"``): Top-K keeps ``4 * k`` latents a row at the first training batch and

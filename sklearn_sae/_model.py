@@ -409,17 +409,16 @@ class SparseAutoencoder(nn.Module):
         x_in, mu, sigma = self.preprocess(x)
         if self.uses_sparse_path():
             batch = isinstance(self.activation, BatchTopK)
-            k = self.activation.k if batch else self.activation.current_k  # Top-K may start wider in training
+            k = self.activation.current_k  # training may start wider than k
             y_pre, values, indices = topk_sae_forward(
                 x_in, self.W_enc, self.b_lat, self.decoder_weight, self.pre_bias, k, batch=batch
             )
             codes = TopKSelection(values, indices)
             aux_residual = None
             if self.training:
-                if batch:
+                if batch and k == self.activation.k:  # the threshold averages batches kept at k only
                     self.activation.update_threshold_(values.detach())
-                else:
-                    self.activation.step_()
+                self.activation.step_()
                 aux_residual = self._auxk_residual(x_in)
                 self._track_firing(codes)
             prefixes = None

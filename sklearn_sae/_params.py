@@ -98,6 +98,7 @@ PARAMETER_CONSTRAINTS: dict = {
     "grad_clip": [Interval(Real, 0, None, closed="neither"), None],
     "validation_fraction": [Interval(Real, 0, 1, closed="left")],
     "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
+    "tol": [Interval(Real, 0, None, closed="left")],
     "amp": ["boolean", StrOptions({"auto"})],
     "device": [str],
     "sparse_output": ["boolean"],
@@ -253,11 +254,12 @@ def resolve_k_start(params: dict, n_latents: int) -> int | None:
     k_start, activation, k = params["k_start"], params["activation"], int(params["k"])
     if k_start is None:
         return None
-    if activation != "topk":
-        if k_start == "auto":
+    if activation not in ("topk", "batchtopk") or (k_start == "auto" and activation != "topk"):
+        if k_start == "auto":  # BatchTopK narrows only when asked: "auto" has not been measured to win there
             return None
         raise ValueError(
-            f"k_start applies to activation='topk' only; set k_start=None (or 'auto') for activation={activation!r}."
+            f"k_start applies to activation='topk' and 'batchtopk' only; set k_start=None (or 'auto') for "
+            f"activation={activation!r}."
         )
     no_warmup = params["warmup_steps"] == 0  # the narrowing runs over the warmup: without one there is none
     if k_start == "auto":
@@ -374,6 +376,7 @@ class TrainingSettings:
     grad_clip: float | None
     validation_fraction: float
     n_iter_no_change: int | None
+    tol: float
     l1_coef: float
     l0_coef: float
     aux_coef: float
@@ -409,6 +412,7 @@ def training_settings(params: dict) -> TrainingSettings:
             default_n_iter_no_change(params["max_epochs"]) if params["n_iter_no_change"] == "auto"
             else params["n_iter_no_change"]
         ),
+        tol=float(params["tol"]),
         l1_coef=l1_coef,
         l0_coef=l0_coef,
         aux_coef=aux_coef if uses_aux else 0.0,

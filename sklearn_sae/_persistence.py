@@ -74,7 +74,7 @@ FORMAT_VERSION = 1
 could misread the new one, and teach :func:`read_model` to read every older version."""
 
 PARAMS_ADDED_IN_FORMAT_1 = {
-    "k_start": None, "whiten": False, "l0_coef": None, "target_l0": None, "pre_act_coef": "auto",
+    "k_start": None, "whiten": False, "l0_coef": None, "target_l0": None, "pre_act_coef": "auto", "tol": 0.0,
 }
 """Parameters added since the first files of format version 1 were written, each with the value that computes and
 trains on as those files' models did: a file without ``k_start`` holds a Top-K trained with ``k`` from the start,
@@ -443,12 +443,16 @@ def _checked_n_latents(params: dict, config: dict, path: Path) -> int:
     anneal_steps = config["anneal_steps"]
     if params["activation"] == "gumbel_topk" and not (_is_int(anneal_steps) and anneal_steps >= 1):
         raise ValueError(f"{path}: field 'anneal_steps' is {anneal_steps!r}; a gumbel_topk model needs an int >= 1.")
-    if params["activation"] == "topk" and not (anneal_steps is None or (_is_int(anneal_steps) and anneal_steps >= 0)):
-        raise ValueError(f"{path}: field 'anneal_steps' is {anneal_steps!r}; a topk model needs null or an int >= 0.")
-    if params["activation"] not in ("gumbel_topk", "topk") and anneal_steps is not None:
+    narrowing = params["activation"] in ("topk", "batchtopk")  # from k_start
+    if narrowing and not (anneal_steps is None or (_is_int(anneal_steps) and anneal_steps >= 0)):
+        raise ValueError(
+            f"{path}: field 'anneal_steps' is {anneal_steps!r}; a {params['activation']} model needs null or an "
+            "int >= 0."
+        )
+    if params["activation"] != "gumbel_topk" and not narrowing and anneal_steps is not None:
         raise ValueError(
             f"{path}: field 'anneal_steps' is {anneal_steps!r}; it must be null unless params.activation is "
-            "'gumbel_topk' or 'topk'."
+            "'gumbel_topk', 'topk' or 'batchtopk'."
         )
     if n_latents != fitted["n_latents_"]:
         raise ValueError(

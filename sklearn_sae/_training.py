@@ -26,9 +26,10 @@ from torch import nn
 
 from ._activations import JumpReLU, TopKSelection, code_activity, starts_soft
 from ._checkpoint import open_checkpoint
-from ._defaults import resolve_lr, resolve_max_epochs, resolve_steps
+from ._defaults import AUTO_DECAY_FRACTION, resolve_lr, resolve_max_epochs, resolve_steps
 from ._model import ModelSpec, SAEOutput, SparseAutoencoder, auxk_loss, l1_penalty, nmse_loss
 from ._params import TrainingSettings
+from ._plateau import DecayOnPlateau, WarmupPlateauDecay
 from ._rows import EpochIterator, RowsSplit, share_batches
 from .metrics import fvu_of, merge_centred
 
@@ -570,8 +571,8 @@ def _all_metric_keys(eval_sets):
     return [f"{prefix}_{metric}" for prefix in prefixes for metric in EPOCH_METRICS]
 
 
-def _callbacks(settings: TrainingSettings, *, mode: str, total_steps: int, warmup_steps: int, eval_sets,
-               pre_bias_sample, schedule, checkpoint) -> list:
+def _callbacks(settings: TrainingSettings, *, mode: str, total_steps: int, warmup_steps: int, warmup_epochs: int,
+               eval_sets, pre_bias_sample, schedule, checkpoint) -> list:
     """The net's callbacks, in the order they run, for ``mode`` ``"fit"`` or ``"incremental"``.
 
     A run of ``partial_fit`` calls gets no pre-bias start (the caller does it
@@ -585,24 +586,29 @@ def _callbacks(settings: TrainingSettings, *, mode: str, total_steps: int, warmu
     if mode == "fit":
         callbacks.append(("init_pre_bias", PreBiasFromSample(settings.pre_bias_init, pre_bias_sample)))
     callbacks.append(("epoch_metrics", EpochMetrics(eval_sets, batch_size=max(settings.batch_size, 1024))))
+    # The automatic length ends when the validation loss levels off, with a decay of the rate (see ._plateau).
+    plateau = settings.max_epochs == "auto" and settings.n_iter_no_change is not None and mode == "fit"
     if schedule is None:
-        schedule = LRScheduler(
-            policy=torch.optim.lr_scheduler.LambdaLR,
-            lr_lambda=WarmupCosine(warmup_steps, total_steps),
-            step_every="batch",
-        )
+        multiplier = (WarmupPlateauDecay(warmup_steps, total_steps, AUTO_DECAY_FRACTION) if plateau
+                      else WarmupCosine(warmup_steps, total_steps))
+        schedule = LRScheduler(policy=torch.optim.lr_scheduler.LambdaLR, lr_lambda=multiplier, step_every="batch")
     callbacks.append(("lr_schedule", schedule))
     if settings.unit_norm_decoder:  # before clipping, so the clipped norm is that of the applied gradient
         callbacks.append(("unit_norm_decoder", UnitNormDecoder()))
     if settings.grad_clip is not None:
         callbacks.append(("grad_clip", GradientNormClipping(gradient_clip_value=settings.grad_clip)))
     if settings.n_iter_no_change is not None and mode == "fit":
-        callbacks.append(("early_stopping", EarlyStopping(
+        stopping = dict(
             monitor="valid_loss" if settings.validation_fraction > 0 else "train_loss",
             patience=settings.n_iter_no_change,
+            threshold=settings.tol,
+            threshold_mode="rel",
             load_best=True,  # stopping late must not cost the best weights
             sink=print if settings.verbose else noop,
-        )))
+        )
+        # The warmup's epochs are not scored: the loss may rise while the rate and the activation settle.
+        callbacks.append(("early_stopping", DecayOnPlateau(start_epoch=warmup_epochs, **stopping) if plateau
+                          else EarlyStopping(**stopping)))
     # A batch bar redraws itself with carriage returns: readable on a terminal, hundreds of KB of noise in a file.
     if settings.verbose >= 2 or (settings.verbose == 1 and _stdout_is_terminal()):
         callbacks.append(("progress_bar", ProgressBar()))
@@ -660,8 +666,10 @@ def build_net(
     """
     strategy = strategy or SingleProcess("cpu")
     warmup_steps = resolve_steps(settings.warmup_steps, total_steps, minimum=0)
+    warmup_epochs = math.ceil(warmup_steps / max(total_steps // max(max_epochs, 1), 1))
     callbacks = _callbacks(
-        settings, mode=mode, total_steps=total_steps, warmup_steps=warmup_steps, eval_sets=eval_sets,
+        settings, mode=mode, total_steps=total_steps, warmup_steps=warmup_steps, warmup_epochs=warmup_epochs,
+        eval_sets=eval_sets,
         pre_bias_sample=pre_bias_sample, schedule=schedule, checkpoint=checkpoint,
     )
     has_validation = mode == "fit" and settings.validation_fraction > 0

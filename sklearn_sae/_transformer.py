@@ -87,9 +87,10 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         ``dead_window="auto"`` with it (or with ``target_l0``). Ignored by
         ``"relu"``. At most ``n_latents``.
     k_start : int, "auto" or None, default="auto"
-        ``"topk"`` only: latents kept per row at the first training batch,
-        falling linearly to ``k`` over the learning-rate warmup. ``"auto"``
-        is ``min(4 * k, n_latents)`` with ``lr="auto"`` (and a warmup), else
+        ``"topk"`` and ``"batchtopk"``: latents kept per row (on average for
+        ``"batchtopk"``) at the first training batch, falling linearly to
+        ``k`` over the learning-rate warmup. ``"auto"`` is ``min(4 * k,
+        n_latents)`` for ``"topk"`` with ``lr="auto"`` (and a warmup), else
         ``k``; ``None`` keeps ``k`` throughout. See :ref:`param-k-start`.
     l1_coef : float, default=None
         Weight of the L1 penalty on the codes. ``None`` is 5e-3 for
@@ -168,9 +169,14 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         early stopping; they are never trained on or used for estimates.
     n_iter_no_change : int, "auto" or None, default="auto"
         Stop when the validation loss (the training loss without validation)
-        has not improved for this many epochs, and keep the best weights.
-        ``"auto"`` is 10 with ``max_epochs="auto"``, else ``None``: train for
-        ``max_epochs``. Applies to ``fit`` only.
+        has not improved by ``tol`` for this many epochs, and keep the best
+        weights; with ``max_epochs="auto"`` the learning rate first decays to
+        0 over a fifth of the steps run. ``"auto"`` is 10 with
+        ``max_epochs="auto"``, else ``None``: train for ``max_epochs``.
+        Applies to ``fit`` only. See :ref:`param-training-length`.
+    tol : float, default=5e-3
+        Smallest relative fall of the validation loss that counts as an
+        improvement for ``n_iter_no_change``; 0 counts any fall.
     amp : bool or "auto", default=False
         Run the matrix multiplications in bfloat16; weights, loss and outputs
         stay float32. ``"auto"`` takes bfloat16 where the device multiplies
@@ -303,6 +309,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         grad_clip=1.0,
         validation_fraction=0.1,
         n_iter_no_change="auto",
+        tol=5e-3,
         amp=False,
         device="auto",
         sparse_output=False,
@@ -339,6 +346,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         self.grad_clip = grad_clip
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
         self.amp = amp
         self.device = device
         self.sparse_output = sparse_output

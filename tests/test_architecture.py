@@ -18,7 +18,7 @@ LAYERS = {
     "metrics": 1, "_defaults": 1, "_activations": 1, "_sparse_ops": 1, "_precision": 1,
     "_model": 2,
     # 3-5: parameters, rows and training
-    "_params": 3, "_rows": 3, "_checkpoint": 3,
+    "_params": 3, "_rows": 3, "_checkpoint": 3, "_plateau": 3,
     "_training": 4, "_persistence": 4,
     "_distributed": 5, "_incremental": 5, "_interop": 5,
     # 6: the sklearn face

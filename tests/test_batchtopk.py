@@ -10,7 +10,8 @@ import scipy.sparse as sp
 import torch
 
 from sklearn_sae import SparseAutoencoderTransformer
-from sklearn_sae._activations import BatchTopK
+from sklearn_sae._activations import BatchTopK, dense_codes
+from sklearn_sae._model import SparseAutoencoder
 from sklearn_sae.datasets import make_sparse_signals
 
 
@@ -26,33 +27,51 @@ def _fit(X, **params):
         return SparseAutoencoderTransformer(**{**defaults, **params}).fit(X)
 
 
+def _identity_model(k, n_latents=20):
+    """A BatchTopK autoencoder whose pre-activations are its input rows (no normalisation, identity encoder)."""
+    model = SparseAutoencoder(n_latents, n_latents, BatchTopK(k=k), normalize=False)
+    with torch.no_grad():
+        model.W_enc.copy_(torch.eye(n_latents))
+        model.b_lat.zero_()
+        model.pre_bias.zero_()
+    return model
+
+
+def _dense(output, n_latents=20):
+    return dense_codes(output.codes, n_latents)
+
+
 def test_training_keeps_k_times_batch_activations_anywhere_in_the_batch():
-    activation = BatchTopK(k=3).train()
-    z_pre = torch.randn(8, 20)
+    model = _identity_model(k=3).train()
+    z_pre = torch.randn(8, 20, generator=torch.Generator().manual_seed(0))
     z_pre[0] += 10  # one row takes most of the batch's budget
-    codes = activation(z_pre)
+    codes = _dense(model(z_pre))
     assert int((codes != 0).sum()) == 3 * 8
     assert int((codes[0] != 0).sum()) > 3  # rows use more or fewer latents than k
     kept = torch.relu(z_pre).flatten().topk(24).values
-    assert torch.equal(codes.flatten().sort().values[-24:], kept.sort().values)
-    assert float(activation.threshold) == pytest.approx(float(kept.min()))  # first batch: its smallest kept value
+    assert torch.allclose(codes.flatten().sort().values[-24:], kept.sort().values)
+    threshold = float(model.activation.threshold)
+    assert threshold == pytest.approx(float(kept.min()))  # first batch: its smallest kept value
 
 
 def test_the_threshold_is_a_corrected_running_average_and_inference_uses_it():
-    activation = BatchTopK(k=2).train()
+    model = _identity_model(k=2, n_latents=10).train()
     first, second = torch.rand(4, 10) + 1, torch.rand(4, 10) + 2
-    activation(first)
-    theta = float(activation.threshold)
-    activation(second)
+    model(first)
+    theta = float(model.activation.threshold)
+    model(second)
     smallest = float(torch.relu(second).flatten().topk(8).values.min())
     # The moving average of rate 0.01 from 0, over the weight it has gathered: (0.99 * 0.01 * m1 + 0.01 * m2) / 0.0199.
     expected = (0.99 * 0.01 * theta + 0.01 * smallest) / (1 - 0.99**2)
-    assert float(activation.threshold) == pytest.approx(expected, rel=1e-6)
-    assert int(activation.n_updates) == 2
-    activation.eval()
+    assert float(model.activation.threshold) == pytest.approx(expected, rel=1e-6)
+    assert int(model.activation.n_updates) == 2
+    activation = model.activation
     z_pre = torch.tensor([[0.5, theta, 5.0]])
     activation.threshold.fill_(1.0)
-    assert activation(z_pre).tolist() == [[0.0, theta if theta > 1 else 0.0, 5.0]]
+    expected_codes = [[0.0, theta if theta > 1 else 0.0, 5.0]]
+    assert activation.eval()(z_pre).tolist() == expected_codes
+    # The module's forward is the inference rule in either mode, and leaves the running average alone.
+    assert activation.train()(z_pre).tolist() == expected_codes and int(activation.n_updates) == 2
 
 
 def test_fit_has_mean_training_l0_k_and_codes_that_do_not_depend_on_the_batch(X):

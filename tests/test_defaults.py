@@ -480,12 +480,18 @@ def test_a_default_fit_resolves_its_auto_settings_from_the_data(wide_default_fit
     # 600 rows, 60 held out: 540 training rows in 3 batches of at most 256
     assert sae.get_params()["lr"] == sae.get_params()["max_epochs"] == sae.get_params()["aux_k"] == "auto"
     assert sae.n_latents_ == 540 * 32 // 128 == 135  # capped: 4 x 512 would leave each latent ~8 firings an epoch
-    # At most 3,000 steps (1,000 epochs); early stopping ends it once 10 epochs pass without a better valid loss.
+    # At most 3,000 steps (1,000 epochs). After the 50 epochs of the warmup (150 steps), 10 epochs without a fall
+    # of the validation loss by tol (0.5%) start the decay of the rate over a fifth of the steps so far, which ends
+    # the fit.
     assert sae.net_.max_epochs == math.ceil(3000 / 3) == 1000
-    losses, best = sae.history_[:, "valid_loss"], 0
-    for epoch, loss in enumerate(losses):  # skorch counts an improvement of more than 1e-4 of the best loss
-        best = epoch if loss < losses[best] * (1 - 1e-4) else best
-    assert sae.n_iter_ == best + 1 + 10 < 1000
+    threshold, misses, plateau = math.inf, 0, None
+    for epoch, loss in enumerate(sae.history_[50:, "valid_loss"], start=51):
+        threshold, misses = (loss * (1 - 5e-3), 0) if loss < threshold else (threshold, misses + 1)
+        if misses == 10:
+            plateau = epoch
+            break
+    decay_start = 3 * plateau
+    assert sae.n_iter_ == math.ceil((decay_start + round(0.2 * decay_start)) / 3) < 1000
     seed = int(np.random.RandomState(0).randint(np.iinfo(np.int32).max))  # the fit's seed, from random_state=0
     train_rows, _ = InMemoryRows(torch.from_numpy(wide_set)).split(0.1, seed)
     # fewer than 4,096 training rows: all of them are the sample (the held-out rows are not measured)

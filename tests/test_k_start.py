@@ -22,13 +22,22 @@ def X():
 
 
 def test_topk_narrows_linearly_from_k_start_to_k_at_the_last_annealing_call():
-    topk = TopK(3, k_start=12, anneal_steps=10).train()
-    z_pre = torch.rand(5, 20, generator=torch.Generator().manual_seed(0)) + 0.1
-    # Every entry of z_pre is positive, so a row keeps exactly current_k of them.
-    kept = [int((topk(z_pre) != 0).sum(dim=1).max()) for _ in range(14)]
+    torch.manual_seed(0)
+    topk = TopK(3, k_start=12, anneal_steps=10)
+    model = SparseAutoencoder(8, 20, topk).train()  # training runs the sparse path, which advances the schedule
+    kept = [model(torch.randn(5, 8)).codes.values.shape[1] for _ in range(14)]
     assert kept == [12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 3, 3, 3, 3]
     assert int(topk.n_steps) == 14
     assert [topk.k_at(step) for step in (0, 9, 100)] == [12, 3, 3]
+
+
+def test_topk_module_forward_never_advances_the_schedule():
+    # Only the model's training forward counts batches: a dense call, as evaluation makes, leaves the schedule alone.
+    topk = TopK(3, k_start=12, anneal_steps=10).train()
+    z_pre = torch.rand(5, 20, generator=torch.Generator().manual_seed(0)) + 0.1
+    for _ in range(3):
+        assert int((topk(z_pre) != 0).sum(dim=1).max()) == 12
+    assert int(topk.n_steps) == 0
 
 
 def test_topk_keeps_k_in_eval_mode_and_without_a_schedule():
@@ -82,8 +91,8 @@ def test_k_start_auto_leaves_the_other_activations_alone(X):
     [
         (dict(k_start=1), "between k=2 and n_latents=16"),
         (dict(k_start=17), "between k=2 and n_latents=16"),
-        (dict(k_start=8, activation="gumbel_topk"), "activation='topk' only"),
-        (dict(k_start=8, activation="relu"), "activation='topk' only"),
+        (dict(k_start=8, activation="gumbel_topk"), "activation='topk' and 'batchtopk' only"),
+        (dict(k_start=8, activation="relu"), "activation='topk' and 'batchtopk' only"),
     ],
 )
 def test_bad_k_start_is_refused_before_training(X, params, message):

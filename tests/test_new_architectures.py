@@ -232,14 +232,14 @@ def test_batchtopk_threshold_is_the_weighted_mean_of_the_batch_minima():
     """An exponential moving average of rate 0.01 from 0, divided by the weight it has gathered."""
     activation = BatchTopK(k=2).train()
     minima = []
-    for shift in range(6):
-        z_pre = torch.rand(4, 10, generator=torch.Generator().manual_seed(shift)) + shift
-        activation(z_pre)
-        minima.append(float(torch.relu(z_pre).flatten().topk(8).values.min()))
+    for shift in range(6):  # a batch's kept activations, as the model's training forward reports them
+        kept = (torch.rand(4, 10, generator=torch.Generator().manual_seed(shift)) + shift).flatten().topk(8).values
+        activation.update_threshold_(kept)
+        minima.append(float(kept.min()))
     weights = [0.99 ** (len(minima) - 1 - i) for i in range(len(minima))]
     expected = sum(w * m for w, m in zip(weights, minima)) / sum(weights)
     assert float(activation.threshold) == pytest.approx(expected, rel=1e-6)
-    activation(torch.full((4, 10), -1.0))  # nothing positive kept: theta and its count stay
+    activation.update_threshold_(torch.zeros(8))  # nothing positive kept: theta and its count stay
     assert float(activation.threshold) == pytest.approx(expected, rel=1e-6) and int(activation.n_updates) == 6
 
 
@@ -321,6 +321,18 @@ def _loss(output, x):
     return torch.stack(levels).mean() + 0.1 * l1_penalty(output.codes, x)
 
 
+def _dense_batch_topk(activation):
+    """BatchTopK's training selection written densely: the ``k * batch`` largest ReLU'd pre-activations."""
+
+    def forward(z_pre):
+        flat = torch.relu(z_pre).flatten()
+        kept, positions = flat.topk(activation.k * z_pre.shape[0], sorted=False)
+        activation.update_threshold_(kept.detach())
+        return torch.zeros_like(flat).scatter(0, positions, kept).view_as(z_pre)
+
+    return forward
+
+
 @pytest.mark.parametrize("tied", [True, False])
 @pytest.mark.parametrize("prefixes", [(), (4, 10)], ids=["plain", "matryoshka"])
 @pytest.mark.parametrize("make", [lambda: BatchTopK(3), lambda: TopK(3)], ids=["batchtopk", "topk"])
@@ -330,6 +342,8 @@ def test_sparse_training_path_agrees_with_the_dense_evaluation(make, tied, prefi
     assert model.uses_sparse_path()
     dense = _model(make(), tied=tied, prefixes=prefixes).train()
     dense.uses_sparse_path = lambda: False
+    if isinstance(dense.activation, BatchTopK):  # the module's forward is the inference rule: select densely here
+        dense.activation.forward = _dense_batch_topk(dense.activation)
     dense.load_state_dict(model.state_dict())
     x = torch.randn(32, 12) * torch.linspace(0.1, 3, 32)[:, None] + 1
     params = list(model.parameters())
