@@ -16,14 +16,38 @@ import math
 
 from skorch.callbacks import EarlyStopping, LRScheduler
 
-__all__ = ["WarmupPlateauDecay", "DecayOnPlateau", "plateau_schedule"]
+__all__ = ["WarmupCosine", "WarmupPlateauDecay", "DecayOnPlateau", "plateau_schedule"]
 
 
-class WarmupPlateauDecay:
+class WarmupCosine:
+    """LR multiplier: linear warmup from 0 to 1, then cosine decay to 0.
+
+    A class rather than a closure so that a fitted net can be pickled.
+
+    Parameters
+    ----------
+    warmup_steps : int
+        Number of optimiser steps of linear warmup.
+    total_steps : int
+        Number of optimiser steps in the whole run.
+    """
+
+    def __init__(self, warmup_steps: int, total_steps: int):
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        decay_steps = max(self.total_steps - self.warmup_steps, 1)
+        progress = min((step - self.warmup_steps) / decay_steps, 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class WarmupPlateauDecay(WarmupCosine):
     """LR multiplier: linear warmup from 0 to 1, cosine decay to 0 at ``total_steps``, or a linear one from a plateau.
 
-    Until :meth:`decay_from` is called this is
-    :class:`~sklearn_sae._training.WarmupCosine`; from the step it names the
+    Until :meth:`decay_from` is called this is :class:`WarmupCosine`; from the step it names the
     multiplier falls linearly from its value there to 0 over
     ``decay_fraction`` of the steps before it. The state is plain numbers
     in the instance's ``__dict__``, which
@@ -41,26 +65,18 @@ class WarmupPlateauDecay:
     """
 
     def __init__(self, warmup_steps: int, total_steps: int, decay_fraction: float):
-        self.warmup_steps = warmup_steps
-        self.total_steps = total_steps
+        super().__init__(warmup_steps, total_steps)
         self.decay_fraction = decay_fraction
         self.decay_start = self.end_step = total_steps
         self.last_step = 0
-
-    def cosine(self, step: int) -> float:
-        """The multiplier of the warmup and cosine over the budget at ``step``."""
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        progress = min((step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1), 1.0)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def __call__(self, step: int) -> float:
         # LambdaLR asks for the multiplier of the next step after each one: ``step`` is the number of steps done.
         self.last_step = step
         if step < self.decay_start:
-            return self.cosine(step)
+            return super().__call__(step)
         remaining = max(self.end_step - step, 0) / max(self.end_step - self.decay_start, 1)
-        return self.cosine(self.decay_start) * remaining
+        return super().__call__(self.decay_start) * remaining
 
     @property
     def decaying(self) -> bool:

@@ -29,7 +29,7 @@ from ._checkpoint import open_checkpoint
 from ._defaults import AUTO_DECAY_FRACTION, resolve_lr, resolve_max_epochs, resolve_steps
 from ._model import ModelSpec, SAEOutput, SparseAutoencoder, auxk_loss, l1_penalty, nmse_loss
 from ._params import TrainingSettings
-from ._plateau import DecayOnPlateau, WarmupPlateauDecay
+from ._plateau import DecayOnPlateau, WarmupCosine, WarmupPlateauDecay
 from ._rows import EpochIterator, RowsSplit, share_batches
 from .metrics import fvu_of, merge_centred
 
@@ -151,31 +151,6 @@ class SAELoss(nn.Module):
         if output.pre_act_penalty is not None and self.pre_act_coef > 0:
             total = total + self.pre_act_coef * output.pre_act_penalty
         return LossTerms(total, objective, nmse, l1)
-
-
-class WarmupCosine:
-    """LR multiplier: linear warmup from 0 to 1, then cosine decay to 0.
-
-    A class rather than a closure so that a fitted net can be pickled.
-
-    Parameters
-    ----------
-    warmup_steps : int
-        Number of optimiser steps of linear warmup.
-    total_steps : int
-        Number of optimiser steps in the whole run.
-    """
-
-    def __init__(self, warmup_steps: int, total_steps: int):
-        self.warmup_steps = warmup_steps
-        self.total_steps = total_steps
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        decay_steps = max(self.total_steps - self.warmup_steps, 1)
-        progress = min((step - self.warmup_steps) / decay_steps, 1.0)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class SAENet(NeuralNet):
