@@ -245,10 +245,15 @@ def split(X, *, max_rows=None):
     X_fit, X_held : ndarray, dtype float32
         Half and half up to :data:`SMALL_SET_ROWS` rows, 80% and 20% above.
     """
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(X))[:max_rows]
+    fit, held = split_indices(len(X), max_rows=max_rows)
+    return np.ascontiguousarray(X[fit], dtype=np.float32), np.ascontiguousarray(X[held], dtype=np.float32)
+
+
+def split_indices(n_rows, *, max_rows=None):
+    """The row numbers :func:`split` fits and holds out, for data (labels) that must follow the rows."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(n_rows)[:max_rows]
     n_fit = len(order) // 2 if len(order) <= SMALL_SET_ROWS else int(0.8 * len(order))
-    return (np.ascontiguousarray(X[order[:n_fit]], dtype=np.float32),
-            np.ascontiguousarray(X[order[n_fit:]], dtype=np.float32))
+    return order[:n_fit], order[n_fit:]
 
 
 def _load_file(path):

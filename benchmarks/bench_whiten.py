@@ -29,7 +29,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_defaults import REPO_ROOT, SETS, SMALL_SET_ROWS, SPLIT_SEED  # noqa: E402
+from bench_defaults import REPO_ROOT, SETS, split_indices  # noqa: E402
 
 from sklearn_sae import SparseAutoencoderTransformer, metrics  # noqa: E402
 from sklearn_sae.datasets import load_embeddings  # noqa: E402
@@ -61,9 +61,7 @@ def labelled_set(name, max_rows=None):
     if subset is not None:  # the same fixed subset as bench_defaults.near256_2k
         keep = np.sort(np.random.default_rng(0).choice(len(X), size=subset, replace=False))
         X, y = X[keep], y[keep]
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(X))[:max_rows]
-    n_fit = len(order) // 2 if len(order) <= SMALL_SET_ROWS else int(0.8 * len(order))
-    fit, held = order[:n_fit], order[n_fit:]
+    fit, held = split_indices(len(X), max_rows=max_rows)
     return (np.ascontiguousarray(X[fit], dtype=np.float32), np.ascontiguousarray(X[held], dtype=np.float32),
             y[fit], y[held])
 
