@@ -354,10 +354,7 @@ def _cosines(true_atoms, learned_atoms) -> np.ndarray:
 
 def _firing(block, strict_positive):
     """Where a block of codes fires (``!= 0``) or true activations are active (``> 0``): bool, sparse kept sparse."""
-    if sp.issparse(block):
-        block = sp.csr_matrix(block)
-        return block > 0 if strict_positive else block != 0
-    block = np.asarray(block)
+    block = sp.csr_matrix(block) if sp.issparse(block) else np.asarray(block)
     return block > 0 if strict_positive else block != 0
 
 
