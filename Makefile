@@ -10,6 +10,9 @@ PY := $(VENV)/bin/python
 # local CPU build (a bare "torch" would pull the multi-GB CUDA build); elsewhere, install the torch
 # you want into .venv first, or set TORCH_SPEC (e.g. "torch --index-url https://download.pytorch.org/whl/cpu").
 TORCH_SPEC ?= torch==2.13.0
+# Test processes (pytest-xdist): one per core by default; each runs whole files, so a file's
+# module-scoped fixtures are built once. TEST_WORKERS=0 runs the suite in this process.
+TEST_WORKERS ?= auto
 
 .PHONY: demo test venv clean docs
 
@@ -26,7 +29,7 @@ demo: venv
 	$(PY) examples/compare_activations.py
 
 test: venv
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Sphinx and numpydoc, on top of the package and its test extra.
 $(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml

@@ -84,9 +84,13 @@ SIZES = {
     "cpu": {"d": 64, "latents": 512, "k": 8, "batch": 128, "batches": 4, "repeats": 1,
             "stream_rows": 2000, "stream_width": 64, "stream_repeats": 2,
             "synth_size": "smoke", "synth_first": 2048, "synth_most": 4096, "synth_eval_rows": 1024,
-            "synth_time_s": 60},
+            "synth_time_s": 300},
 }
-"""The sizes of each device's run: the issue's on a GPU, tiny ones for the CPU smoke run."""
+"""The sizes of each device's run: the issue's on a GPU, tiny ones for the CPU smoke run.
+
+The smoke run's synth limit is far above its seconds of work: it must reach both of its budgets on a loaded
+machine too (its test checks both), and the step's timeout still ends it.
+"""
 
 SYNTH_BUDGET_S = 480
 """The synth step's timeout and its call's ``--budget``: one start and one such call fit in ``DEVICE_TIME_S``."""
