@@ -161,7 +161,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         optimiser steps and 10 epochs. See :ref:`param-training-length`.
     warmup_steps : int, float or "auto", default="auto"
         Batches of linear LR warmup; a float in [0, 1) is a fraction of all
-        training batches, ``"auto"`` 5% of them, at most 10 epochs' batches
+        training batches, ``"auto"`` 5% of them, at most 15 epochs' batches
         with ``max_epochs="auto"``. See :ref:`param-training-length`.
     grad_clip : float, default=1.0
         Maximum L2 norm of the gradient; ``None`` turns clipping off.

@@ -1,4 +1,4 @@
-"""``warmup_steps="auto"``: 5% of the fit's batches, and with ``max_epochs="auto"`` at most 10 epochs of them."""
+"""``warmup_steps="auto"``: 5% of the fit's batches, and with ``max_epochs="auto"`` at most 15 epochs of them."""
 
 import math
 
@@ -9,7 +9,7 @@ from sklearn_sae import SparseAutoencoderTransformer
 from sklearn_sae._incremental import incremental_run
 
 ROWS, BATCH = 600, 64
-BUDGET_STEPS, MAX_WARMUP_EPOCHS = 3_000, 10  # max_epochs="auto"'s budget, and the automatic warmup's cap
+BUDGET_STEPS, MAX_WARMUP_EPOCHS = 3_000, 15  # max_epochs="auto"'s budget, and the automatic warmup's cap
 TRAIN_BATCHES = math.ceil(ROWS * 0.9 / BATCH)  # the default validation_fraction holds out 10%
 
 
@@ -50,7 +50,7 @@ def test_resolve_auto_caps_the_budget_fraction_in_epochs_only_for_an_automatic_l
     assert resolve_warmup_steps(7, BUDGET_STEPS) == 7
 
 
-def test_a_default_fit_on_a_small_set_warms_up_and_narrows_over_ten_epochs(X):
+def test_a_default_fit_on_a_small_set_warms_up_and_narrows_over_fifteen_epochs(X):
     warmup_steps, unscored_epochs, narrowing = _warmup(_fit(X))
     assert warmup_steps == MAX_WARMUP_EPOCHS * TRAIN_BATCHES  # not 5% of the 3,000-step budget (150)
     assert narrowing == warmup_steps  # k_start narrows to k over the same batches
