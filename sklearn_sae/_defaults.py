@@ -28,8 +28,6 @@ __all__ = [
     "MIN_TRAINING_STEPS",
     "MIN_TRAINING_EPOCHS",
     "AUTO_DECAY_FRACTION",
-    "WARMUP_FRACTION",
-    "MAX_AUTO_WARMUP_EPOCHS",
     "AUX_K_PER_K",
     "K_START_PER_K",
     "DEAD_WINDOW_PER_INTERVAL",
@@ -39,7 +37,6 @@ __all__ = [
     "resolve_lr",
     "resolve_max_epochs",
     "resolve_steps",
-    "resolve_warmup_steps",
     "default_lr",
     "encoder_input_spread",
     "default_max_epochs",
@@ -92,18 +89,6 @@ and 20 epochs of them (160 steps) left a small learning rate far from converged.
 
 MIN_TRAINING_EPOCHS = 10
 """... and at least this many epochs, so large data sets still see every row several times."""
-
-WARMUP_FRACTION = 0.05
-"""``warmup_steps="auto"``: the learning rate warms up over this fraction of the fit's batches (of the budget's with
-``max_epochs="auto"``, capped by :data:`MAX_AUTO_WARMUP_EPOCHS`)."""
-
-MAX_AUTO_WARMUP_EPOCHS = 15
-"""``warmup_steps="auto"`` with ``max_epochs="auto"`` warms up over at most this many epochs. The budget of
-:data:`MIN_TRAINING_STEPS` is one that small sets seldom run to the end (the plateau ends them first), and 5% of it
-is 37 epochs of 1,008 rows, which the fit spends at a rising rate and without scoring: on 1,120 UniRep-1,900 rows
-(``k=16``, 3 seeds) a cap of 15 epochs cut the default fit from 196 to 159 epochs at the same held-out FVU. 10 epochs
-cut it to 144, but raised the held-out FVU of UniRep-256 (2,240 fitted rows) by 2.9% over 5 seeds, 15 by 0.6%
-(``benchmarks/README.md``, "A shorter default fit on small sets")."""
 
 AUTO_PATIENCE_EPOCHS = 10
 """``n_iter_no_change="auto"`` with ``max_epochs="auto"``: once the validation loss has not fallen by ``tol`` for this
@@ -281,20 +266,6 @@ def resolve_lr(lr, sample, *, normalize: bool, soft_start: bool, batch_size: int
 def resolve_max_epochs(max_epochs, steps_per_epoch: int) -> int:
     """Epochs of a fit: ``max_epochs``, or for ``"auto"`` enough for a minimum number of optimizer steps."""
     return default_max_epochs(steps_per_epoch) if max_epochs == "auto" else int(max_epochs)
-
-
-def resolve_warmup_steps(value, total_steps: int, *, steps_per_epoch: int | None = None) -> int:
-    """Batches of learning-rate warmup: ``warmup_steps`` resolved over a run of ``total_steps`` batches.
-
-    ``"auto"`` is :data:`WARMUP_FRACTION` of them, and with ``steps_per_epoch``
-    (given for ``max_epochs="auto"``, whose ``total_steps`` is a budget) at
-    most :data:`MAX_AUTO_WARMUP_EPOCHS` epochs of them; an int or a fraction
-    is taken as :func:`resolve_steps` takes it.
-    """
-    if value != "auto":
-        return resolve_steps(value, total_steps, minimum=0)
-    steps = round(WARMUP_FRACTION * total_steps)
-    return steps if steps_per_epoch is None else min(steps, MAX_AUTO_WARMUP_EPOCHS * steps_per_epoch)
 
 
 def resolve_steps(value, total_steps: int, *, minimum: int) -> int:

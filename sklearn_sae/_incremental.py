@@ -22,7 +22,7 @@ import torch
 from skorch.callbacks import Callback
 
 from ._activations import starts_soft
-from ._defaults import resolve_lr, resolve_warmup_steps
+from ._defaults import resolve_lr, resolve_steps
 from ._model import ModelSpec
 from ._params import TrainingSettings
 from ._rows import InMemoryRows
@@ -124,7 +124,7 @@ def start_run(spec: ModelSpec, settings: TrainingSettings, X: np.ndarray, *, lr:
     ``fit`` or ``load``) gives its weights and history instead.
     """
     first_call_batches = math.ceil(X.shape[0] / settings.batch_size)
-    run = IncrementalRun(resolve_warmup_steps(settings.warmup_steps, first_call_batches), seed)
+    run = IncrementalRun(resolve_steps(settings.warmup_steps, first_call_batches, minimum=0), seed)
     net = build_net(
         spec, settings, lr=lr, seed=seed, total_steps=first_call_batches, mode="incremental", schedule=run,
         strategy=SingleProcess(device),

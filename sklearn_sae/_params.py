@@ -20,7 +20,6 @@ from ._defaults import (
     AUXK_COEF,
     PRE_ACT_COEF,
     RELU_L1_COEF,
-    WARMUP_FRACTION,
     default_aux_k,
     default_dead_window,
     default_k_start,
@@ -95,9 +94,7 @@ PARAMETER_CONSTRAINTS: dict = {
     "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
     "batch_size": [Interval(Integral, 1, None, closed="left")],
     "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
-    "warmup_steps": [
-        Interval(Integral, 0, None, closed="left"), Interval(RealNotInt, 0, 1, closed="left"), StrOptions({"auto"}),
-    ],
+    "warmup_steps": [Interval(Integral, 0, None, closed="left"), Interval(RealNotInt, 0, 1, closed="left")],
     "grad_clip": [Interval(Real, 0, None, closed="neither"), None],
     "validation_fraction": [Interval(Real, 0, 1, closed="left")],
     "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
@@ -305,8 +302,6 @@ def model_spec(params: dict, n_features: int, n_latents: int, *, anneal_steps: i
     dead_window = default_dead_window(expected_l0(params), n_latents) if dead_window == "auto" else int(dead_window)
     if anneal_steps is None:
         anneal_steps = params["warmup_steps" if k_start is not None else "anneal_steps"]
-        # An automatic warmup is a fraction of the fit until train_net knows the length and its cap in epochs.
-        anneal_steps = WARMUP_FRACTION if anneal_steps == "auto" else anneal_steps
         anneal_steps = int(anneal_steps) if isinstance(anneal_steps, Integral) else float(anneal_steps)
     return ModelSpec(
         prefixes=matryoshka_prefixes(params, int(n_latents)),
@@ -370,14 +365,14 @@ class TrainingSettings:
     """How a model is trained: the estimator's training parameters, ``"auto"`` values still unresolved.
 
     ``lr="auto"`` and ``max_epochs="auto"`` depend on the rows and the
-    number of processes, and fractional or ``"auto"`` ``warmup_steps`` on the run's
+    number of processes, and fractional ``warmup_steps`` on the run's
     length: :func:`sklearn_sae._training.train_net` resolves them, once.
     """
 
     lr: float | str
     max_epochs: int | str
     batch_size: int
-    warmup_steps: int | float | str
+    warmup_steps: int | float
     grad_clip: float | None
     validation_fraction: float
     n_iter_no_change: int | None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-from dataclasses import replace
 from typing import NamedTuple
 
 import torch
@@ -27,7 +26,7 @@ from torch import nn
 
 from ._activations import JumpReLU, TopKSelection, code_activity, starts_soft
 from ._checkpoint import open_checkpoint
-from ._defaults import AUTO_DECAY_FRACTION, resolve_lr, resolve_max_epochs, resolve_warmup_steps
+from ._defaults import AUTO_DECAY_FRACTION, resolve_lr, resolve_max_epochs, resolve_steps
 from ._model import ModelSpec, SAEOutput, SparseAutoencoder, auxk_loss, l1_penalty, nmse_loss
 from ._params import TrainingSettings
 from ._plateau import DecayOnPlateau, WarmupCosine, WarmupPlateauDecay
@@ -641,7 +640,7 @@ def build_net(
         Which net class and callbacks; ``None`` is one process on the CPU.
     """
     strategy = strategy or SingleProcess("cpu")
-    warmup_steps = resolve_warmup_steps(settings.warmup_steps, total_steps)
+    warmup_steps = resolve_steps(settings.warmup_steps, total_steps, minimum=0)
     warmup_epochs = math.ceil(warmup_steps / max(total_steps // max(max_epochs, 1), 1))
     callbacks = _callbacks(
         settings, mode=mode, total_steps=total_steps, warmup_steps=warmup_steps, warmup_epochs=warmup_epochs,
@@ -730,14 +729,6 @@ def train_net(
     steps_per_epoch = strategy.steps_per_epoch(first_epoch.units())
     max_epochs = resolve_max_epochs(settings.max_epochs, steps_per_epoch)
     total_steps = steps_per_epoch * max_epochs
-    # The warmup is resolved here, where the epoch's steps are known: an automatic one is capped in epochs when
-    # the length is automatic, and Top-K's narrowing from k_start runs over the same batches.
-    warmup_steps = resolve_warmup_steps(
-        settings.warmup_steps, total_steps, steps_per_epoch=steps_per_epoch if settings.max_epochs == "auto" else None
-    )
-    settings = replace(settings, warmup_steps=warmup_steps)
-    if spec.k_start is not None:
-        spec = replace(spec, anneal_steps=max(1, warmup_steps))
     sample = train.sample(start_sample_rows(spec), seed)
     strategy.check_same_rows(rows, sample)
     soft_start = starts_soft(spec.over_steps(total_steps).module_kwargs()["activation"])

@@ -159,10 +159,9 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
     max_epochs : int or "auto", default="auto"
         Passes over the training data. ``"auto"`` trains for at least 3,000
         optimiser steps and 10 epochs. See :ref:`param-training-length`.
-    warmup_steps : int, float or "auto", default="auto"
+    warmup_steps : int or float, default=0.05
         Batches of linear LR warmup; a float in [0, 1) is a fraction of all
-        training batches, ``"auto"`` 5% of them, at most 15 epochs' batches
-        with ``max_epochs="auto"``. See :ref:`param-training-length`.
+        training batches.
     grad_clip : float, default=1.0
         Maximum L2 norm of the gradient; ``None`` turns clipping off.
     validation_fraction : float, default=0.1
@@ -306,7 +305,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         lr="auto",
         batch_size=256,
         max_epochs="auto",
-        warmup_steps="auto",
+        warmup_steps=0.05,
         grad_clip=1.0,
         validation_fraction=0.1,
         n_iter_no_change="auto",
@@ -472,8 +471,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Learning rate: a run of unknown length cannot be laid out as ``fit``'s
         warmup and cosine decay, so ``partial_fit`` warms up linearly over
         ``warmup_steps`` batches and then stays at ``lr``. A float
-        ``warmup_steps`` is a fraction of the batches of the run's first call
-        (``"auto"``: 5% of them).
+        ``warmup_steps`` is a fraction of the batches of the run's first call.
         Lower ``lr`` yourself with ``set_params(lr=...)`` between calls if you
         want it to fall; the other parameters are fixed by the first call (a
         later call warns if they were changed, and trains as before).

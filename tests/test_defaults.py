@@ -480,12 +480,12 @@ def test_a_default_fit_resolves_its_auto_settings_from_the_data(wide_default_fit
     # 600 rows, 60 held out: 540 training rows in 3 batches of at most 256
     assert sae.get_params()["lr"] == sae.get_params()["max_epochs"] == sae.get_params()["aux_k"] == "auto"
     assert sae.n_latents_ == 540 * 32 // 128 == 135  # capped: 4 x 512 would leave each latent ~8 firings an epoch
-    # At most 3,000 steps (1,000 epochs). After the 15 epochs of the warmup (45 steps: 5% of the budget, 150, is
-    # more than 15 epochs), 10 epochs without a fall of the validation loss by tol (0.5%) start the decay of the
-    # rate over a fifth of the steps so far, which ends the fit.
+    # At most 3,000 steps (1,000 epochs). After the 50 epochs of the warmup (150 steps), 10 epochs without a fall
+    # of the validation loss by tol (0.5%) start the decay of the rate over a fifth of the steps so far, which ends
+    # the fit.
     assert sae.net_.max_epochs == math.ceil(3000 / 3) == 1000
     threshold, misses, plateau = math.inf, 0, None
-    for epoch, loss in enumerate(sae.history_[15:, "valid_loss"], start=16):
+    for epoch, loss in enumerate(sae.history_[50:, "valid_loss"], start=51):
         threshold, misses = (loss * (1 - 5e-3), 0) if loss < threshold else (threshold, misses + 1)
         if misses == 10:
             plateau = epoch
@@ -497,8 +497,8 @@ def test_a_default_fit_resolves_its_auto_settings_from_the_data(wide_default_fit
     # fewer than 4,096 training rows: all of them are the sample (the held-out rows are not measured)
     spread = encoder_input_spread(wide_set[train_rows.indices], normalize=True)
     assert 0 < spread < 1
-    # Top-K narrows from k_start=128 over the warmup (45 batches), a soft start: the rate's scale is 0.2.
-    assert (sae.net_.module_.activation.k_start, sae.net_.module_.activation.anneal_steps) == (128, 45)
+    # Top-K narrows from k_start=128 over the 5% warmup (150 batches), a soft start: the rate's scale is 0.2.
+    assert (sae.net_.module_.activation.k_start, sae.net_.module_.activation.anneal_steps) == (128, 150)
     assert sae.lr_ == sae.net_.lr == pytest.approx(0.2 * spread / math.sqrt(512), rel=1e-6)
     assert sae.net_.module_.aux_k == min(8 * 32, 135) and sae.net_.module_.dead_window == math.ceil(20 * 135 / 32)
 
