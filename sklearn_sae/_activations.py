@@ -525,6 +525,39 @@ class JumpReLU(nn.Module):
         threshold = torch.quantile(z_pre.float(), quantile, dim=0).clamp_min(self.MIN_START_THRESHOLD)
         self.log_threshold.copy_(threshold.log() / self.THRESHOLD_SPEED)
 
+    @torch.no_grad()
+    def calibrate_thresholds_(self, z_pre_blocks, n_rows: int) -> float:
+        """Scale every threshold by one common factor so that ``n_rows`` rows average ``target_l0`` active latents.
+
+        ``z_pre_blocks`` is an iterable of blocks of the pre-activations of ``n_rows`` training rows in all. The
+        quadratic pull settles where the reconstruction error's gradient balances it, an L0 off the target; this
+        closes that gap at the end of a fit without a stronger pull (which killed latents). A latent fires where
+        ``z / theta > 1``, so the factor is the ``(k + 1)``-th largest ratio ``z / theta`` over the rows, ``k``
+        being the target times ``n_rows``: exactly ``k`` entries then exceed it (fewer with ties). One factor for
+        every latent keeps their order and their relative firing.
+
+        Returns
+        -------
+        factor : float
+            What the thresholds were multiplied by; 1.0 where no pre-activation is positive. Where fewer than
+            ``k + 1`` are, half the smallest positive ratio (every positive pre-activation then fires).
+        """
+        if self.target_l0 is None:
+            raise ValueError("calibrate_thresholds_ needs a target_l0.")
+        threshold = self.threshold.float()
+        keep = round(self.target_l0 * n_rows) + 1
+        largest = threshold.new_empty(0)
+        for z_pre in z_pre_blocks:
+            # Only the keep largest ratios decide the factor: holding those alone bounds the memory.
+            pooled = torch.cat([largest, (z_pre.float() / threshold).clamp_min(0.0).flatten()])
+            largest = torch.topk(pooled, min(keep, len(pooled)), sorted=False).values
+        positive = largest[largest > 0]
+        if len(positive) == 0:
+            return 1.0
+        factor = float(positive.min()) if len(positive) == keep else float(positive.min()) / 2
+        self.log_threshold.add_(math.log(factor) / self.THRESHOLD_SPEED)
+        return factor
+
     def forward(self, z_pre: torch.Tensor) -> torch.Tensor:
         threshold = self.threshold.to(z_pre.dtype)
         if not self.training:

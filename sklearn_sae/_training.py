@@ -67,6 +67,9 @@ def start_sample_rows(spec: ModelSpec) -> int:
         return PRE_BIAS_SAMPLE_ROWS
     return min(WHITENING_MAX_ROWS, max(PRE_BIAS_SAMPLE_ROWS, WHITENING_ROWS_PER_FEATURE * spec.n_features))
 
+CALIBRATION_ROWS = 512
+"""Rows encoded at a time when :func:`reach_target_l0_` calibrates JumpReLU's thresholds (bounds its memory)."""
+
 EPOCH_METRICS = ("nmse", "fvu", "l0", "l1", "dead_fraction")
 """Recorded in the history for every split each epoch, beside skorch's own ``*_loss``."""
 
@@ -455,6 +458,22 @@ def start_from_sample(module: SparseAutoencoder, sample: torch.Tensor, pre_bias_
             module.activation.init_thresholds_(module.encode_pre(module.preprocess(sample[:PRE_BIAS_SAMPLE_ROWS])[0]))
 
 
+def reach_target_l0_(module: SparseAutoencoder, rows: torch.Tensor) -> None:
+    """End a JumpReLU fit with ``target_l0`` on the target: one common threshold scale for ``rows``'s mean L0.
+
+    ``rows`` are training rows (the start sample of a fit, the rows of a ``partial_fit`` call, at most
+    :data:`PRE_BIAS_SAMPLE_ROWS` of them in the run's order). Any other model is left as it is.
+    See :meth:`JumpReLU.calibrate_thresholds_`.
+    """
+    activation = module.activation
+    if not isinstance(activation, JumpReLU) or activation.target_l0 is None:
+        return
+    device = module.pre_bias.device
+    with torch.no_grad():
+        blocks = (module.encode_pre(module.preprocess(block.to(device))[0]) for block in rows.split(CALIBRATION_ROWS))
+        activation.calibrate_thresholds_(blocks, len(rows))
+
+
 class UnitNormDecoder(Callback):
     """Keep decoder atoms at unit norm: project out the radial gradient, renormalise after each step.
 
@@ -745,7 +764,9 @@ def train_net(
     remaining_epochs = 0 if checkpoint is not None and checkpoint.finished else max_epochs - epochs_done
     with seeded_torch(strategy.device, seed):
         net.fit(rows, epochs=remaining_epochs)
-    return strategy.unwrap(net)
+    net = strategy.unwrap(net)
+    reach_target_l0_(net.module_, sample)  # after the best epoch's weights are back; every process has the sample
+    return net
 
 
 def fitted_net(spec: ModelSpec, settings: TrainingSettings, state_dict: dict, *, device: str, history=None) -> SAENet:
