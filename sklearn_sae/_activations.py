@@ -482,6 +482,7 @@ class JumpReLU(nn.Module):
         super().__init__()
         self.bandwidth = bandwidth
         self.target_l0 = target_l0
+        self.l0_shift = 0.0
         self.log_threshold = nn.Parameter(torch.full((n_latents,), math.log(threshold) / self.THRESHOLD_SPEED))
 
     @property
@@ -503,7 +504,12 @@ class JumpReLU(nn.Module):
         l0 = _StepFunction.apply(z_pre, self.threshold.to(z_pre.dtype), self.bandwidth).sum(dim=-1)
         if self.target_l0 is None:
             return l0.mean()
-        return (2.0 / self.target_l0 * (l0 - self.target_l0).square()).mean()
+        penalty = (2.0 / self.target_l0 * (l0 - self.target_l0).square()).mean()
+        if self.l0_shift == 0.0:
+            return penalty
+        # The gradient of the pull towards target_l0 - l0_shift, with the value of the pull towards target_l0.
+        linear = 4.0 * self.l0_shift / self.target_l0 * l0.mean()
+        return penalty + (linear - linear.detach())
 
     def extra_repr(self) -> str:
         return "" if self.target_l0 is None else f"target_l0={self.target_l0}"
