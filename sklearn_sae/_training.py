@@ -487,7 +487,7 @@ class TargetL0Shift(Callback):
 
     The quadratic pull settles where the reconstruction error's gradient balances it, an L0 up to 13% off the
     target on some data; a stronger pull killed latents. This sets :attr:`JumpReLU.l0_shift` to
-    :func:`target_l0_shift` of the history at the start of training and after each epoch.
+    :func:`target_l0_shift` of the history at the start of each epoch.
 
     Parameters
     ----------
@@ -498,13 +498,8 @@ class TargetL0Shift(Callback):
     def __init__(self, start_epoch: int = 0):
         self.start_epoch = start_epoch
 
-    def on_train_begin(self, net, **kwargs):
-        self._set(net)
-
-    def on_epoch_end(self, net, **kwargs):
-        self._set(net)
-
-    def _set(self, net):
+    def on_epoch_begin(self, net, **kwargs):
+        # Not on_train_begin: a resumed fit's history is restored then, by the checkpoint, which comes last.
         activation = net.module_.activation
         if isinstance(activation, JumpReLU) and activation.target_l0 is not None:
             activation.l0_shift = target_l0_shift(net.history, activation.target_l0, self.start_epoch)
