@@ -458,7 +458,7 @@ def start_from_sample(module: SparseAutoencoder, sample: torch.Tensor, pre_bias_
             module.activation.init_thresholds_(module.encode_pre(module.preprocess(sample[:PRE_BIAS_SAMPLE_ROWS])[0]))
 
 
-TARGET_L0_SHIFT_STEPS = 200
+TARGET_L0_SHIFT_STEPS = 100
 """:class:`TargetL0Shift` moves JumpReLU's shift by the epoch's L0 error times its training batches over this
 (at most half of it an epoch): slow enough for the thresholds to follow between epochs."""
 
@@ -466,15 +466,16 @@ TARGET_L0_SHIFT_STEPS = 200
 def target_l0_shift(history, target_l0: int, start_epoch: int = 0) -> float:
     """The shift of JumpReLU's pull that ``history`` leads to: the integral of its epochs' L0 error.
 
-    Each epoch after ``start_epoch`` adds ``min(n_batches / TARGET_L0_SHIFT_STEPS, 1 / 2)`` times its L0 (the
-    validation rows', else the training rows') minus ``target_l0``; the sum stays within a quarter of the target
-    (the pull's offset is a balance of terms, not the start-up's swings, which the warmup's epochs are left
-    out for). A function of the history alone, so that a resumed fit continues it.
+    Each epoch after ``start_epoch`` whose L0 (the validation rows', else the training rows') is within a
+    quarter of ``target_l0`` adds ``min(n_batches / TARGET_L0_SHIFT_STEPS, 1 / 2)`` times that L0 minus the
+    target, and the sum stays within a quarter of the target: the pull's offset is a balance of terms near the
+    target, while the start-up's swings (the warmup's epochs, and an L0 far off that the pull is still bringing
+    down) would wind the sum up and overshoot. A function of the history alone, so a resumed fit continues it.
     """
     shift, bound = 0.0, target_l0 / 4
     for epoch in history:
         l0 = epoch.get("valid_l0", epoch.get("train_l0"))
-        if epoch["epoch"] <= start_epoch or l0 is None:
+        if epoch["epoch"] <= start_epoch or l0 is None or abs(l0 - target_l0) > bound:
             continue
         n_batches = sum("train_loss" in batch for batch in epoch["batches"])
         gain = min(n_batches / TARGET_L0_SHIFT_STEPS, 0.5)
