@@ -442,7 +442,9 @@ class JumpReLU(nn.Module):
     (:meth:`l0_penalty`, which the autoencoder's forward returns in training
     and evaluation alike), weighted in the loss by the estimator's
     ``l0_coef``; or, with ``target_l0``, from the quadratic pull of each row's
-    L0 towards it (Gemma Scope 2, SAELens's ``"quadratic"`` mode).
+    L0 towards it (Gemma Scope 2, SAELens's ``"quadratic"`` mode), after
+    which a fit scales the thresholds onto the target
+    (:meth:`calibrate_thresholds_`).
 
     Departures from the paper: the reconstruction term beside the penalty
     is this package's NMSE (each row's squared error over its squared norm),
@@ -478,11 +480,14 @@ class JumpReLU(nn.Module):
     """The lowest threshold :meth:`init_thresholds_` starts a latent at (a latent whose pre-activations are mostly
     negative fires wherever they are positive)."""
 
+    KEEP_ALIVE_MARGIN = 1e-4
+    """How far below a latent's largest training pre-activation :meth:`calibrate_thresholds_` may raise its
+    threshold (relative): enough for the rounding of ``log_threshold``."""
+
     def __init__(self, n_latents: int, threshold: float = 0.05, bandwidth: float = 0.05, target_l0: int | None = None):
         super().__init__()
         self.bandwidth = bandwidth
         self.target_l0 = target_l0
-        self.l0_shift = 0.0
         self.log_threshold = nn.Parameter(torch.full((n_latents,), math.log(threshold) / self.THRESHOLD_SPEED))
 
     @property
@@ -504,12 +509,7 @@ class JumpReLU(nn.Module):
         l0 = _StepFunction.apply(z_pre, self.threshold.to(z_pre.dtype), self.bandwidth).sum(dim=-1)
         if self.target_l0 is None:
             return l0.mean()
-        penalty = (2.0 / self.target_l0 * (l0 - self.target_l0).square()).mean()
-        if self.l0_shift == 0.0:
-            return penalty
-        # The gradient of the pull towards target_l0 - l0_shift, with the value of the pull towards target_l0.
-        linear = 4.0 * self.l0_shift / self.target_l0 * l0.mean()
-        return penalty + (linear - linear.detach())
+        return (2.0 / self.target_l0 * (l0 - self.target_l0).square()).mean()
 
     def extra_repr(self) -> str:
         return "" if self.target_l0 is None else f"target_l0={self.target_l0}"
@@ -532,15 +532,17 @@ class JumpReLU(nn.Module):
         self.log_threshold.copy_(threshold.log() / self.THRESHOLD_SPEED)
 
     @torch.no_grad()
-    def calibrate_thresholds_(self, z_pre_blocks, n_rows: int) -> float:
-        """Scale every threshold by one common factor so that ``n_rows`` rows average ``target_l0`` active latents.
+    def calibrate_thresholds_(self, z_pre_blocks, n_rows: int, *, largest_pre_act=None) -> float:
+        """Scale the thresholds by one common factor so that ``n_rows`` rows average ``target_l0`` active latents.
 
-        ``z_pre_blocks`` is an iterable of blocks of the pre-activations of ``n_rows`` training rows in all. The
-        quadratic pull settles where the reconstruction error's gradient balances it, an L0 off the target; this
-        closes that gap at the end of a fit without a stronger pull (which killed latents). A latent fires where
+        ``z_pre_blocks`` is an iterable of blocks of the pre-activations of ``n_rows`` rows in all. The quadratic
+        pull settles where the reconstruction error's gradient balances it, an L0 off the target; this closes
+        that gap at the end of a fit without a stronger pull (which killed latents). A latent fires where
         ``z / theta > 1``, so the factor is the ``(k + 1)``-th largest ratio ``z / theta`` over the rows, ``k``
-        being the target times ``n_rows``: exactly ``k`` entries then exceed it (fewer with ties). One factor for
-        every latent keeps their order and their relative firing.
+        being the target times ``n_rows``: exactly ``k`` entries then exceed it (fewer with ties).
+
+        ``largest_pre_act`` (one value per latent: its largest pre-activation on the fit's training rows)
+        keeps every latent that fires there alive: a rising threshold stops just below that value.
 
         Returns
         -------
@@ -561,7 +563,11 @@ class JumpReLU(nn.Module):
         if len(positive) == 0:
             return 1.0
         factor = float(positive.min()) if len(positive) == keep else float(positive.min()) / 2
-        self.log_threshold.add_(math.log(factor) / self.THRESHOLD_SPEED)
+        scaled = threshold * factor
+        if largest_pre_act is not None:
+            ceiling = largest_pre_act.float() * (1.0 - self.KEEP_ALIVE_MARGIN)
+            scaled = torch.where(ceiling > threshold, scaled.minimum(ceiling), scaled)
+        self.log_threshold.copy_(scaled.log() / self.THRESHOLD_SPEED)
         return factor
 
     def forward(self, z_pre: torch.Tensor) -> torch.Tensor:

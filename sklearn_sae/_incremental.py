@@ -175,5 +175,6 @@ def train_one_pass(net, X: np.ndarray, *, lr, normalize: bool, device: str) -> N
     with run.seeded(device):
         net.partial_fit(InMemoryRows(X_tensor), epochs=1)
     # Each call ends on target_l0 (JumpReLU), as a fit does, measured on this call's rows.
-    reach_target_l0_(net.module_, InMemoryRows(X_tensor).sample(PRE_BIAS_SAMPLE_ROWS, run.seed))
+    calibration_rows = InMemoryRows(X_tensor).sample(PRE_BIAS_SAMPLE_ROWS, run.seed)
+    reach_target_l0_(net.module_, calibration_rows, calibration_rows)
     run.n_samples_seen += len(X_tensor)

@@ -458,68 +458,27 @@ def start_from_sample(module: SparseAutoencoder, sample: torch.Tensor, pre_bias_
             module.activation.init_thresholds_(module.encode_pre(module.preprocess(sample[:PRE_BIAS_SAMPLE_ROWS])[0]))
 
 
-TARGET_L0_SHIFT_STEPS = 100
-""":class:`TargetL0Shift` moves JumpReLU's shift by the epoch's L0 error times its training batches over this
-(at most half of it an epoch): slow enough for the thresholds to follow between epochs."""
-
-
-def target_l0_shift(history, target_l0: int, start_epoch: int = 0) -> float:
-    """The shift of JumpReLU's pull that ``history`` leads to: the integral of its epochs' L0 error.
-
-    Each epoch after ``start_epoch`` whose L0 (the validation rows', else the training rows') is within a
-    quarter of ``target_l0`` adds ``min(n_batches / TARGET_L0_SHIFT_STEPS, 1 / 2)`` times that L0 minus the
-    target, and the sum stays within a quarter of the target: the pull's offset is a balance of terms near the
-    target, while the start-up's swings (the warmup's epochs, and an L0 far off that the pull is still bringing
-    down) would wind the sum up and overshoot. A function of the history alone, so a resumed fit continues it.
-    """
-    shift, bound = 0.0, target_l0 / 4
-    for epoch in history:
-        l0 = epoch.get("valid_l0", epoch.get("train_l0"))
-        if epoch["epoch"] <= start_epoch or l0 is None or abs(l0 - target_l0) > bound:
-            continue
-        n_batches = sum("train_loss" in batch for batch in epoch["batches"])
-        gain = min(n_batches / TARGET_L0_SHIFT_STEPS, 0.5)
-        shift = min(max(shift + gain * (l0 - target_l0), -bound), bound)
-    return shift
-
-
-class TargetL0Shift(Callback):
-    """Integral control of JumpReLU's L0 on ``target_l0``: the pull aims below the target while the L0 is above.
-
-    The quadratic pull settles where the reconstruction error's gradient balances it, an L0 up to 13% off the
-    target on some data; a stronger pull killed latents. This sets :attr:`JumpReLU.l0_shift` to
-    :func:`target_l0_shift` of the history at the start of each epoch.
-
-    Parameters
-    ----------
-    start_epoch : int, default=0
-        The epochs up to this one (the learning-rate warmup's) do not count.
-    """
-
-    def __init__(self, start_epoch: int = 0):
-        self.start_epoch = start_epoch
-
-    def on_epoch_begin(self, net, **kwargs):
-        # Not on_train_begin: a resumed fit's history is restored then, by the checkpoint, which comes last.
-        activation = net.module_.activation
-        if isinstance(activation, JumpReLU) and activation.target_l0 is not None:
-            activation.l0_shift = target_l0_shift(net.history, activation.target_l0, self.start_epoch)
-
-
-def reach_target_l0_(module: SparseAutoencoder, rows: torch.Tensor) -> None:
+def reach_target_l0_(module: SparseAutoencoder, rows: torch.Tensor, training_rows: torch.Tensor) -> None:
     """End a JumpReLU fit with ``target_l0`` on the target: one common threshold scale for ``rows``'s mean L0.
 
-    ``rows`` are at most :data:`PRE_BIAS_SAMPLE_ROWS` rows of the fit: its validation rows (else its start
-    sample), or the rows of a ``partial_fit`` call. Any other model is left as it is.
+    ``rows`` are at most :data:`PRE_BIAS_SAMPLE_ROWS` rows of the fit, its validation rows (else its start
+    sample) or the rows of a ``partial_fit`` call; no latent that fires on ``training_rows`` (the start sample,
+    or the call's rows) is silenced there. Any other model is left as it is.
     See :meth:`JumpReLU.calibrate_thresholds_`.
     """
     activation = module.activation
     if not isinstance(activation, JumpReLU) or activation.target_l0 is None:
         return
     device = module.pre_bias.device
+
+    def pre_activations(block):
+        return module.encode_pre(module.preprocess(block.to(device))[0])
+
     with torch.no_grad():
-        blocks = (module.encode_pre(module.preprocess(block.to(device))[0]) for block in rows.split(CALIBRATION_ROWS))
-        activation.calibrate_thresholds_(blocks, len(rows))
+        largest = torch.stack([pre_activations(block).amax(dim=0) for block in training_rows.split(CALIBRATION_ROWS)])
+        activation.calibrate_thresholds_(
+            map(pre_activations, rows.split(CALIBRATION_ROWS)), len(rows), largest_pre_act=largest.amax(dim=0)
+        )
 
 
 class UnitNormDecoder(Callback):
@@ -628,7 +587,6 @@ def _callbacks(settings: TrainingSettings, *, mode: str, total_steps: int, warmu
     if mode == "fit":
         callbacks.append(("init_pre_bias", PreBiasFromSample(settings.pre_bias_init, pre_bias_sample)))
     callbacks.append(("epoch_metrics", EpochMetrics(eval_sets, batch_size=max(settings.batch_size, 1024))))
-    callbacks.append(("target_l0_shift", TargetL0Shift(start_epoch=warmup_epochs)))  # reads the epoch's L0
     # The automatic length ends when the validation loss levels off, with a decay of the rate (see ._plateau).
     plateau = settings.max_epochs == "auto" and settings.n_iter_no_change is not None and mode == "fit"
     if schedule is None:
@@ -761,7 +719,8 @@ def train_net(
     length; a sample of the training rows (never the validation rows) is
     drawn to start ``pre_bias`` and to measure the spread behind
     ``lr="auto"``; the net is built and fitted with torch
-    seeded; the strategy unwraps it.
+    seeded; the strategy unwraps it; a JumpReLU with ``target_l0`` has its
+    thresholds scaled onto the target (:func:`reach_target_l0_`).
 
     Parameters
     ----------
@@ -788,7 +747,8 @@ def train_net(
     if checkpoint_dir is not None:
         checkpoint = open_checkpoint(checkpoint_dir, fingerprint, seed=seed)
         seed, epochs_done = checkpoint.seed, checkpoint.epochs_done
-    # The validation rows stay held out of everything the fit estimates: the pre-bias and lr="auto" come from train.
+    # The validation rows stay held out of what the fit estimates (the pre-bias and lr="auto" come from train) but
+    # the end of a target_l0 fit, which measures on them the L0 of rows the model was not trained on.
     train, valid = rows.split(settings.validation_fraction, seed)
     first_epoch = train.epoch(
         settings.batch_size, seed=seed, epoch=0, shuffle=True, num_processes=strategy.num_processes
@@ -816,7 +776,7 @@ def train_net(
     net = strategy.unwrap(net)
     # After the best epoch's weights are back. The L0 asked for is that of new rows: the validation rows measure
     # it (the fitted rows' L0 differed from new rows' by up to 10%); every process draws the same ones.
-    reach_target_l0_(net.module_, sample if valid is None else valid.sample(PRE_BIAS_SAMPLE_ROWS, seed))
+    reach_target_l0_(net.module_, sample if valid is None else valid.sample(PRE_BIAS_SAMPLE_ROWS, seed), sample)
     return net
 
 

@@ -53,6 +53,18 @@ def test_calibration_without_enough_positive_pre_activations_fires_on_all_of_the
     assert torch.equal(activation.eval()(z_pre) != 0, z_pre > 0)
 
 
+def test_calibration_does_not_silence_a_latent_that_fires_on_the_training_rows():
+    # Latent 0 fires on every row far above its threshold; latent 1 just above it, on two rows. Bringing the
+    # mean L0 from 1.25 to 1 raises both thresholds by the same factor, which would silence latent 1.
+    z_pre = torch.tensor([[2.0, 0.55], [2.0, 0.0], [2.0, 0.0], [2.0, 0.0]] * 2)
+    free, kept = (JumpReLU(2, threshold=0.5, target_l0=1) for _ in range(2))
+    free.calibrate_thresholds_([z_pre], len(z_pre))
+    kept.calibrate_thresholds_([z_pre], len(z_pre), largest_pre_act=z_pre.amax(dim=0))
+    assert (free.eval()(z_pre)[:, 1] != 0).sum() == 0
+    assert (kept.eval()(z_pre)[:, 1] != 0).sum() == 2
+    assert kept.threshold[0].item() == pytest.approx(free.threshold[0].item())
+
+
 def test_a_partial_fit_call_ends_with_its_rows_at_the_target(X):
     sae = _quietly(lambda: SparseAutoencoderTransformer(**PARAMS, target_l0=6).partial_fit(X[:600]))
     # The call's 600 rows are all in its calibration sample: their mean L0 is the target, up to one entry.
