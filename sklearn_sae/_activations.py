@@ -480,10 +480,6 @@ class JumpReLU(nn.Module):
     """The lowest threshold :meth:`init_thresholds_` starts a latent at (a latent whose pre-activations are mostly
     negative fires wherever they are positive)."""
 
-    KEEP_ALIVE_MARGIN = 1e-4
-    """How far below a latent's largest training pre-activation :meth:`calibrate_thresholds_` may raise its
-    threshold (relative): enough for the rounding of ``log_threshold``."""
-
     def __init__(self, n_latents: int, threshold: float = 0.05, bandwidth: float = 0.05, target_l0: int | None = None):
         super().__init__()
         self.bandwidth = bandwidth
@@ -532,7 +528,7 @@ class JumpReLU(nn.Module):
         self.log_threshold.copy_(threshold.log() / self.THRESHOLD_SPEED)
 
     @torch.no_grad()
-    def calibrate_thresholds_(self, z_pre_blocks, n_rows: int, *, largest_pre_act=None) -> float:
+    def calibrate_thresholds_(self, z_pre_blocks, n_rows: int, *, threshold_ceiling=None) -> float:
         """Scale the thresholds by one common factor so that ``n_rows`` rows average ``target_l0`` active latents.
 
         ``z_pre_blocks`` is an iterable of blocks of the pre-activations of ``n_rows`` rows in all. The quadratic
@@ -541,8 +537,8 @@ class JumpReLU(nn.Module):
         ``z / theta > 1``, so the factor is the ``(k + 1)``-th largest ratio ``z / theta`` over the rows, ``k``
         being the target times ``n_rows``: exactly ``k`` entries then exceed it (fewer with ties).
 
-        ``largest_pre_act`` (one value per latent: its largest pre-activation on the fit's training rows)
-        keeps every latent that fires there alive: a rising threshold stops just below that value.
+        ``threshold_ceiling`` (one value per latent, or ``None``) caps the rising thresholds of the latents
+        whose threshold is below it: see :func:`firing_ceiling`.
 
         Returns
         -------
@@ -564,8 +560,8 @@ class JumpReLU(nn.Module):
             return 1.0
         factor = float(positive.min()) if len(positive) == keep else float(positive.min()) / 2
         scaled = threshold * factor
-        if largest_pre_act is not None:
-            ceiling = largest_pre_act.float() * (1.0 - self.KEEP_ALIVE_MARGIN)
+        if threshold_ceiling is not None:
+            ceiling = threshold_ceiling.float()
             scaled = torch.where(ceiling > threshold, scaled.minimum(ceiling), scaled)
         self.log_threshold.copy_(scaled.log() / self.THRESHOLD_SPEED)
         return factor
@@ -577,6 +573,31 @@ class JumpReLU(nn.Module):
         # No ReLU around it: the thresholds are positive, and a ReLU would cut the gradient that the entries just
         # below their threshold send to it.
         return _JumpReLUFunction.apply(z_pre, threshold, self.bandwidth)
+
+
+KEEP_FIRING = 0.5
+"""The share of each latent's firing training rows that :func:`firing_ceiling` keeps firing."""
+
+CEILING_MARGIN = 1e-4
+"""How far below the pre-activation it keeps :func:`firing_ceiling` sets a ceiling (relative): more than the
+rounding of ``log_threshold``."""
+
+
+@torch.no_grad()
+def firing_ceiling(z_pre: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """The highest threshold each latent may rise to and still fire on :data:`KEEP_FIRING` of the rows it fires on.
+
+    ``z_pre`` are pre-activations of training rows. Raising every threshold by one factor thins each latent's
+    firing by the share of its pre-activations within that factor of its threshold: few of a frequent latent's,
+    and possibly all of a rare latent's, which would then die; capped here, no latent that fires on these rows
+    loses more than half of them. A latent that fires on none gets its threshold back (no cap: it is silent).
+    """
+    z_pre = z_pre.float()
+    n_firing = (z_pre > threshold).sum(dim=0)
+    kept = (n_firing.float() * KEEP_FIRING).ceil().long().clamp_min(1)  # the kept-th largest keeps firing
+    ordered = z_pre.sort(dim=0, descending=True).values
+    ceiling = ordered.gather(0, (kept - 1).unsqueeze(0)).squeeze(0) * (1.0 - CEILING_MARGIN)
+    return torch.where(n_firing > 0, ceiling, threshold)
 
 
 def _narrows(activation: nn.Module) -> bool:

@@ -24,7 +24,7 @@ from skorch.dataset import unpack_data
 from skorch.utils import noop
 from torch import nn
 
-from ._activations import JumpReLU, TopKSelection, code_activity, starts_soft
+from ._activations import JumpReLU, TopKSelection, code_activity, firing_ceiling, starts_soft
 from ._checkpoint import open_checkpoint
 from ._defaults import AUTO_DECAY_FRACTION, resolve_lr, resolve_max_epochs, resolve_steps
 from ._model import ModelSpec, SAEOutput, SparseAutoencoder, auxk_loss, l1_penalty, nmse_loss
@@ -463,7 +463,8 @@ def reach_target_l0_(module: SparseAutoencoder, rows: torch.Tensor, training_row
 
     ``rows`` are at most :data:`PRE_BIAS_SAMPLE_ROWS` rows of the fit, its validation rows (else its start
     sample) or the rows of a ``partial_fit`` call; no latent that fires on ``training_rows`` (the start sample,
-    or the call's rows) is silenced there. Any other model is left as it is.
+    or the call's rows) loses more than half its firing rows there (:func:`firing_ceiling`). Any other model is
+    left as it is.
     See :meth:`JumpReLU.calibrate_thresholds_`.
     """
     activation = module.activation
@@ -475,9 +476,12 @@ def reach_target_l0_(module: SparseAutoencoder, rows: torch.Tensor, training_row
         return module.encode_pre(module.preprocess(block.to(device))[0])
 
     with torch.no_grad():
-        largest = torch.stack([pre_activations(block).amax(dim=0) for block in training_rows.split(CALIBRATION_ROWS)])
+        training = torch.cat([pre_activations(block) for block in training_rows[:PRE_BIAS_SAMPLE_ROWS].split(
+            CALIBRATION_ROWS)])
+        ceiling = firing_ceiling(training, activation.threshold)
+        del training
         activation.calibrate_thresholds_(
-            map(pre_activations, rows.split(CALIBRATION_ROWS)), len(rows), largest_pre_act=largest.amax(dim=0)
+            map(pre_activations, rows.split(CALIBRATION_ROWS)), len(rows), threshold_ceiling=ceiling
         )
 
 

@@ -10,7 +10,7 @@ from sklearn.model_selection import GridSearchCV
 from test_checkpoint import BATCHES_PER_EPOCH, Interrupted, _assert_same_fit, _count_training_batches, _data
 
 from sklearn_sae import SparseAutoencoderTransformer
-from sklearn_sae._activations import JumpReLU
+from sklearn_sae._activations import JumpReLU, firing_ceiling
 from sklearn_sae.datasets import make_sparse_signals
 
 PARAMS = dict(activation="jumprelu", n_latents=64, batch_size=64, device="cpu", random_state=0)
@@ -59,7 +59,7 @@ def test_calibration_does_not_silence_a_latent_that_fires_on_the_training_rows()
     z_pre = torch.tensor([[2.0, 0.55], [2.0, 0.0], [2.0, 0.0], [2.0, 0.0]] * 2)
     free, kept = (JumpReLU(2, threshold=0.5, target_l0=1) for _ in range(2))
     free.calibrate_thresholds_([z_pre], len(z_pre))
-    kept.calibrate_thresholds_([z_pre], len(z_pre), largest_pre_act=z_pre.amax(dim=0))
+    kept.calibrate_thresholds_([z_pre], len(z_pre), threshold_ceiling=firing_ceiling(z_pre, kept.threshold))
     assert (free.eval()(z_pre)[:, 1] != 0).sum() == 0
     assert (kept.eval()(z_pre)[:, 1] != 0).sum() == 2
     assert kept.threshold[0].item() == pytest.approx(free.threshold[0].item())
