@@ -780,7 +780,8 @@ def train_net(
     net = strategy.unwrap(net)
     # After the best epoch's weights are back. The L0 asked for is that of new rows: the validation rows measure
     # it (the fitted rows' L0 differed from new rows' by up to 10%); every process draws the same ones.
-    reach_target_l0_(net.module_, sample if valid is None else valid.sample(PRE_BIAS_SAMPLE_ROWS, seed), sample)
+    if spec.activation == "jumprelu" and spec.target_l0 is not None:
+        reach_target_l0_(net.module_, sample if valid is None else valid.sample(PRE_BIAS_SAMPLE_ROWS, seed), sample)
     return net
 
 
