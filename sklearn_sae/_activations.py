@@ -442,7 +442,9 @@ class JumpReLU(nn.Module):
     (:meth:`l0_penalty`, which the autoencoder's forward returns in training
     and evaluation alike), weighted in the loss by the estimator's
     ``l0_coef``; or, with ``target_l0``, from the quadratic pull of each row's
-    L0 towards it (Gemma Scope 2, SAELens's ``"quadratic"`` mode).
+    L0 towards it (Gemma Scope 2, SAELens's ``"quadratic"`` mode), after
+    which a fit scales the thresholds onto the target
+    (:meth:`calibrate_thresholds_`).
 
     Departures from the paper: the reconstruction term beside the penalty
     is this package's NMSE (each row's squared error over its squared norm),
@@ -525,6 +527,45 @@ class JumpReLU(nn.Module):
         threshold = torch.quantile(z_pre.float(), quantile, dim=0).clamp_min(self.MIN_START_THRESHOLD)
         self.log_threshold.copy_(threshold.log() / self.THRESHOLD_SPEED)
 
+    @torch.no_grad()
+    def calibrate_thresholds_(self, z_pre_blocks, n_rows: int, *, threshold_ceiling=None) -> float:
+        """Scale the thresholds by one common factor so that ``n_rows`` rows average ``target_l0`` active latents.
+
+        ``z_pre_blocks`` is an iterable of blocks of the pre-activations of ``n_rows`` rows in all. The quadratic
+        pull settles where the reconstruction error's gradient balances it, an L0 off the target; this closes
+        that gap at the end of a fit without a stronger pull (which killed latents). A latent fires where
+        ``z / theta > 1``, so the factor is the ``(k + 1)``-th largest ratio ``z / theta`` over the rows, ``k``
+        being the target times ``n_rows``: exactly ``k`` entries then exceed it (fewer with ties).
+
+        ``threshold_ceiling`` (one value per latent, or ``None``) caps the rising thresholds of the latents
+        whose threshold is below it: see :func:`firing_ceiling`.
+
+        Returns
+        -------
+        factor : float
+            What the thresholds were multiplied by; 1.0 where no pre-activation is positive. Where fewer than
+            ``k + 1`` are, half the smallest positive ratio (every positive pre-activation then fires).
+        """
+        if self.target_l0 is None:
+            raise ValueError("calibrate_thresholds_ needs a target_l0.")
+        threshold = self.threshold.float()
+        keep = round(self.target_l0 * n_rows) + 1
+        largest = threshold.new_empty(0)
+        for z_pre in z_pre_blocks:
+            # Only the keep largest ratios decide the factor: holding those alone bounds the memory.
+            pooled = torch.cat([largest, (z_pre.float() / threshold).clamp_min(0.0).flatten()])
+            largest = torch.topk(pooled, min(keep, len(pooled)), sorted=False).values
+        positive = largest[largest > 0]
+        if len(positive) == 0:
+            return 1.0
+        factor = float(positive.min()) if len(positive) == keep else float(positive.min()) / 2
+        scaled = threshold * factor
+        if threshold_ceiling is not None:
+            ceiling = threshold_ceiling.float()
+            scaled = torch.where(ceiling > threshold, scaled.minimum(ceiling), scaled)
+        self.log_threshold.copy_(scaled.log() / self.THRESHOLD_SPEED)
+        return factor
+
     def forward(self, z_pre: torch.Tensor) -> torch.Tensor:
         threshold = self.threshold.to(z_pre.dtype)
         if not self.training:
@@ -532,6 +573,31 @@ class JumpReLU(nn.Module):
         # No ReLU around it: the thresholds are positive, and a ReLU would cut the gradient that the entries just
         # below their threshold send to it.
         return _JumpReLUFunction.apply(z_pre, threshold, self.bandwidth)
+
+
+KEEP_FIRING = 0.5
+"""The share of each latent's firing training rows that :func:`firing_ceiling` keeps firing."""
+
+CEILING_MARGIN = 1e-4
+"""How far below the pre-activation it keeps :func:`firing_ceiling` sets a ceiling (relative): more than the
+rounding of ``log_threshold``."""
+
+
+@torch.no_grad()
+def firing_ceiling(z_pre: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """The highest threshold each latent may rise to and still fire on :data:`KEEP_FIRING` of the rows it fires on.
+
+    ``z_pre`` are pre-activations of training rows. Raising every threshold by one factor thins each latent's
+    firing by the share of its pre-activations within that factor of its threshold: few of a frequent latent's,
+    and possibly all of a rare latent's, which would then die; capped here, no latent that fires on these rows
+    loses more than half of them. A latent that fires on none gets its threshold back (no cap: it is silent).
+    """
+    z_pre = z_pre.float()
+    n_firing = (z_pre > threshold).sum(dim=0)
+    kept = (n_firing.float() * KEEP_FIRING).ceil().long().clamp_min(1)  # the kept-th largest keeps firing
+    ordered = z_pre.sort(dim=0, descending=True).values
+    ceiling = ordered.gather(0, (kept - 1).unsqueeze(0)).squeeze(0) * (1.0 - CEILING_MARGIN)
+    return torch.where(n_firing > 0, ceiling, threshold)
 
 
 def _narrows(activation: nn.Module) -> bool:

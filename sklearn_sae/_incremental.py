@@ -31,6 +31,7 @@ from ._training import (
     SingleProcess,
     WarmupCosine,
     build_net,
+    reach_target_l0_,
     seeded_torch,
     start_from_sample,
     start_sample_rows,
@@ -173,4 +174,7 @@ def train_one_pass(net, X: np.ndarray, *, lr, normalize: bool, device: str) -> N
     run.lr = float(lr)
     with run.seeded(device):
         net.partial_fit(InMemoryRows(X_tensor), epochs=1)
+    # Each call ends on target_l0 (JumpReLU), as a fit does, measured on this call's rows.
+    calibration_rows = InMemoryRows(X_tensor).sample(PRE_BIAS_SAMPLE_ROWS, run.seed)
+    reach_target_l0_(net.module_, calibration_rows, calibration_rows)
     run.n_samples_seen += len(X_tensor)

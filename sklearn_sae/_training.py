@@ -24,7 +24,7 @@ from skorch.dataset import unpack_data
 from skorch.utils import noop
 from torch import nn
 
-from ._activations import JumpReLU, TopKSelection, code_activity, starts_soft
+from ._activations import JumpReLU, TopKSelection, code_activity, firing_ceiling, starts_soft
 from ._checkpoint import open_checkpoint
 from ._defaults import AUTO_DECAY_FRACTION, resolve_lr, resolve_max_epochs, resolve_steps
 from ._model import ModelSpec, SAEOutput, SparseAutoencoder, auxk_loss, l1_penalty, nmse_loss
@@ -66,6 +66,9 @@ def start_sample_rows(spec: ModelSpec) -> int:
     if not spec.whiten:
         return PRE_BIAS_SAMPLE_ROWS
     return min(WHITENING_MAX_ROWS, max(PRE_BIAS_SAMPLE_ROWS, WHITENING_ROWS_PER_FEATURE * spec.n_features))
+
+CALIBRATION_ROWS = 512
+"""Rows encoded at a time when :func:`reach_target_l0_` calibrates JumpReLU's thresholds (bounds its memory)."""
 
 EPOCH_METRICS = ("nmse", "fvu", "l0", "l1", "dead_fraction")
 """Recorded in the history for every split each epoch, beside skorch's own ``*_loss``."""
@@ -455,6 +458,33 @@ def start_from_sample(module: SparseAutoencoder, sample: torch.Tensor, pre_bias_
             module.activation.init_thresholds_(module.encode_pre(module.preprocess(sample[:PRE_BIAS_SAMPLE_ROWS])[0]))
 
 
+def reach_target_l0_(module: SparseAutoencoder, rows: torch.Tensor, training_rows: torch.Tensor) -> None:
+    """End a JumpReLU fit with ``target_l0`` on the target: one common threshold scale for ``rows``'s mean L0.
+
+    ``rows`` are at most :data:`PRE_BIAS_SAMPLE_ROWS` rows of the fit, its validation rows (else its start
+    sample) or the rows of a ``partial_fit`` call; no latent that fires on ``training_rows`` (the start sample,
+    or the call's rows) loses more than half its firing rows there (:func:`firing_ceiling`). Any other model is
+    left as it is.
+    See :meth:`JumpReLU.calibrate_thresholds_`.
+    """
+    activation = module.activation
+    if not isinstance(activation, JumpReLU) or activation.target_l0 is None:
+        return
+    device = module.pre_bias.device
+
+    def pre_activations(block):
+        return module.encode_pre(module.preprocess(block.to(device))[0])
+
+    with torch.no_grad():
+        training = torch.cat([pre_activations(block) for block in training_rows[:PRE_BIAS_SAMPLE_ROWS].split(
+            CALIBRATION_ROWS)])
+        ceiling = firing_ceiling(training, activation.threshold)
+        del training
+        activation.calibrate_thresholds_(
+            map(pre_activations, rows.split(CALIBRATION_ROWS)), len(rows), threshold_ceiling=ceiling
+        )
+
+
 class UnitNormDecoder(Callback):
     """Keep decoder atoms at unit norm: project out the radial gradient, renormalise after each step.
 
@@ -693,7 +723,8 @@ def train_net(
     length; a sample of the training rows (never the validation rows) is
     drawn to start ``pre_bias`` and to measure the spread behind
     ``lr="auto"``; the net is built and fitted with torch
-    seeded; the strategy unwraps it.
+    seeded; the strategy unwraps it; a JumpReLU with ``target_l0`` has its
+    thresholds scaled onto the target (:func:`reach_target_l0_`).
 
     Parameters
     ----------
@@ -720,8 +751,9 @@ def train_net(
     if checkpoint_dir is not None:
         checkpoint = open_checkpoint(checkpoint_dir, fingerprint, seed=seed)
         seed, epochs_done = checkpoint.seed, checkpoint.epochs_done
-    # The validation rows stay held out of everything the fit estimates: the pre-bias and lr="auto" come from train.
-    train, _ = rows.split(settings.validation_fraction, seed)
+    # The validation rows stay held out of what the fit estimates (the pre-bias and lr="auto" come from train) but
+    # the end of a target_l0 fit, which measures on them the L0 of rows the model was not trained on.
+    train, valid = rows.split(settings.validation_fraction, seed)
     first_epoch = train.epoch(
         settings.batch_size, seed=seed, epoch=0, shuffle=True, num_processes=strategy.num_processes
     )
@@ -745,7 +777,12 @@ def train_net(
     remaining_epochs = 0 if checkpoint is not None and checkpoint.finished else max_epochs - epochs_done
     with seeded_torch(strategy.device, seed):
         net.fit(rows, epochs=remaining_epochs)
-    return strategy.unwrap(net)
+    net = strategy.unwrap(net)
+    # After the best epoch's weights are back. The L0 asked for is that of new rows: the validation rows measure
+    # it (the fitted rows' L0 differed from new rows' by up to 10%); every process draws the same ones.
+    if spec.activation == "jumprelu" and spec.target_l0 is not None:
+        reach_target_l0_(net.module_, sample if valid is None else valid.sample(PRE_BIAS_SAMPLE_ROWS, seed), sample)
+    return net
 
 
 def fitted_net(spec: ModelSpec, settings: TrainingSettings, state_dict: dict, *, device: str, history=None) -> SAENet:

@@ -101,11 +101,12 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         set ``target_l0`` or search the weight with
         :func:`~sklearn_sae.calibration.calibrate_l1_coef`.
     target_l0 : int, default=None
-        ``"jumprelu"`` only: the mean L0 a fit aims at. The sparsity term
+        ``"jumprelu"`` only: the mean L0 a fit reaches. The sparsity term
         becomes ``2 / target_l0 * (L0_row - target_l0) ** 2`` averaged over
-        the rows, and the thresholds start where they fire ``target_l0``
-        latents a row. ``None`` penalises the L0 itself. See
-        :ref:`param-target-l0`.
+        the rows, the thresholds start where they fire ``target_l0`` latents
+        a row, and ``fit`` (each ``partial_fit`` call) ends by scaling them
+        by one factor that gives its validation rows (the call's rows) that
+        mean L0. ``None`` penalises the L0 itself. See :ref:`param-target-l0`.
     normalize : bool, default=True
         Standardise each row to zero mean and unit variance before encoding
         and undo it after decoding.
