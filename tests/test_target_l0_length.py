@@ -31,6 +31,5 @@ def test_a_default_target_l0_fit_keeps_an_epoch_after_its_warmup(fitted):
 def test_a_default_target_l0_fit_lands_near_its_target(fitted):
     sae, X_held = fitted
     l0 = (sae.transform(X_held) != 0).sum(axis=1).mean()
-    # Measured 14.5: within 25%. At l0_coef 3e-3 it lands within 10% here, but that weight killed half the
-    # latents of all the NEAR proteins (benchmarks/README.md).
-    assert abs(l0 - 12) <= 3
+    # The final threshold scale aims the validation rows at 12; new rows land near it (measured 11.9).
+    assert abs(l0 - 12) <= 1.2
