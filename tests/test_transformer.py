@@ -354,7 +354,8 @@ def test_wrong_feature_count_at_transform():
         (dict(activation="sigmoid"), "The 'activation' parameter .* must be a str among"),
         (dict(device="tpu"), "device='tpu' is not understood"),
         (dict(validation_fraction=0.99), "leaves no training rows"),
-        (dict(anneal_steps=0.0), "The 'anneal_steps' parameter .* must be an int in the range \\[1, inf\\) or a float in the range \\(0.0, 1.0\\]"),
+        (dict(anneal_steps=0.0), "The 'anneal_steps' parameter .* must be an int in the range \\[1, inf\\), a float in the range "
+                                 "\\(0.0, 1.0\\] or a str among \\{'auto'\\}"),
         (dict(anneal_steps=1.5), "The 'anneal_steps' parameter"),
     ],
 )
