@@ -137,14 +137,15 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Training rows without firing after which a latent counts as dead
         (for AuxK and ``pre_act_coef``). ``"auto"`` is ``20 * n_latents /
         k``.
-    tau_start, tau_end : float, default=1.0, 1e-8
+    tau_start, tau_end : float or "auto", default="auto", 1e-8
         ``"gumbel_topk"`` only: Gumbel temperature at the first training
         batch and from the end of the annealing on.
     anneal_steps : int, float or "auto", default="auto"
         ``"gumbel_topk"`` only: training batches over which the temperature
         falls linearly to ``tau_end``; a float in (0, 1] is a fraction of
-        the fit's batches. ``"auto"`` is ``warmup_steps`` with ``lr="auto"``
-        (and a warmup), else 0.005. A fit that ends before it warns.
+        the fit's batches. With ``lr="auto"`` (and a warmup) ``"auto"`` is
+        ``warmup_steps`` and ``tau_start="auto"`` 0.3, else 0.005 and 1. A
+        fit that ends before it warns.
     gumbel_candidates : {"positive", "all"}, default="positive"
         ``"gumbel_topk"`` only: the noisy selection picks among positive
         pre-activations, or among all latents (``topk(z_pre / tau + g)``).
@@ -298,7 +299,7 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         aux_coef="auto",
         pre_act_coef="auto",
         dead_window="auto",
-        tau_start=1.0,
+        tau_start="auto",
         tau_end=1e-8,
         anneal_steps="auto",
         gumbel_candidates="positive",

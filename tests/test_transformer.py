@@ -495,7 +495,7 @@ def test_anneal_steps_as_a_fraction_of_the_fit(structured_data, fraction, expect
 
 
 def test_a_fit_that_ends_before_annealing_warns(structured_data):
-    sae = _sae(activation="gumbel_topk", anneal_steps=100, validation_fraction=0.1)
+    sae = _sae(activation="gumbel_topk", tau_start=1.0, anneal_steps=100, validation_fraction=0.1)
     with pytest.warns(UserWarning, match=r"ran 27 training batches but anneals over 100: its temperature reached 0\.737"):
         sae.fit(structured_data)
     assert _gumbel_schedule(sae) == (100, 27, False)
