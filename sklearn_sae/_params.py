@@ -33,6 +33,7 @@ from ._warnings import warn_user
 __all__ = [
     "PARAMETER_CONSTRAINTS",
     "ANNEAL_FRACTION",
+    "WARMUP_TAU_START",
     "DEFAULT_L1_COEF",
     "ESTIMATOR_NAME",
     "MODEL_PARAMS",
@@ -42,6 +43,7 @@ __all__ = [
     "check_params",
     "resolve_n_latents",
     "resolve_k_start",
+    "resolve_gumbel_start",
     "matryoshka_prefixes",
     "prefix_sizes",
     "model_spec",
@@ -54,9 +56,16 @@ __all__ = [
 ESTIMATOR_NAME = "SparseAutoencoderTransformer"
 
 ANNEAL_FRACTION = 0.005
-"""``anneal_steps`` default: the Gumbel noise acts over the first 0.5% of the fit's batches
+"""``anneal_steps="auto"`` with an explicit ``lr``: the Gumbel noise acts over the first 0.5% of the fit's batches
 (benchmarks/bench_gumbel.py: short, early noise revives the latents that Top-K leaves dead from the
-start; a longer noisy phase drifts the latent bias down and kills them instead)."""
+start; a longer noisy phase from a temperature of 1 drifts the latent bias down and kills them instead)."""
+
+WARMUP_TAU_START = 0.3
+"""``tau_start="auto"`` with ``lr="auto"``, whose noise then lasts the learning-rate warmup (``anneal_steps="auto"``).
+At the soft-start rate of ``lr="auto"`` (5/3 of a hard start's) the 0.5% start from 1 left 2.9-3.7% of the latents
+silent on the test proteins of the design card's call (``k=64``); 5% from 1 kept them alive but raised the held-out
+FVU of all the NEAR proteins at ``k=32`` by a third; 5% from 0.3 did neither (benchmarks/README.md, "k_start for
+BatchTopK and Matryoshka, and the design card's Gumbel call")."""
 
 DEFAULT_L1_COEF = {"relu": RELU_L1_COEF, "topk": 0.0, "gumbel_topk": 0.0, "batchtopk": 0.0, "jumprelu": 0.0}
 """``l1_coef=None`` means this: ReLU needs the penalty to be sparse, Top-K does not, JumpReLU has its L0 one."""
@@ -87,9 +96,11 @@ PARAMETER_CONSTRAINTS: dict = {
     "aux_coef": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
     "pre_act_coef": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"}), None],
     "dead_window": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
-    "tau_start": [Interval(Real, 0, None, closed="neither")],
+    "tau_start": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
     "tau_end": [Interval(Real, 0, None, closed="neither")],
-    "anneal_steps": [Interval(Integral, 1, None, closed="left"), Interval(RealNotInt, 0, 1, closed="right")],
+    "anneal_steps": [
+        Interval(Integral, 1, None, closed="left"), Interval(RealNotInt, 0, 1, closed="right"), StrOptions({"auto"})
+    ],
     "gumbel_candidates": [StrOptions(set(GUMBEL_CANDIDATES))],
     "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
     "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -279,6 +290,22 @@ def resolve_k_start(params: dict, n_latents: int) -> int | None:
     return int(k_start)
 
 
+def resolve_gumbel_start(params: dict) -> tuple[float, int | float]:
+    """Gumbel-Top-K's ``tau_start`` and ``anneal_steps`` (a fraction until a fit resolves it), ``"auto"`` resolved.
+
+    With ``lr="auto"`` and a warmup, ``"auto"`` anneals from a temperature of :data:`WARMUP_TAU_START` over the
+    learning-rate warmup (``warmup_steps``), as long as Top-K's narrowing from ``k_start`` under the same soft-start
+    rate; otherwise from 1 over :data:`ANNEAL_FRACTION` of the batches.
+    """
+    over_warmup = params["lr"] == "auto" and params["warmup_steps"] != 0
+    tau_start, anneal_steps = params["tau_start"], params["anneal_steps"]
+    if tau_start == "auto":
+        tau_start = WARMUP_TAU_START if over_warmup else 1.0
+    if anneal_steps == "auto":
+        anneal_steps = params["warmup_steps"] if over_warmup else ANNEAL_FRACTION
+    return float(tau_start), (int(anneal_steps) if isinstance(anneal_steps, Integral) else float(anneal_steps))
+
+
 def model_spec(params: dict, n_features: int, n_latents: int, *, anneal_steps: int | None = None) -> ModelSpec:
     """The model ``params`` describe for rows of ``n_features`` and ``n_latents`` latents.
 
@@ -301,13 +328,13 @@ def model_spec(params: dict, n_features: int, n_latents: int, *, anneal_steps: i
     dead_window = params["dead_window"]
     dead_window = default_dead_window(expected_l0(params), n_latents) if dead_window == "auto" else int(dead_window)
     if anneal_steps is None:
-        anneal_steps = params["warmup_steps" if k_start is not None else "anneal_steps"]
+        anneal_steps = resolve_gumbel_start(params)[1] if k_start is None else params["warmup_steps"]
         anneal_steps = int(anneal_steps) if isinstance(anneal_steps, Integral) else float(anneal_steps)
     return ModelSpec(
         prefixes=matryoshka_prefixes(params, int(n_latents)),
         n_features=int(n_features), n_latents=int(n_latents), activation=activation, k=k,
         normalize=bool(params["normalize"]), tied=bool(params["tied"]), aux_k=aux_k, dead_window=dead_window,
-        tau_start=float(params["tau_start"]), tau_end=float(params["tau_end"]), anneal_steps=anneal_steps,
+        tau_start=resolve_gumbel_start(params)[0], tau_end=float(params["tau_end"]), anneal_steps=anneal_steps,
         gumbel_candidates=params["gumbel_candidates"], k_start=k_start, whiten=bool(params["whiten"]),
         target_l0=None if params["target_l0"] is None else int(params["target_l0"]),
     )

@@ -25,7 +25,6 @@ from ._device import resolve_device
 from ._distributed import DataParallel
 from ._incremental import incremental_run, start_run, train_one_pass
 from ._params import (
-    ANNEAL_FRACTION,
     MODEL_PARAMS,
     OUTPUT_PARAMS,
     PARAMETER_CONSTRAINTS,
@@ -139,13 +138,15 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Training rows without firing after which a latent counts as dead
         (for AuxK and ``pre_act_coef``). ``"auto"`` is ``20 * n_latents /
         k``.
-    tau_start, tau_end : float, default=1.0, 1e-8
+    tau_start, tau_end : float or "auto", default="auto", 1e-8
         ``"gumbel_topk"`` only: Gumbel temperature at the first training
         batch and from the end of the annealing on.
-    anneal_steps : int or float, default=0.005
+    anneal_steps : int, float or "auto", default="auto"
         ``"gumbel_topk"`` only: training batches over which the temperature
         falls linearly to ``tau_end``; a float in (0, 1] is a fraction of
-        the fit's batches. A fit that ends before it warns.
+        the fit's batches. With ``lr="auto"`` (and a warmup) ``"auto"`` is
+        ``warmup_steps`` and ``tau_start="auto"`` 0.3, else 0.005 and 1. A
+        fit that ends before it warns.
     gumbel_candidates : {"positive", "all"}, default="positive"
         ``"gumbel_topk"`` only: the noisy selection picks among positive
         pre-activations, or among all latents (``topk(z_pre / tau + g)``).
@@ -299,9 +300,9 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         aux_coef="auto",
         pre_act_coef="auto",
         dead_window="auto",
-        tau_start=1.0,
+        tau_start="auto",
         tau_end=1e-8,
-        anneal_steps=ANNEAL_FRACTION,
+        anneal_steps="auto",
         gumbel_candidates="positive",
         lr="auto",
         batch_size=256,
@@ -476,9 +477,9 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         Lower ``lr`` yourself with ``set_params(lr=...)`` between calls if you
         want it to fall; the other parameters are fixed by the first call (a
         later call warns if they were changed, and trains as before).
-        Likewise a float ``anneal_steps`` (``"gumbel_topk"``) is a fraction of
-        the first call's batches: the default 0.005 then gives a noisy phase
-        of a batch or two. Pass ``anneal_steps`` as an int, a number of
+        Likewise a float ``anneal_steps`` (``"gumbel_topk"``; ``"auto"`` is
+        ``warmup_steps`` with ``lr="auto"``, else 0.005) is a fraction of the
+        first call's batches. Pass ``anneal_steps`` as an int, a number of
         batches, to anneal over several calls; the temperature continues from
         call to call.
 

@@ -64,7 +64,7 @@ def test_gumbel_temperature_and_dead_latent_counters_carry_over():
     run_calls(sae, [make_rows(64, seed=1), make_rows(64, seed=2)])
     module = sae.net_.module_
     assert int(module.activation.n_steps) == sae.n_steps_ == 4
-    assert 0 < module.activation.tau < sae.tau_start  # still annealing, from where the first call stopped
+    assert 0 < module.activation.tau < module.activation.tau_start  # still annealing, from where the first call stopped
     # A latent that never fired has counted the rows of both calls.
     assert int(module.rows_since_fired.max()) > 64
 

@@ -354,7 +354,8 @@ def test_wrong_feature_count_at_transform():
         (dict(activation="sigmoid"), "The 'activation' parameter .* must be a str among"),
         (dict(device="tpu"), "device='tpu' is not understood"),
         (dict(validation_fraction=0.99), "leaves no training rows"),
-        (dict(anneal_steps=0.0), "The 'anneal_steps' parameter .* must be an int in the range \\[1, inf\\) or a float in the range \\(0.0, 1.0\\]"),
+        (dict(anneal_steps=0.0), "The 'anneal_steps' parameter .* must be an int in the range \\[1, inf\\), a float in the range "
+                                 "\\(0.0, 1.0\\] or a str among \\{'auto'\\}"),
         (dict(anneal_steps=1.5), "The 'anneal_steps' parameter"),
     ],
 )
@@ -494,7 +495,7 @@ def test_anneal_steps_as_a_fraction_of_the_fit(structured_data, fraction, expect
 
 
 def test_a_fit_that_ends_before_annealing_warns(structured_data):
-    sae = _sae(activation="gumbel_topk", anneal_steps=100, validation_fraction=0.1)
+    sae = _sae(activation="gumbel_topk", tau_start=1.0, anneal_steps=100, validation_fraction=0.1)
     with pytest.warns(UserWarning, match=r"ran 27 training batches but anneals over 100: its temperature reached 0\.737"):
         sae.fit(structured_data)
     assert _gumbel_schedule(sae) == (100, 27, False)
