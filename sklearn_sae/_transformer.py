@@ -100,12 +100,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         set ``target_l0`` or search the weight with
         :func:`~sklearn_sae.calibration.calibrate_l1_coef`.
     target_l0 : int, default=None
-        ``"jumprelu"`` only: the mean L0 a fit reaches. The sparsity term
-        becomes ``2 / target_l0 * (L0_row - target_l0) ** 2`` averaged over
-        the rows, the thresholds start where they fire ``target_l0`` latents
-        a row, and ``fit`` (each ``partial_fit`` call) ends by scaling them
-        by one factor that gives its validation rows (the call's rows) that
-        mean L0. ``None`` penalises the L0 itself. See :ref:`param-target-l0`.
+        ``"jumprelu"`` only: the mean L0 a fit reaches: the sparsity term is
+        ``2 / target_l0 * (L0_row - target_l0) ** 2`` (mean over rows), the
+        thresholds start at that L0, and a fit (``partial_fit`` call) ends by
+        one common threshold scale onto it on its validation rows (its rows).
+        ``None`` penalises the L0 itself. See :ref:`param-target-l0`.
     normalize : bool, default=True
         Standardise each row to zero mean and unit variance before encoding
         and undo it after decoding.
