@@ -1,5 +1,6 @@
-"""JumpReLU with ``target_l0`` ends every fit and ``partial_fit`` call on its target: the training rows' mean L0 is
-the target, whatever the balance of the quadratic pull and the reconstruction error left."""
+"""JumpReLU with ``target_l0`` ends every fit and ``partial_fit`` call on its target: the mean L0 of the fit's
+validation rows (of the call's rows) is the target, whatever the balance of the quadratic pull and the
+reconstruction error left."""
 
 import warnings
 
