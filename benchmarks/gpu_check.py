@@ -137,6 +137,11 @@ def _read_json(path: Path) -> tuple[dict | None, str | None]:
         return None, f"no figures in {path.name}: {error}"
 
 
+def _ratio(value: float) -> str:
+    """Two decimals, or two significant digits below 0.1: a small ratio (the CPU smoke run's) never prints as 0.00."""
+    return f"{value:.2f}" if abs(value) >= 0.1 else f"{value:.2g}"
+
+
 def tests_step(python: str, device: str) -> Step:
     """The CUDA-marked tests: run on a GPU; on the CPU collected, which proves they import and are selected."""
     command = [python, "-m", "pytest", "-m", "cuda", "-q", "--collect-only" if device == "cpu" else "-rs", "tests"]
@@ -194,8 +199,8 @@ def speed_step(python: str, device: str, figures: Path) -> Step:
                  f"a fit; sparsify's step in {report['sparsify_precision']}", "",
                  f"| case | rows/s | share of bf16 GEMM rate | x sparsify | {memory} |", "|---|---:|---:|---:|---:|"]
         for name, row in report["cases"].items():
-            lines.append(f"| {name} | {row['samples_per_s']:,.0f} | {row['share_of_gemm_bf16']:.2f} | "
-                         f"{row['vs_sparsify']:.2f} | {row['peak_mib']:,.1f} |")
+            lines.append(f"| {name} | {row['samples_per_s']:,.0f} | {_ratio(row['share_of_gemm_bf16'])} | "
+                         f"{_ratio(row['vs_sparsify'])} | {row['peak_mib']:,.1f} |")
         fit = report["cases"].get("fit[topk,amp]")
         if device == "cuda" and fit:
             lines += ["", f"Targets (issue 34) for fit[topk,amp]: share of the bf16 GEMM rate "

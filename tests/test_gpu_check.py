@@ -150,6 +150,21 @@ def test_the_gpu_only_parts_of_the_report(gpu_check, monkeypatch, tmp_path):
     assert step.check("") == ["sparsify_step: not importable"]
 
 
+def test_a_small_ratio_is_not_printed_as_zero(gpu_check, tmp_path):
+    """The CPU smoke run's shares of the GEMM rate are tiny but positive; its test reads them from the table."""
+    row = {"median_s": 1.0, "samples_per_s": 1008.0, "share_of_gemm": 0.001, "share_of_gemm_bf16": 0.0031,
+           "vs_sparsify": 0.05, "peak_mib": 0.0}
+    figures = {"device_name": "cpu", "torch": "2.13.0", "sparsify_precision": "fp32", "errors": {},
+               "sizes": {"batch": 128, "d": 64, "n_latents": 512, "k": 8, "rows": 512, "repeats": 1},
+               "cases": {"fit[batchtopk,amp]": row,
+                         "dense_ref": {**row, "share_of_gemm_bf16": 0.6, "vs_sparsify": 1.7}}}
+    path = tmp_path / "speed.json"
+    path.write_text(json.dumps(figures), encoding="utf-8")
+    summary = "\n".join(gpu_check.speed_step("python", "cpu", path).summary(""))
+    assert "| fit[batchtopk,amp] | 1,008 | 0.0031 | 0.05 | 0.0 |" in summary
+    assert "| dense_ref | 1,008 | 0.60 | 1.70 | 0.0 |" in summary
+
+
 def test_a_failed_or_cut_off_step_fails_the_check(gpu_check, monkeypatch, tmp_path):
     def command(code):
         return [sys.executable, "-c", code]
