@@ -163,18 +163,19 @@ def train_one_pass(net, X: np.ndarray, *, lr, normalize: bool, device: str) -> N
     """
     run = incremental_run(net)
     # A private copy: the caller's block may be read-only or change after the call.
-    X_tensor = torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True))
+    rows = InMemoryRows(torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True)))
+    # The rows that measure this call: for lr="auto" on a run's first call, and for target_l0 at its end.
+    sample = rows.sample(PRE_BIAS_SAMPLE_ROWS, run.seed)
     if lr == "auto":
         if run.auto_lr is None:
-            run.auto_lr = resolve_lr("auto", InMemoryRows(X_tensor).sample(PRE_BIAS_SAMPLE_ROWS, run.seed).numpy(),
+            run.auto_lr = resolve_lr("auto", sample.numpy(),
                                      normalize=normalize, whiten=net.module_.whiten,
                                      soft_start=starts_soft(net.module_.activation),
                                      batch_size=net.batch_size)
         lr = run.auto_lr
     run.lr = float(lr)
     with run.seeded(device):
-        net.partial_fit(InMemoryRows(X_tensor), epochs=1)
+        net.partial_fit(rows, epochs=1)
     # Each call ends on target_l0 (JumpReLU), as a fit does, measured on this call's rows.
-    calibration_rows = InMemoryRows(X_tensor).sample(PRE_BIAS_SAMPLE_ROWS, run.seed)
-    reach_target_l0_(net.module_, calibration_rows, calibration_rows)
-    run.n_samples_seen += len(X_tensor)
+    reach_target_l0_(net.module_, sample, sample)
+    run.n_samples_seen += len(rows)

@@ -327,14 +327,15 @@ def model_spec(params: dict, n_features: int, n_latents: int, *, anneal_steps: i
         aux_k = default_aux_k(k, n_latents) if params["aux_k"] == "auto" else int(params["aux_k"])
     dead_window = params["dead_window"]
     dead_window = default_dead_window(expected_l0(params), n_latents) if dead_window == "auto" else int(dead_window)
+    tau_start, gumbel_anneal_steps = resolve_gumbel_start(params)
     if anneal_steps is None:
-        anneal_steps = resolve_gumbel_start(params)[1] if k_start is None else params["warmup_steps"]
+        anneal_steps = gumbel_anneal_steps if k_start is None else params["warmup_steps"]
         anneal_steps = int(anneal_steps) if isinstance(anneal_steps, Integral) else float(anneal_steps)
     return ModelSpec(
         prefixes=matryoshka_prefixes(params, int(n_latents)),
         n_features=int(n_features), n_latents=int(n_latents), activation=activation, k=k,
         normalize=bool(params["normalize"]), tied=bool(params["tied"]), aux_k=aux_k, dead_window=dead_window,
-        tau_start=resolve_gumbel_start(params)[0], tau_end=float(params["tau_end"]), anneal_steps=anneal_steps,
+        tau_start=tau_start, tau_end=float(params["tau_end"]), anneal_steps=anneal_steps,
         gumbel_candidates=params["gumbel_candidates"], k_start=k_start, whiten=bool(params["whiten"]),
         target_l0=None if params["target_l0"] is None else int(params["target_l0"]),
     )
