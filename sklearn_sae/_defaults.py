@@ -24,6 +24,8 @@ __all__ = [
     "LR_SCALE",
     "SOFT_START_LR_SCALE",
     "REFERENCE_BATCH_SIZE",
+    "REFERENCE_N_LATENTS",
+    "MIN_RATE_N_LATENTS",
     "MIN_MEASURABLE_SPREAD",
     "MIN_TRAINING_STEPS",
     "MIN_TRAINING_EPOCHS",
@@ -78,6 +80,25 @@ smaller batch takes more steps, each on a noisier gradient: on 2,016 UniRep-1,90
 32 at the rates of batches of 256 left 72% of the latents dead (soft start) and 6.2% (hard start); lowered by
 sqrt(32 / 256) every latent stayed alive, at a held-out FVU of 0.091 and 0.098 (``benchmarks/README.md``, "Smaller
 batches"). Larger batches keep the reference rate."""
+
+REFERENCE_N_LATENTS = 1024
+"""The dictionary size ``LR_SCALE`` and ``SOFT_START_LR_SCALE`` were measured at (all the shipped proteins, 1,024
+latents). A Top-K dictionary smaller than this takes ``sqrt(REFERENCE_N_LATENTS / n_latents)`` times the rate, as
+EleutherAI's sparsify sets its Top-K default (``2e-4 / sqrt(n_latents / 2**14)``, after OpenAI's scaling of the rate
+with the dictionary's size): each latent of a small dictionary fires on more rows a batch, and at the reference rate
+the small Top-K dictionaries of ``benchmarks/bench_defaults.py`` (126-504 latents) were still improving when the
+plateau rule ended their fits. Raised, Top-K reached a lower held-out FVU on each of the seven small sets (0.6-11%
+lower, 3-5 seeds) in 2-25% fewer epochs, with at most 0.6% of the latents silent on held-out rows
+(``benchmarks/README.md``, "A faster rate for small Top-K dictionaries"). Larger dictionaries keep the reference
+rate: all the NEAR proteins, at 1,024 latents, are where a higher rate killed latents. The other activations keep it
+at every size, measured: Matryoshka BatchTopK lost up to 5.3% of its latents on the training rows of the
+2,000-protein NEAR subset (none before), Gumbel-Top-K up to 1.8% on UniRep-1,900 (none before), BatchTopK's FVU rose
+4% on the NEAR subset, and JumpReLU's ``target_l0`` missed its target by 15% on a 64-latent toy set at 1.4 times the
+rate."""
+
+MIN_RATE_N_LATENTS = 128
+"""... and no further than ``sqrt(REFERENCE_N_LATENTS / MIN_RATE_N_LATENTS)`` (2.8x): the smallest dictionary
+measured had 126 latents."""
 
 MIN_MEASURABLE_SPREAD = 1e-6
 """A spread at most this (one row, or rows that are all the same after standardisation) says nothing about the data:
@@ -186,14 +207,18 @@ def encoder_input_spread(rows: np.ndarray, *, normalize: bool) -> float:
 
 
 def default_lr(
-    n_features: int, spread: float = 1.0, *, soft_start: bool = False, batch_size: int = REFERENCE_BATCH_SIZE
+    n_features: int, spread: float = 1.0, *, soft_start: bool = False, batch_size: int = REFERENCE_BATCH_SIZE,
+    n_latents: int | None = None,
 ) -> float:
     """Peak learning rate when ``lr="auto"``: ``LR_SCALE * min(spread, 1) / sqrt(n_features)``.
 
     A soft start (``soft_start=True``: Gumbel-Top-K, or Top-K narrowing from
     ``k_start``) takes :data:`SOFT_START_LR_SCALE` instead of :data:`LR_SCALE`.
     Batches smaller than :data:`REFERENCE_BATCH_SIZE` multiply the rate by
-    ``sqrt(batch_size / REFERENCE_BATCH_SIZE)``.
+    ``sqrt(batch_size / REFERENCE_BATCH_SIZE)``. ``n_latents``, the size of a
+    Top-K dictionary (``None`` for the other activations), multiplies it by
+    ``sqrt(REFERENCE_N_LATENTS / n_latents)`` below :data:`REFERENCE_N_LATENTS`
+    (at most that of :data:`MIN_RATE_N_LATENTS` latents).
 
     Adam moves every weight by about ``lr`` a step, whatever its gradient's
     size. A unit-norm encoder row of width ``d`` then moves by about
@@ -210,7 +235,11 @@ def default_lr(
     """
     scale = SOFT_START_LR_SCALE if soft_start else LR_SCALE
     batch_factor = math.sqrt(min(batch_size, REFERENCE_BATCH_SIZE) / REFERENCE_BATCH_SIZE)
-    return scale * min(spread, 1.0) * batch_factor / math.sqrt(n_features)
+    dictionary_factor = 1.0
+    if n_latents is not None:
+        measured_latents = min(max(n_latents, MIN_RATE_N_LATENTS), REFERENCE_N_LATENTS)
+        dictionary_factor = math.sqrt(REFERENCE_N_LATENTS / measured_latents)
+    return scale * min(spread, 1.0) * batch_factor * dictionary_factor / math.sqrt(n_features)
 
 
 def default_max_epochs(batches_per_epoch: int) -> int:
@@ -234,10 +263,13 @@ def default_dead_window(k: int, n_latents: int) -> int:
     return max(1, math.ceil(DEAD_WINDOW_PER_INTERVAL * n_latents / k))
 
 
-def resolve_lr(lr, sample, *, normalize: bool, soft_start: bool, batch_size: int, whiten: bool = False) -> float:
+def resolve_lr(
+    lr, sample, *, normalize: bool, soft_start: bool, batch_size: int, n_latents: int | None, whiten: bool = False
+) -> float:
     """The peak learning rate: ``lr``, or for ``"auto"`` one scaled to the width and spread of ``sample``'s rows.
 
-    ``soft_start`` chooses the scale, and ``batch_size`` lowers it for small batches (:func:`default_lr`).
+    ``soft_start`` chooses the scale, ``batch_size`` lowers it for small batches and ``n_latents`` (a Top-K
+    dictionary's size, else ``None``) raises it for small dictionaries (:func:`default_lr`).
     Whitened rows (``whiten=True``) have spread 1 by construction.
 
     A sample with no measurable spread (one row, or identical rows) would
@@ -249,10 +281,10 @@ def resolve_lr(lr, sample, *, normalize: bool, soft_start: bool, batch_size: int
     sample = np.asarray(sample)
     n_rows, n_features = sample.shape
     if whiten:
-        return default_lr(n_features, 1.0, soft_start=soft_start, batch_size=batch_size)
+        return default_lr(n_features, 1.0, soft_start=soft_start, batch_size=batch_size, n_latents=n_latents)
     measured = encoder_input_spread(sample, normalize=normalize) if n_rows >= 2 else 0.0
     spread = measured if measured > MIN_MEASURABLE_SPREAD else 1.0
-    rate = default_lr(n_features, spread, soft_start=soft_start, batch_size=batch_size)
+    rate = default_lr(n_features, spread, soft_start=soft_start, batch_size=batch_size, n_latents=n_latents)
     if spread != measured:
         warn_user(
             f"lr='auto' scales the learning rate to the spread of the rows, and "

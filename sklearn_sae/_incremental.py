@@ -31,6 +31,7 @@ from ._training import (
     SingleProcess,
     WarmupCosine,
     build_net,
+    rate_dictionary_size,
     reach_target_l0_,
     seeded_torch,
     start_from_sample,
@@ -171,7 +172,9 @@ def train_one_pass(net, X: np.ndarray, *, lr, normalize: bool, device: str) -> N
             run.auto_lr = resolve_lr("auto", sample.numpy(),
                                      normalize=normalize, whiten=net.module_.whiten,
                                      soft_start=starts_soft(net.module_.activation),
-                                     batch_size=net.batch_size)
+                                     batch_size=net.batch_size,
+                                     n_latents=rate_dictionary_size(net.module_.activation, net.module_.n_latents,
+                                                                    net.module_.prefixes))
         lr = run.auto_lr
     run.lr = float(lr)
     with run.seeded(device):

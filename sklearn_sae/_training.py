@@ -24,7 +24,7 @@ from skorch.dataset import unpack_data
 from skorch.utils import noop
 from torch import nn
 
-from ._activations import JumpReLU, TopKSelection, code_activity, firing_ceiling, starts_soft
+from ._activations import GumbelTopK, JumpReLU, TopK, TopKSelection, code_activity, firing_ceiling, starts_soft
 from ._checkpoint import open_checkpoint
 from ._defaults import AUTO_DECAY_FRACTION, resolve_lr, resolve_max_epochs, resolve_steps
 from ._model import ModelSpec, SAEOutput, SparseAutoencoder, auxk_loss, l1_penalty, nmse_loss
@@ -44,6 +44,7 @@ __all__ = [
     "SingleProcess",
     "build_net",
     "train_net",
+    "rate_dictionary_size",
     "fitted_net",
     "seeded_torch",
     "release_training_state",
@@ -703,6 +704,13 @@ def build_net(
     )
 
 
+def rate_dictionary_size(activation: nn.Module, n_latents: int, prefixes: tuple) -> int | None:
+    """The dictionary size ``lr="auto"`` scales the rate to: ``n_latents`` for Top-K trained on one reconstruction,
+    else ``None``, the reference rate (:data:`~sklearn_sae._defaults.REFERENCE_N_LATENTS` says why)."""
+    plain_top_k = isinstance(activation, TopK) and not isinstance(activation, GumbelTopK)
+    return n_latents if plain_top_k and not prefixes else None
+
+
 def train_net(
     spec: ModelSpec,
     rows,
@@ -763,10 +771,11 @@ def train_net(
     total_steps = steps_per_epoch * max_epochs
     sample = train.sample(start_sample_rows(spec), seed)
     strategy.check_same_rows(rows, sample)
-    soft_start = starts_soft(spec.over_steps(total_steps).module_kwargs()["activation"])
+    activation = spec.over_steps(total_steps).module_kwargs()["activation"]
     lr = resolve_lr(
         settings.lr, sample[:PRE_BIAS_SAMPLE_ROWS].numpy(), normalize=spec.normalize, whiten=spec.whiten,
-        soft_start=soft_start, batch_size=settings.batch_size,
+        soft_start=starts_soft(activation), batch_size=settings.batch_size,
+        n_latents=rate_dictionary_size(activation, spec.n_latents, spec.prefixes),
     )
     net = build_net(
         spec, settings, lr=lr, seed=seed,

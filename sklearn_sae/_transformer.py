@@ -150,11 +150,11 @@ class SparseAutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerM
         ``"gumbel_topk"`` only: the noisy selection picks among positive
         pre-activations, or among all latents (``topk(z_pre / tau + g)``).
     lr : float or "auto", default="auto"
-        Peak learning rate of Adam. ``"auto"`` is ``0.12 * min(spread, 1) /
-        sqrt(n_features)`` (0.2 with a soft start: ``"gumbel_topk"``, or
-        ``"topk"`` narrowing from ``k_start``), times ``sqrt(batch_size /
-        256)`` for smaller batches, with ``spread`` measured on the training
-        rows. The rate used is ``lr_``. See :ref:`param-lr`.
+        Peak learning rate of Adam. ``"auto"``: ``0.12 * min(spread, 1) /
+        sqrt(n_features)`` (0.2 for ``"gumbel_topk"`` and a ``k_start``),
+        ``spread`` measured on the training rows, times ``sqrt(batch_size /
+        256)`` for smaller batches and ``sqrt(1024 / n_latents)`` (<= 2.8) for
+        Top-K below 1,024 latents; used: ``lr_``. See :ref:`param-lr`.
     batch_size : int, default=256
         Rows per training batch.
     max_epochs : int or "auto", default="auto"

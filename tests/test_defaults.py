@@ -16,7 +16,9 @@ from sklearn_sae._defaults import (
     MIN_FIRINGS_PER_LATENT,
     MIN_TRAINING_EPOCHS,
     MIN_TRAINING_STEPS,
+    MIN_RATE_N_LATENTS,
     REFERENCE_BATCH_SIZE,
+    REFERENCE_N_LATENTS,
     SOFT_START_LR_SCALE,
     default_aux_k,
     default_dead_window,
@@ -87,7 +89,8 @@ def test_default_lr_falls_as_one_over_the_square_root_of_the_width(n_features):
 
 def test_a_soft_start_resolves_five_thirds_of_the_hard_top_k_rate_on_the_same_rows():
     X = np.random.default_rng(0).normal(size=(200, 16)).astype(np.float32) + 1.0
-    params = dict(n_latents=32, k=4, batch_size=20, max_epochs=20, device="cpu", random_state=0)
+    # 1,024 latents: the reference size, where plain Top-K's rate is not raised for a small dictionary
+    params = dict(n_latents=1024, k=4, batch_size=20, max_epochs=20, device="cpu", random_state=0)
     hard = SparseAutoencoderTransformer(k_start=None, **params).fit(X)
     assert not hard.net_.module_.activation.has_schedule
     for soft_params in (dict(activation="gumbel_topk"), dict(k_start="auto"), dict(k_start=8)):
@@ -111,6 +114,35 @@ def test_a_top_k_fit_too_short_to_narrow_keeps_the_hard_rate():
 def test_default_lr_falls_as_the_square_root_of_a_batch_below_the_reference(batch_size, factor):
     assert REFERENCE_BATCH_SIZE == 256
     assert default_lr(256, 0.5, batch_size=batch_size) == pytest.approx(factor * default_lr(256, 0.5), rel=1e-12)
+
+
+@pytest.mark.parametrize("n_latents, factor", [
+    (4096, 1.0), (1024, 1.0), (256, 2.0), (504, math.sqrt(1024 / 504)), (128, math.sqrt(8)), (16, math.sqrt(8)),
+])
+def test_default_lr_rises_as_the_square_root_of_a_dictionary_below_the_reference(n_latents, factor):
+    assert (REFERENCE_N_LATENTS, MIN_RATE_N_LATENTS) == (1024, 128)
+    rate = default_lr(256, 0.5, n_latents=n_latents)
+    assert rate == pytest.approx(factor * default_lr(256, 0.5), rel=1e-12)
+    assert default_lr(256, 0.5, batch_size=64, n_latents=n_latents) == pytest.approx(rate / 2, rel=1e-12)
+
+
+@pytest.mark.parametrize("params, factor", [
+    (dict(activation="topk", k_start=None), 2.0),
+    (dict(activation="topk", k_start=16), 2.0),
+    (dict(activation="topk", matryoshka=[0.25, 0.5]), 1.0),
+    (dict(activation="gumbel_topk"), 1.0),
+    (dict(activation="batchtopk"), 1.0),
+    (dict(activation="jumprelu"), 1.0),
+    (dict(activation="relu"), 1.0),
+])
+def test_fit_and_partial_fit_raise_the_rate_of_a_small_top_k_dictionary_only(params, factor):
+    X = np.random.default_rng(0).normal(size=(300, 64)).astype(np.float32) + 1.0
+    params = dict(**params, k=4, max_epochs=1, device="cpu", random_state=0)
+    for method in ("fit", "partial_fit"):
+        small = getattr(SparseAutoencoderTransformer(n_latents=256, **params), method)(X).lr_
+        large = getattr(SparseAutoencoderTransformer(n_latents=2048, **params), method)(X).lr_
+        # sqrt(1024 / 256) for plain Top-K; 2048 latents, and every other activation, keep the reference rate
+        assert small == pytest.approx(factor * large, rel=1e-9), (params, method)
 
 
 def test_fit_and_partial_fit_resolve_the_rate_of_their_batch_size():
@@ -382,7 +414,7 @@ def test_lr_auto_on_rows_that_do_not_vary_assumes_spread_one_and_warns():
     assert warning.filename == __file__  # it points at fit's caller
     assert "these 36 rows have none" in str(warning.message)  # the 36 training rows: the 4 held out are not measured
     # a spread of 0 would have given lr=0: a model that never trains
-    assert sae.net_.lr == pytest.approx(default_lr(8, 1.0))
+    assert sae.net_.lr == pytest.approx(default_lr(8, 1.0, n_latents=16))
 
 
 def test_lr_auto_of_rows_that_vary_does_not_warn_about_them():
@@ -392,7 +424,7 @@ def test_lr_auto_of_rows_that_vary_does_not_warn_about_them():
         sae = SparseAutoencoderTransformer(n_latents=16, k=2, max_epochs=1, validation_fraction=0.0, device="cpu",
                                            random_state=0).fit(X)  # every row trains, so every row is measured
     assert not [warning for warning in record if "have none (spread" in str(warning.message)]
-    assert sae.net_.lr == pytest.approx(default_lr(8, encoder_input_spread(X, normalize=True)))
+    assert sae.net_.lr == pytest.approx(default_lr(8, encoder_input_spread(X, normalize=True), n_latents=16))
 
 
 class _NotTrained(SAENet):
@@ -438,7 +470,7 @@ def test_a_data_parallel_net_resolves_auto_values_from_its_own_steps_and_the_sha
         train_rows, _ = rows.split(0.1, seed)  # the held-out rows are not measured
         sample = train_rows.sample(PRE_BIAS_SAMPLE_ROWS, seed).numpy()
         # the default Top-K narrows from k_start; the default batch of 256 keeps the reference rate
-        return resolve_lr("auto", sample, normalize=True, soft_start=True, batch_size=256)
+        return resolve_lr("auto", sample, normalize=True, soft_start=True, batch_size=256, n_latents=24)
 
     assert net.lr == auto_lr(7)
     assert net.lr != auto_lr(123)
@@ -497,9 +529,10 @@ def test_a_default_fit_resolves_its_auto_settings_from_the_data(wide_default_fit
     # fewer than 4,096 training rows: all of them are the sample (the held-out rows are not measured)
     spread = encoder_input_spread(wide_set[train_rows.indices], normalize=True)
     assert 0 < spread < 1
-    # Top-K narrows from k_start=128 over the 5% warmup (150 batches), a soft start: the rate's scale is 0.2.
+    # Top-K narrows from k_start=128 over the 5% warmup (150 batches), a soft start: the rate's scale is 0.2,
+    # raised for a top-k dictionary of 135 latents by sqrt(1024 / 135).
     assert (sae.net_.module_.activation.k_start, sae.net_.module_.activation.anneal_steps) == (128, 150)
-    assert sae.lr_ == sae.net_.lr == pytest.approx(0.2 * spread / math.sqrt(512), rel=1e-6)
+    assert sae.lr_ == sae.net_.lr == pytest.approx(0.2 * spread * math.sqrt(1024 / 135) / math.sqrt(512), rel=1e-6)
     assert sae.net_.module_.aux_k == min(8 * 32, 135) and sae.net_.module_.dead_window == math.ceil(20 * 135 / 32)
 
 

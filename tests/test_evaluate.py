@@ -420,10 +420,10 @@ def test_grid_search_with_the_scorer_and_multi_metric_refit():
     probe_scores, ev_scores = multi.cv_results_["mean_test_probe"], multi.cv_results_["mean_test_ev"]
     # The single-metric search scored with the probe (same folds, same deterministic fits), not with score().
     np.testing.assert_allclose(search.cv_results_["mean_test_score"], probe_scores, rtol=1e-12)
-    # Explained variance only grows with k; the probe prefers sparser codes here: the metrics disagree, so the
-    # refit shows which one chose.
-    assert ev_scores.argmax() == 2 and probe_scores.argmax() != 2
-    assert np.ptp(probe_scores) > 0.02  # the probe tells the candidates apart (0.345, 0.304, 0.315)
+    # The two metrics prefer different k here (after two epochs explained variance 0.56, 0.72, 0.71 and the probe
+    # 0.36, 0.34, 0.44), so the refit shows which one chose.
+    assert ev_scores.argmax() != probe_scores.argmax()
+    assert np.ptp(probe_scores) > 0.02  # the probe tells the candidates apart
     assert search.best_params_ == multi.best_params_ == {"k": grid["k"][probe_scores.argmax()]}
     assert multi.best_estimator_.k == multi.best_params_["k"]
 

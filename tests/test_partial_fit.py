@@ -101,7 +101,7 @@ def test_learning_rate_set_between_calls_takes_effect():
 def test_lr_auto_is_resolved_once_on_the_first_calls_rows():
     first, second = make_rows(64, seed=1), make_rows(64, seed=2, shift=5.0)
     sae = run_calls(make_sae(warmup_steps=0), [first, second])
-    auto = default_lr(N_FEATURES, encoder_input_spread(first, normalize=True), batch_size=32)
+    auto = default_lr(N_FEATURES, encoder_input_spread(first, normalize=True), batch_size=32, n_latents=24)
     np.testing.assert_allclose(batch_lrs(sae), [auto] * 4)
     assert sae.lr_ == pytest.approx(auto)
     assert sae.set_params(lr=1e-3).partial_fit(second).lr_ == 1e-3
@@ -111,7 +111,8 @@ def test_lr_auto_comes_back_after_a_numeric_lr_between_calls():
     sae = make_sae(warmup_steps=0).partial_fit(make_rows(64, seed=1))
     sae.set_params(lr=1e-3).partial_fit(make_rows(64, seed=2))
     sae.set_params(lr="auto").partial_fit(make_rows(64, seed=3))
-    auto = default_lr(N_FEATURES, encoder_input_spread(make_rows(64, seed=1), normalize=True), batch_size=32)
+    auto = default_lr(N_FEATURES, encoder_input_spread(make_rows(64, seed=1), normalize=True), batch_size=32,
+                      n_latents=24)
     np.testing.assert_allclose(batch_lrs(sae), [auto, auto, 1e-3, 1e-3, auto, auto])
 
 
@@ -122,7 +123,7 @@ def test_lr_auto_on_a_first_call_of_one_row_assumes_spread_one_and_warns():
     assert record[0].filename == __file__  # it points at partial_fit's caller
     sae.partial_fit(make_rows(64, seed=1))
     # a spread of 0 would have given lr=0 for the whole run
-    np.testing.assert_allclose(batch_lrs(sae), [default_lr(N_FEATURES, 1.0, batch_size=32)] * 3)
+    np.testing.assert_allclose(batch_lrs(sae), [default_lr(N_FEATURES, 1.0, batch_size=32, n_latents=24)] * 3)
 
 
 def test_fractional_warmup_is_a_fraction_of_the_first_calls_batches():
