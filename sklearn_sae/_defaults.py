@@ -92,7 +92,7 @@ lower, 3-5 seeds) in 2-25% fewer epochs, with at most 0.6% of the latents silent
 (``benchmarks/README.md``, "A faster rate for small Top-K dictionaries"). Larger dictionaries keep the reference
 rate: all the NEAR proteins, at 1,024 latents, are where a higher rate killed latents. The other activations keep it
 at every size, measured: Matryoshka BatchTopK lost up to 5.3% of its latents on the training rows of the
-2,000-protein NEAR subset (none before), Gumbel-Top-K up to 1.8% on UniRep-1,900 (none before), BatchTopK's FVU rose
+2,000-protein NEAR subset (0.4% before), Gumbel-Top-K up to 1.8% on UniRep-1,900 (none before), BatchTopK's FVU rose
 4% on the NEAR subset, and JumpReLU's ``target_l0`` missed its target by 15% on a 64-latent toy set at 1.4 times the
 rate."""
 
