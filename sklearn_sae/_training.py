@@ -24,7 +24,7 @@ from skorch.dataset import unpack_data
 from skorch.utils import noop
 from torch import nn
 
-from ._activations import GumbelTopK, JumpReLU, TopK, TopKSelection, code_activity, firing_ceiling, starts_soft
+from ._activations import JumpReLU, TopK, TopKSelection, code_activity, firing_ceiling, starts_soft
 from ._checkpoint import open_checkpoint
 from ._defaults import AUTO_DECAY_FRACTION, resolve_lr, resolve_max_epochs, resolve_steps
 from ._model import ModelSpec, SAEOutput, SparseAutoencoder, auxk_loss, l1_penalty, nmse_loss
@@ -707,8 +707,7 @@ def build_net(
 def rate_dictionary_size(activation: nn.Module, n_latents: int, prefixes: tuple) -> int | None:
     """The dictionary size ``lr="auto"`` scales the rate to: ``n_latents`` for Top-K trained on one reconstruction,
     else ``None``, the reference rate (:data:`~sklearn_sae._defaults.REFERENCE_N_LATENTS` says why)."""
-    plain_top_k = isinstance(activation, TopK) and not isinstance(activation, GumbelTopK)
-    return n_latents if plain_top_k and not prefixes else None
+    return n_latents if type(activation) is TopK and not prefixes else None  # GumbelTopK is a TopK too
 
 
 def train_net(
